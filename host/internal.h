@@ -1,0 +1,97 @@
+/*
+ * internal.h - what the host-side files of libmcgq share.  Not installed.
+ *
+ * Naming: public entry points are mcgqCamelCase (mcgq.h); internal functions
+ * are mcgq_snake_case and live in the file named after their concern.
+ */
+#ifndef MCGQ_INTERNAL_H_
+#define MCGQ_INTERNAL_H_
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "mcgq.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ errors.c
+ * mcgq_fail records a formatted detail in this thread's last-error buffer
+ * and returns `status`, so validation reads as
+ *   if (!g) return mcgq_fail(mcgqInvalidArgument, "%s: g is NULL", fn);
+ * mcgq_clear_error marks the thread's last call as successful. */
+mcgqResult_t mcgq_fail(mcgqResult_t status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void mcgq_clear_error(void);
+/* Formats into a caller buffer (a communicator's own detail). */
+void mcgq_format_detail(char *buf, size_t size, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Check macros in the spirit of NCCL's: propagate a failed status. */
+#define MCGQ_CHECK(call)                 \
+  do {                                   \
+    mcgqResult_t mcgq_check_ = (call);   \
+    if (mcgq_check_ != mcgqSuccess) return mcgq_check_; \
+  } while (0)
+#define MCGQ_CHECK_GOTO(call, res, label) \
+  do {                                    \
+    (res) = (call);                       \
+    if ((res) != mcgqSuccess) goto label; \
+  } while (0)
+
+/* ------------------------------------------------------------ validate.c
+ * Argument checks shared by the entry points; each records a detail
+ * prefixed with `fn`. */
+int mcgq_ranges_overlap(const void *a, size_t a_bytes, const void *b,
+                        size_t b_bytes);
+mcgqResult_t mcgq_check_config(const char *fn, const mcgqLayerConfig_t *cfg);
+/* Validates one descriptor (struct_size, n, pointers vs modes, config) and
+ * resolves its N.  Does not read the data. */
+mcgqResult_t mcgq_check_desc(const char *fn, const mcgqLayerDesc_t *d,
+                             int index, uint64_t *samples);
+/* i-th descriptor of a caller array walked with the caller's struct_size. */
+const mcgqLayerDesc_t *mcgq_desc_at(const mcgqLayerDesc_t *layers, int i);
+
+/* ------------------------------------------------------------ fpenv.c
+ * Pins the FP state the reference needs (round to nearest, no FTZ/DAZ) and
+ * restores the caller's afterwards. */
+typedef struct { unsigned int saved; int valid; } mcgq_fpenv_t;
+void mcgq_fpenv_enter(mcgq_fpenv_t *env);
+void mcgq_fpenv_leave(const mcgq_fpenv_t *env);
+
+/* ------------------------------------------------------------ quantize.c
+ * The reference quantizer of DESIGN.md section 2 on an already validated
+ * layer (N resolved, 1 <= N <= MCGQ_MAX_SAMPLES, n >= 1).  Checks
+ * finiteness first and writes nothing on mcgqNonFinite / mcgqRangeError.
+ * On success fills g_int and stats->{n, samples, scale, nonzeros}. */
+mcgqResult_t mcgq_quantize_ref(const float *g, uint64_t n, uint64_t N,
+                               uint32_t u, int damped, int32_t *g_int,
+                               mcgqLayerStats_t *stats);
+/* Max |g_k| and a non-finite flag (1 when some value is NaN/Inf). */
+float mcgq_max_abs(const float *g, uint64_t n, int *nonfinite);
+/* q_k = rne(|g_k| / m * 2^24) as DESIGN.md 2.2 (m > 0, finite). */
+uint32_t mcgq_fixed_point(float g, float m);
+
+/* ------------------------------------------------------------ wasserstein.c */
+double mcgq_w1_ref(const float *g, const int32_t *g_int, uint64_t n);
+
+/* ------------------------------------------------------------ bitstream.c
+ * The paper's bitstream (section 3.4). */
+uint32_t mcgq_bitlen64(uint64_t x);                    /* 64 - clz, bitlen(0)=0 */
+/* B_g, B_RLE and the paper stream's bit length (64-bit header included). */
+void mcgq_rle_measure(const int32_t *g_int, uint64_t n, uint32_t *bits_value,
+                      uint32_t *bits_run, uint64_t *stream_bits);
+
+/* ------------------------------------------------------------ crc32c.c */
+uint32_t mcgq_crc32c(uint32_t crc, const void *data, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MCGQ_INTERNAL_H_ */
