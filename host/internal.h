@@ -78,6 +78,16 @@ float mcgq_max_abs(const float *g, uint64_t n, int *nonfinite);
 /* q_k = rne(|g_k| / m * 2^24) as DESIGN.md 2.2 (m > 0, finite). */
 uint32_t mcgq_fixed_point(float g, float m);
 
+/* ------------------------------------------------------------ accumulate.c
+ * Accumulation modes (DESIGN.md section 2).  mcgq_accum_add: ag = accum + g
+ * (one fp32 add per element; accum NULL: ag = g).  mcgq_accum_commit applies
+ * the mode's update after a successful quantize of ag:
+ *   RESET:    accum[k] = g_int[k] != 0 ? 0 : ag[k]
+ *   RESIDUAL: accum[k] = fmaf(-scale, (float)g_int[k], ag[k])  */
+void mcgq_accum_add(const float *g, const float *accum, uint64_t n, float *ag);
+void mcgq_accum_commit(int32_t mode, float *accum, const float *ag,
+                       const int32_t *g_int, float scale, uint64_t n);
+
 /* ------------------------------------------------------------ wasserstein.c */
 double mcgq_w1_ref(const float *g, const int32_t *g_int, uint64_t n);
 

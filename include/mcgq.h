@@ -165,7 +165,9 @@ typedef struct {
   uint64_t stream_bits;  /* bits of the paper's bitstream (64-bit header incl.) */
   uint64_t wire_bytes;   /* bytes this layer takes in the container */
   uint64_t nonzeros;     /* elements with g_int != 0 */
-  double w1;             /* exact W1 of DESIGN.md Alg 3 (computed always) */
+  double w1;             /* exact W1 of DESIGN.md Alg 3; computed by
+                            mcgqQuantizeHost and for dynamic-K layers,
+                            -1 where it was not computed */
   uint32_t flags;        /* MCGQ_LAYER_FLAG_* */
   uint32_t reserved;
 } mcgqLayerStats_t;
