@@ -98,6 +98,25 @@ uint32_t mcgq_bitlen64(uint64_t x);                    /* 64 - clz, bitlen(0)=0 
 void mcgq_rle_measure(const int32_t *g_int, uint64_t n, uint32_t *bits_value,
                       uint32_t *bits_run, uint64_t *stream_bits);
 
+/* ------------------------------------------------------------ encode.c
+ * Two-phase host encode, so the exchange can agree on finiteness across
+ * ranks before any accumulator or K state changes (DESIGN.md section 5):
+ *   prepare: validates, computes every layer into private scratch (ag,
+ *            g_int, new K state), writes the message; changes nothing of
+ *            the caller's.  On failure nothing is allocated in *enc.
+ *   commit:  applies the accumulator and K-state updates of a prepared encode.
+ *   release: frees the scratch (NULL is fine).
+ * mcgqEncodeHost is prepare + commit + release. */
+typedef struct mcgq_host_encode mcgq_host_encode_t;
+mcgqResult_t mcgq_host_encode_prepare(const char *fn,
+                                      const mcgqLayerDesc_t *layers, int count,
+                                      void *out, size_t out_capacity,
+                                      size_t *out_bytes,
+                                      mcgqLayerStats_t *stats,
+                                      mcgq_host_encode_t **enc);
+void mcgq_host_encode_commit(mcgq_host_encode_t *enc);
+void mcgq_host_encode_release(mcgq_host_encode_t *enc);
+
 /* ------------------------------------------------------------ crc32c.c */
 uint32_t mcgq_crc32c(uint32_t crc, const void *data, size_t bytes);
 
