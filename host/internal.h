@@ -51,6 +51,10 @@ void mcgq_format_detail(char *buf, size_t size, const char *fmt, ...)
 int mcgq_ranges_overlap(const void *a, size_t a_bytes, const void *b,
                         size_t b_bytes);
 mcgqResult_t mcgq_check_config(const char *fn, const mcgqLayerConfig_t *cfg);
+/* N of a layer: `samples` when nonzero, else ceil((double)n * k); checks n,
+ * k and N against the limits of mcgq.h. */
+mcgqResult_t mcgq_resolve_samples(const char *fn, uint64_t n, double k,
+                                  uint64_t samples, uint64_t *N);
 /* Validates one descriptor (struct_size, n, pointers vs modes, config) and
  * resolves its N.  Does not read the data. */
 mcgqResult_t mcgq_check_desc(const char *fn, const mcgqLayerDesc_t *d,
@@ -88,7 +92,10 @@ void mcgq_accum_add(const float *g, const float *accum, uint64_t n, float *ag);
 void mcgq_accum_commit(int32_t mode, float *accum, const float *ag,
                        const int32_t *g_int, float scale, uint64_t n);
 
-/* ------------------------------------------------------------ wasserstein.c */
+/* ------------------------------------------------------------ wasserstein.c
+ * Exact W1 of DESIGN.md Alg 3 (N = sum |g_int|, m and q of g).  Sorting needs
+ * O(n) host scratch: returns -1.0 when it cannot be allocated (callers map
+ * that to mcgqOutOfMemory).  g finite; g_int not all zero unless g is. */
 double mcgq_w1_ref(const float *g, const int32_t *g_int, uint64_t n);
 
 /* ------------------------------------------------------------ bitstream.c
