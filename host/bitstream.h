@@ -1,0 +1,60 @@
+/*
+ * bitstream.h - coders of one layer's values (bitstream.c), shared by the
+ * container encoder (encode.c) and decoder (decode.c).  Not installed.
+ *
+ * Writers trust their caller (sizes measured and capacity checked before);
+ * readers treat their input as hostile and accept only canonical streams
+ * (docs/FORMAT.md section 1), naming the defect in the error detail.
+ */
+#ifndef MCGQ_BITSTREAM_H_
+#define MCGQ_BITSTREAM_H_
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "internal.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a reader found in a valid stream. */
+typedef struct {
+  uint32_t bits_value;  /* B_g */
+  uint32_t bits_run;    /* B_RLE (0 for fixed width) */
+  uint64_t bit_length;  /* bits up to the last token (RLE: header incl.) */
+  uint64_t abs_sum;     /* sum of |g_int| */
+  uint64_t nonzeros;
+} mcgq_decoded_t;
+
+/* Paper stream of g_int[0..n) with the B_g/B_RLE of mcgq_rle_measure:
+ * writes ceil(stream_bits/8) bytes at out.  index, when not NULL, receives
+ * the chunk index of docs/FORMAT.md 2 (mcgq_index_entries(RLE, n) entries:
+ * u64 bit offsets, then u32 run offsets, little-endian, padding not
+ * written). */
+void mcgq_rle_write(const int32_t *g_int, uint64_t n, uint32_t bits_value,
+                    uint32_t bits_run, uint8_t *out, uint8_t *index);
+
+/* Fixed width: n values of bits_value bits, two's complement, MSB-first,
+ * zero-padded to a whole byte (ceil(n*bits_value/8) bytes). */
+void mcgq_fixed_write(const int32_t *g_int, uint64_t n, uint32_t bits_value,
+                      uint8_t *out);
+
+/* Canonical decode of a paper stream of exactly n elements occupying exactly
+ * in_bytes bytes.  index, when not NULL, is a chunk index that must equal
+ * the one the encoder would write.  `who` prefixes the error detail
+ * ("mcgqDecodeHost: layer 3").  g_int may hold partial output on failure. */
+mcgqResult_t mcgq_rle_read(const char *who, const uint8_t *in, size_t in_bytes,
+                           uint64_t n, const uint8_t *index, int32_t *g_int,
+                           mcgq_decoded_t *info);
+
+/* Canonical decode of n fixed-width values of bits_value bits from
+ * in_bytes = ceil(n*bits_value/8) bytes (the caller checks that size). */
+mcgqResult_t mcgq_fixed_read(const char *who, const uint8_t *in,
+                             size_t in_bytes, uint64_t n, uint32_t bits_value,
+                             int32_t *g_int, mcgq_decoded_t *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MCGQ_BITSTREAM_H_ */

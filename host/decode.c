@@ -1,0 +1,558 @@
+/* decode.c - the host decoder of the wire container (docs/FORMAT.md):
+ * inspection, integers, dequantized floats, and decode-and-average of P
+ * messages in rank order (DESIGN.md 2, averaging).
+ *
+ * Every input byte is hostile.  The header and the whole directory are
+ * validated (and CRCs checked when present) before any payload is decoded;
+ * every offset is checked against the message size before it is used; the
+ * only allocation is scratch of the caller's own n (never a header's claim);
+ * time is linear in the message size plus n. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitstream.h"
+#include "format.h"
+#include "internal.h"
+
+typedef struct {
+  const uint8_t *msg;
+  size_t bytes;
+  uint32_t flags, layer_count;
+  uint64_t total_n;
+} msg_header_t;
+
+typedef struct {
+  uint64_t n, n_coded, samples, bit_length, byte_offset, region_bytes;
+  float scale;
+  uint32_t crc, encoding, bits_value, bits_run, flags;
+} dir_entry_t;
+
+/* -------------------------------------------------------------- header */
+
+static mcgqResult_t parse_header(const char *who, const uint8_t *in,
+                                 size_t in_bytes, msg_header_t *h) {
+  if (in_bytes >= 4 && (in[0] != MCGQ_MAGIC0 || in[1] != MCGQ_MAGIC1 ||
+                        in[2] != MCGQ_MAGIC2 || in[3] != MCGQ_MAGIC3))
+    return mcgq_fail(mcgqCorruptStream,
+                     "%s: bad magic %02x %02x %02x %02x (expected 'MCGQ')", who,
+                     in[0], in[1], in[2], in[3]);
+  if (in_bytes < MCGQ_HEADER_BYTES)
+    return mcgq_fail(mcgqCorruptStream,
+                     "%s: message of %zu bytes is shorter than the 32-byte header",
+                     who, in_bytes);
+  uint32_t version = mcgq_load_le16(in + MCGQ_HDR_VERSION);
+  if (version != MCGQ_FORMAT_VERSION)
+    return mcgq_fail(mcgqUnsupportedVersion,
+                     "%s: format version %u, this library reads version %u", who,
+                     version, (unsigned)MCGQ_FORMAT_VERSION);
+  h->msg = in;
+  h->bytes = in_bytes;
+  h->flags = mcgq_load_le16(in + MCGQ_HDR_FLAGS);
+  h->layer_count = mcgq_load_le32(in + MCGQ_HDR_LAYER_COUNT);
+  h->total_n = mcgq_load_le64(in + MCGQ_HDR_TOTAL_N);
+  uint64_t total_bytes = mcgq_load_le64(in + MCGQ_HDR_TOTAL_BYTES);
+  if (h->flags & ~MCGQ_HDR_FLAG_CRC32C)
+    return mcgq_fail(mcgqCorruptStream, "%s: unknown header flags 0x%04x", who,
+                     h->flags);
+  if (h->layer_count == 0 || h->layer_count > (uint32_t)MCGQ_MAX_LAYERS)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer_count = %u is not in [1, 2^31)",
+                     who, h->layer_count);
+  if (mcgq_load_le32(in + MCGQ_HDR_RESERVED) != 0)
+    return mcgq_fail(mcgqCorruptStream, "%s: reserved header field is not 0", who);
+  if (total_bytes != (uint64_t)in_bytes)
+    return mcgq_fail(mcgqCorruptStream,
+                     "%s: header total_bytes = %" PRIu64 " but the message has "
+                     "%zu bytes (truncated or padded)", who, total_bytes, in_bytes);
+  if (mcgq_regions_start(h->layer_count) > (uint64_t)in_bytes)
+    return mcgq_fail(mcgqCorruptStream,
+                     "%s: the directory of %u layers does not fit in %zu bytes",
+                     who, h->layer_count, in_bytes);
+  return mcgqSuccess;
+}
+
+/* ----------------------------------------------------------- directory */
+
+static void load_entry(const msg_header_t *h, uint32_t i, dir_entry_t *e,
+                       uint32_t *reserved) {
+  const uint8_t *p = h->msg + MCGQ_HEADER_BYTES + (uint64_t)i * MCGQ_DIR_BYTES;
+  e->n = mcgq_load_le64(p + MCGQ_DIR_N);
+  e->n_coded = mcgq_load_le64(p + MCGQ_DIR_N_CODED);
+  e->samples = mcgq_load_le64(p + MCGQ_DIR_SAMPLES);
+  e->bit_length = mcgq_load_le64(p + MCGQ_DIR_BIT_LENGTH);
+  e->byte_offset = mcgq_load_le64(p + MCGQ_DIR_BYTE_OFFSET);
+  uint32_t scale_bits = mcgq_load_le32(p + MCGQ_DIR_SCALE);
+  memcpy(&e->scale, &scale_bits, sizeof e->scale);
+  e->crc = mcgq_load_le32(p + MCGQ_DIR_CRC32C);
+  e->encoding = p[MCGQ_DIR_ENCODING];
+  e->bits_value = p[MCGQ_DIR_BITS_VALUE];
+  e->bits_run = p[MCGQ_DIR_BITS_RUN];
+  e->flags = mcgq_load_le16(p + MCGQ_DIR_LAYER_FLAGS);
+  *reserved = (uint32_t)p[MCGQ_DIR_CHUNK_LOG2] << 16 |
+              mcgq_load_le16(p + MCGQ_DIR_RESERVED);
+}
+
+/* Fields that stand on their own: sizes, flags, scale. */
+static mcgqResult_t check_entry_fields(const char *who, uint32_t i,
+                                       const dir_entry_t *e, uint32_t extra) {
+  if ((extra >> 16) != MCGQ_CHUNK_LOG2)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: chunk_log2 = %u, version 1 "
+                     "uses %u", who, i, extra >> 16, (unsigned)MCGQ_CHUNK_LOG2);
+  if ((extra & 0xffffu) != 0)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: reserved field is not 0",
+                     who, i);
+  if (e->n == 0 || e->n > MCGQ_MAX_LAYER_ELEMENTS)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: n = %" PRIu64
+                     " is not in [1, 2^32-1]", who, i, e->n);
+  if (e->encoding > MCGQ_ENCODING_FIXED)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: unknown encoding %u", who,
+                     i, e->encoding);
+  if (e->flags & ~(MCGQ_DIR_FLAG_FIXED_WIDTH | MCGQ_DIR_FLAG_CUT))
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: unknown layer flags 0x%04x",
+                     who, i, e->flags);
+  if (((e->flags & MCGQ_DIR_FLAG_FIXED_WIDTH) != 0) !=
+      (e->encoding == MCGQ_ENCODING_FIXED))
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: FIXED_WIDTH flag and "
+                     "encoding %u disagree", who, i, e->encoding);
+  int cut = (e->flags & MCGQ_DIR_FLAG_CUT) != 0;
+  if (cut ? e->n_coded >= e->n : e->n_coded != e->n)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: n_coded = %" PRIu64
+                     " with n = %" PRIu64 " and CUT = %d", who, i, e->n_coded,
+                     e->n, cut);
+  if (e->samples > MCGQ_MAX_SAMPLES)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: samples = %" PRIu64
+                     " exceeds 2^31-1", who, i, e->samples);
+  uint32_t scale_bits;
+  memcpy(&scale_bits, &e->scale, sizeof scale_bits);
+  if ((scale_bits & 0x80000000u) || (scale_bits & 0x7f800000u) == 0x7f800000u)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: scale bits 0x%08x are "
+                     "negative or not finite", who, i, scale_bits);
+  if (e->samples == 0 && scale_bits != 0)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: all-zero layer (samples = "
+                     "0) with scale %g != +0", who, i, (double)e->scale);
+  return mcgqSuccess;
+}
+
+/* Widths and lengths; afterwards the region size cannot overflow. */
+static mcgqResult_t check_entry_bits(const char *who, uint32_t i,
+                                     const dir_entry_t *e) {
+  if (e->bits_value > 32 || (e->n_coded > 0) != (e->bits_value > 0))
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: bits_value = %u with "
+                     "n_coded = %" PRIu64, who, i, e->bits_value, e->n_coded);
+  uint64_t fixed_bits = e->n_coded * e->bits_value;
+  if (e->encoding == MCGQ_ENCODING_FIXED) {
+    if (e->bits_run != 0)
+      return mcgq_fail(mcgqCorruptStream, "%s: layer %u: fixed width with "
+                       "bits_run = %u != 0", who, i, e->bits_run);
+    if (e->bit_length != fixed_bits)
+      return mcgq_fail(mcgqCorruptStream, "%s: layer %u: fixed width bit_length = %"
+                       PRIu64 ", n_coded * B_g = %" PRIu64, who, i, e->bit_length,
+                       fixed_bits);
+    return mcgqSuccess;
+  }
+  if (e->bits_run > 32)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: bits_run = %u > 32", who, i,
+                     e->bits_run);
+  if (e->bit_length < MCGQ_RLE_HEADER_BITS)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: RLE bit_length = %" PRIu64
+                     " is shorter than the 64-bit stream header", who, i,
+                     e->bit_length);
+  if (e->bit_length > fixed_bits)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: RLE stream of %" PRIu64
+                     " bits where fixed width takes %" PRIu64 " (not canonical)",
+                     who, i, e->bit_length, fixed_bits);
+  return mcgqSuccess;
+}
+
+/* Region placement: right after the previous one, inside the message. */
+static mcgqResult_t check_entry_region(const char *who, const msg_header_t *h,
+                                       uint32_t i, uint64_t expected_offset,
+                                       dir_entry_t *e) {
+  if (e->byte_offset != expected_offset)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: byte_offset = %" PRIu64
+                     ", regions are contiguous so it must be %" PRIu64, who, i,
+                     e->byte_offset, expected_offset);
+  e->region_bytes = mcgq_region_bytes(e->encoding, e->n_coded, e->bit_length);
+  if (e->region_bytes > (uint64_t)h->bytes - e->byte_offset)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: region of %" PRIu64
+                     " bytes at offset %" PRIu64 " passes the message end %zu",
+                     who, i, e->region_bytes, e->byte_offset, h->bytes);
+  int crc = (h->flags & MCGQ_HDR_FLAG_CRC32C) != 0;
+  if (!crc && e->crc != 0)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: crc32c = 0x%08x without "
+                     "the header's CRC flag", who, i, e->crc);
+  return mcgqSuccess;
+}
+
+static mcgqResult_t check_crc(const char *who, const msg_header_t *h,
+                              uint32_t i, const dir_entry_t *e) {
+  if (!(h->flags & MCGQ_HDR_FLAG_CRC32C)) return mcgqSuccess;
+  uint32_t got = mcgq_crc32c(0, h->msg + e->byte_offset, (size_t)e->region_bytes);
+  if (got != e->crc)
+    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: CRC32C mismatch (directory "
+                     "0x%08x, region 0x%08x)", who, i, e->crc, got);
+  return mcgqSuccess;
+}
+
+/* Entry i, validated against the message; *offset advances past it. */
+static mcgqResult_t read_entry(const char *who, const msg_header_t *h,
+                               uint32_t i, uint64_t *offset, dir_entry_t *e) {
+  uint32_t extra = 0;
+  load_entry(h, i, e, &extra);
+  MCGQ_CHECK(check_entry_fields(who, i, e, extra));
+  MCGQ_CHECK(check_entry_bits(who, i, e));
+  MCGQ_CHECK(check_entry_region(who, h, i, *offset, e));
+  *offset += e->region_bytes;
+  return mcgqSuccess;
+}
+
+/* Header and the whole directory; CRCs of every layer (crc_layer < 0), of
+ * one layer (crc_layer = its index) or of none (crc_layer > count). */
+static mcgqResult_t parse_message(const char *who, const void *in,
+                                  size_t in_bytes, int64_t crc_layer,
+                                  msg_header_t *h) {
+  MCGQ_CHECK(parse_header(who, (const uint8_t *)in, in_bytes, h));
+  uint64_t offset = mcgq_regions_start(h->layer_count), sum_n = 0;
+  for (uint32_t i = 0; i < h->layer_count; ++i) {
+    dir_entry_t e;
+    MCGQ_CHECK(read_entry(who, h, i, &offset, &e));
+    sum_n += e.n;
+    if (crc_layer < 0 || crc_layer == (int64_t)i)
+      MCGQ_CHECK(check_crc(who, h, i, &e));
+  }
+  if (offset != (uint64_t)in_bytes)
+    return mcgq_fail(mcgqCorruptStream, "%s: the regions end at byte %" PRIu64
+                     ", the message at %zu", who, offset, in_bytes);
+  if (sum_n != h->total_n)
+    return mcgq_fail(mcgqCorruptStream, "%s: header total_n = %" PRIu64
+                     ", the layers hold %" PRIu64, who, h->total_n, sum_n);
+  return mcgqSuccess;
+}
+
+/* --------------------------------------------------------------- payload */
+
+static mcgqResult_t check_zero_bytes(const char *who, const uint8_t *p,
+                                     uint64_t bytes, const char *what) {
+  for (uint64_t b = 0; b < bytes; ++b)
+    if (p[b] != 0)
+      return mcgq_fail(mcgqCorruptStream, "%s: nonzero %s", who, what);
+  return mcgqSuccess;
+}
+
+/* The canonical choice of FORMAT.md 2, checked on the decoded values. */
+static mcgqResult_t check_choice(const char *who, const dir_entry_t *e,
+                                 const int32_t *g_int) {
+  uint64_t fixed_bits = e->n_coded * e->bits_value;
+  if (e->encoding == MCGQ_ENCODING_RLE) {
+    if (fixed_bits < e->bit_length)
+      return mcgq_fail(mcgqCorruptStream, "%s: RLE where fixed width is smaller",
+                       who);
+    return mcgqSuccess;
+  }
+  uint32_t bg = 0, br = 0;
+  uint64_t paper_bits = 0;
+  mcgq_rle_measure(g_int, e->n_coded, &bg, &br, &paper_bits);
+  if (!(fixed_bits < paper_bits))
+    return mcgq_fail(mcgqCorruptStream, "%s: fixed width of %" PRIu64 " bits where "
+                     "the paper stream takes %" PRIu64 " (not canonical)", who,
+                     fixed_bits, paper_bits);
+  return mcgqSuccess;
+}
+
+static mcgqResult_t check_decoded(const char *who, const dir_entry_t *e,
+                                  const mcgq_decoded_t *d) {
+  if (d->bits_value != e->bits_value || d->bits_run != e->bits_run)
+    return mcgq_fail(mcgqCorruptStream, "%s: stream has B_g = %u, B_RLE = %u, the "
+                     "directory %u, %u", who, d->bits_value, d->bits_run,
+                     e->bits_value, e->bits_run);
+  if (d->bit_length != e->bit_length)
+    return mcgq_fail(mcgqCorruptStream, "%s: stream ends at bit %" PRIu64
+                     ", the directory says %" PRIu64, who, d->bit_length,
+                     e->bit_length);
+  int cut = (e->flags & MCGQ_DIR_FLAG_CUT) != 0;
+  if (cut ? d->abs_sum > e->samples : d->abs_sum != e->samples)
+    return mcgq_fail(mcgqCorruptStream, "%s: sum |g_int| = %" PRIu64
+                     " does not match samples = %" PRIu64, who, d->abs_sum,
+                     e->samples);
+  return mcgqSuccess;
+}
+
+/* Decodes one layer's region into g_int[0..n) (elements past n_coded = 0). */
+static mcgqResult_t decode_layer(const char *who, const msg_header_t *h,
+                                 const dir_entry_t *e, int32_t *g_int) {
+  const uint8_t *region = h->msg + e->byte_offset;
+  uint64_t stream_bytes = mcgq_bits_to_bytes(e->bit_length);
+  uint64_t stream_part = mcgq_align8(stream_bytes);
+  uint64_t entries = mcgq_index_entries(e->encoding, e->n_coded);
+  const uint8_t *index = region + stream_part;
+  mcgq_decoded_t d;
+  if (e->encoding == MCGQ_ENCODING_RLE)
+    MCGQ_CHECK(mcgq_rle_read(who, region, (size_t)stream_bytes, e->n_coded,
+                             entries ? index : NULL, g_int, &d));
+  else
+    MCGQ_CHECK(mcgq_fixed_read(who, region, (size_t)stream_bytes, e->n_coded,
+                               e->bits_value, g_int, &d));
+  MCGQ_CHECK(check_zero_bytes(who, region + stream_bytes,
+                              stream_part - stream_bytes, "stream padding"));
+  MCGQ_CHECK(check_zero_bytes(who, index + 12u * entries,
+                              mcgq_index_part_bytes(entries) - 12u * entries,
+                              "chunk index padding"));
+  MCGQ_CHECK(check_decoded(who, e, &d));
+  MCGQ_CHECK(check_choice(who, e, g_int));
+  memset(g_int + e->n_coded, 0, (size_t)(e->n - e->n_coded) * sizeof *g_int);
+  return mcgqSuccess;
+}
+
+/* Entry i of an already parsed message (cannot fail then). */
+static void entry_at(const msg_header_t *h, uint32_t i, dir_entry_t *e) {
+  uint32_t extra = 0;
+  load_entry(h, i, e, &extra);
+  e->region_bytes = mcgq_region_bytes(e->encoding, e->n_coded, e->bit_length);
+}
+
+static void layer_label(char *buf, size_t size, const char *fn, int rank,
+                        uint32_t layer) {
+  if (rank < 0)
+    snprintf(buf, size, "%s: layer %u", fn, layer);
+  else
+    snprintf(buf, size, "%s: rank %d: layer %u", fn, rank, layer);
+}
+
+/* Largest layer of a parsed message: the scratch size of float decodes. */
+static uint64_t max_layer_n(const msg_header_t *h) {
+  uint64_t most = 0;
+  for (uint32_t i = 0; i < h->layer_count; ++i) {
+    dir_entry_t e;
+    entry_at(h, i, &e);
+    if (e.n > most) most = e.n;
+  }
+  return most;
+}
+
+/* ------------------------------------------------------------ public API */
+
+static mcgqResult_t check_input(const char *fn, const void *in) {
+  if (!in) return mcgq_fail(mcgqInvalidArgument, "%s: in is NULL", fn);
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqMessageGetInfo(const void *in, size_t in_bytes,
+                                mcgqMessageInfo_t *info) {
+  static const char fn[] = "mcgqMessageGetInfo";
+  MCGQ_CHECK(check_input(fn, in));
+  if (!info) return mcgq_fail(mcgqInvalidArgument, "%s: info is NULL", fn);
+  msg_header_t h;
+  MCGQ_CHECK(parse_message(fn, in, in_bytes, -1, &h));
+  memset(info, 0, sizeof *info);
+  info->format_version = MCGQ_FORMAT_VERSION;
+  info->flags = h.flags;
+  info->layer_count = h.layer_count;
+  info->total_n = h.total_n;
+  info->total_bytes = in_bytes;
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqMessageGetLayer(const void *in, size_t in_bytes,
+                                 uint32_t index, mcgqMessageLayer_t *layer) {
+  static const char fn[] = "mcgqMessageGetLayer";
+  MCGQ_CHECK(check_input(fn, in));
+  if (!layer) return mcgq_fail(mcgqInvalidArgument, "%s: layer is NULL", fn);
+  msg_header_t h;
+  MCGQ_CHECK(parse_message(fn, in, in_bytes, (int64_t)index, &h));
+  if (index >= h.layer_count)
+    return mcgq_fail(mcgqInvalidArgument, "%s: index %u, the message has %u layers",
+                     fn, index, h.layer_count);
+  dir_entry_t e;
+  entry_at(&h, index, &e);
+  memset(layer, 0, sizeof *layer);
+  layer->n = e.n;
+  layer->n_coded = e.n_coded;
+  layer->samples = e.samples;
+  layer->scale = e.scale;
+  layer->encoding = e.encoding;
+  layer->bits_value = e.bits_value;
+  layer->bits_run = e.bits_run;
+  layer->flags = e.flags;
+  layer->stream_bits = e.bit_length;
+  layer->byte_offset = e.byte_offset;
+  layer->byte_size = e.region_bytes;
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
+/* Parses a message whose total_n must be the caller's n. */
+static mcgqResult_t parse_for_decode(const char *fn, const char *who,
+                                     const void *in, size_t in_bytes,
+                                     uint64_t n, msg_header_t *h) {
+  MCGQ_CHECK(parse_message(who, in, in_bytes, -1, h));
+  if (h->total_n != n)
+    return mcgq_fail(mcgqInvalidArgument, "%s: n = %" PRIu64 " but the message "
+                     "holds %" PRIu64 " elements", fn, n, h->total_n);
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqDecodeIntsHost(const void *in, size_t in_bytes, int32_t *g_int,
+                                uint64_t n, float *scales,
+                                uint32_t scales_count) {
+  static const char fn[] = "mcgqDecodeIntsHost";
+  MCGQ_CHECK(check_input(fn, in));
+  if (!g_int) return mcgq_fail(mcgqInvalidArgument, "%s: g_int is NULL", fn);
+  msg_header_t h;
+  MCGQ_CHECK(parse_for_decode(fn, fn, in, in_bytes, n, &h));
+  if (scales && scales_count != h.layer_count)
+    return mcgq_fail(mcgqInvalidArgument, "%s: scales_count = %u, the message has "
+                     "%u layers", fn, scales_count, h.layer_count);
+  if (mcgq_ranges_overlap(in, in_bytes, g_int, (size_t)n * sizeof *g_int) ||
+      (scales && mcgq_ranges_overlap(in, in_bytes, scales,
+                                     (size_t)scales_count * sizeof *scales)))
+    return mcgq_fail(mcgqInvalidArgument, "%s: an output overlaps in", fn);
+  uint64_t at = 0;
+  for (uint32_t i = 0; i < h.layer_count; ++i) {
+    dir_entry_t e;
+    char who[96];
+    entry_at(&h, i, &e);
+    layer_label(who, sizeof who, fn, -1, i);
+    MCGQ_CHECK(decode_layer(who, &h, &e, g_int + at));
+    if (scales) scales[i] = e.scale;
+    at += e.n;
+  }
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
+static mcgqResult_t decode_floats(const char *fn, const msg_header_t *h,
+                                  float *out, int32_t *scratch) {
+  uint64_t at = 0;
+  for (uint32_t i = 0; i < h->layer_count; ++i) {
+    dir_entry_t e;
+    char who[96];
+    entry_at(h, i, &e);
+    layer_label(who, sizeof who, fn, -1, i);
+    MCGQ_CHECK(decode_layer(who, h, &e, scratch));
+    for (uint64_t k = 0; k < e.n; ++k) out[at + k] = e.scale * (float)scratch[k];
+    at += e.n;
+  }
+  return mcgqSuccess;
+}
+
+static int32_t *alloc_scratch(uint64_t n) {
+  if (n > SIZE_MAX / sizeof(int32_t)) return NULL;
+  return (int32_t *)malloc((size_t)n * sizeof(int32_t));
+}
+
+mcgqResult_t mcgqDecodeHost(const void *in, size_t in_bytes, float *out,
+                            uint64_t n) {
+  static const char fn[] = "mcgqDecodeHost";
+  MCGQ_CHECK(check_input(fn, in));
+  if (!out) return mcgq_fail(mcgqInvalidArgument, "%s: out is NULL", fn);
+  msg_header_t h;
+  MCGQ_CHECK(parse_for_decode(fn, fn, in, in_bytes, n, &h));
+  if (mcgq_ranges_overlap(in, in_bytes, out, (size_t)n * sizeof *out))
+    return mcgq_fail(mcgqInvalidArgument, "%s: out overlaps in", fn);
+  int32_t *scratch = alloc_scratch(max_layer_n(&h));
+  if (!scratch)
+    return mcgq_fail(mcgqOutOfMemory, "%s: no memory for layer scratch", fn);
+  mcgq_fpenv_t env;
+  mcgq_fpenv_enter(&env);
+  mcgqResult_t res = decode_floats(fn, &h, out, scratch);
+  mcgq_fpenv_leave(&env);
+  free(scratch);
+  if (res == mcgqSuccess) mcgq_clear_error();
+  return res;
+}
+
+/* ------------------------------------------------------ decode-and-average */
+
+static mcgqResult_t check_average_args(const char *fn, const void *const *in,
+                                       const size_t *in_bytes, int nranks,
+                                       const float *out) {
+  if (!in || !in_bytes)
+    return mcgq_fail(mcgqInvalidArgument, "%s: in or in_bytes is NULL", fn);
+  if (nranks < 1)
+    return mcgq_fail(mcgqInvalidArgument, "%s: nranks = %d is not >= 1", fn, nranks);
+  if (!out) return mcgq_fail(mcgqInvalidArgument, "%s: out is NULL", fn);
+  for (int r = 0; r < nranks; ++r)
+    if (!in[r])
+      return mcgq_fail(mcgqInvalidArgument, "%s: in[%d] is NULL", fn, r);
+  return mcgqSuccess;
+}
+
+/* Every rank's message: valid, the caller's n, rank 0's layer table. */
+static mcgqResult_t parse_ranks(const char *fn, const void *const *in,
+                                const size_t *in_bytes, int nranks,
+                                const float *out, uint64_t n,
+                                msg_header_t *hs) {
+  for (int r = 0; r < nranks; ++r) {
+    char who[96];
+    snprintf(who, sizeof who, "%s: rank %d", fn, r);
+    MCGQ_CHECK(parse_for_decode(fn, who, in[r], in_bytes[r], n, &hs[r]));
+    if (mcgq_ranges_overlap(in[r], in_bytes[r], out, (size_t)n * sizeof *out))
+      return mcgq_fail(mcgqInvalidArgument, "%s: out overlaps in[%d]", fn, r);
+    if (hs[r].layer_count != hs[0].layer_count)
+      return mcgq_fail(mcgqCorruptStream, "%s: rank %d has %u layers, rank 0 has %u",
+                       fn, r, hs[r].layer_count, hs[0].layer_count);
+    for (uint32_t i = 0; i < hs[0].layer_count && r > 0; ++i) {
+      dir_entry_t a, b;
+      entry_at(&hs[0], i, &a);
+      entry_at(&hs[r], i, &b);
+      if (a.n != b.n)
+        return mcgq_fail(mcgqCorruptStream, "%s: rank %d: layer %u has n = %" PRIu64
+                         ", rank 0's has %" PRIu64, fn, r, i, b.n, a.n);
+    }
+  }
+  return mcgqSuccess;
+}
+
+/* DESIGN.md 2: acc = fmaf(scale_r, (float)g_int_r[k], acc) in rank order,
+ * out = acc / (float)P; layer by layer with one layer of int scratch. */
+static mcgqResult_t average_layers(const char *fn, const msg_header_t *hs,
+                                   int nranks, float *out, int32_t *scratch) {
+  const float P = (float)nranks;
+  uint64_t at = 0;
+  for (uint32_t i = 0; i < hs[0].layer_count; ++i) {
+    dir_entry_t e;
+    entry_at(&hs[0], i, &e);
+    float *acc = out + at;
+    for (uint64_t k = 0; k < e.n; ++k) acc[k] = 0.0f;
+    for (int r = 0; r < nranks; ++r) {
+      char who[96];
+      entry_at(&hs[r], i, &e);
+      layer_label(who, sizeof who, fn, r, i);
+      MCGQ_CHECK(decode_layer(who, &hs[r], &e, scratch));
+      for (uint64_t k = 0; k < e.n; ++k)
+        acc[k] = fmaf(e.scale, (float)scratch[k], acc[k]);
+    }
+    for (uint64_t k = 0; k < e.n; ++k) acc[k] = acc[k] / P;
+    at += e.n;
+  }
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqDecodeAverageHost(const void *const *in, const size_t *in_bytes,
+                                   int nranks, float *out, uint64_t n) {
+  static const char fn[] = "mcgqDecodeAverageHost";
+  MCGQ_CHECK(check_average_args(fn, in, in_bytes, nranks, out));
+  msg_header_t *hs = (msg_header_t *)calloc((size_t)nranks, sizeof *hs);
+  if (!hs) return mcgq_fail(mcgqOutOfMemory, "%s: no memory for %d headers", fn,
+                            nranks);
+  int32_t *scratch = NULL;
+  mcgqResult_t res = parse_ranks(fn, in, in_bytes, nranks, out, n, hs);
+  if (res == mcgqSuccess) {
+    scratch = alloc_scratch(max_layer_n(&hs[0]));
+    if (!scratch)
+      res = mcgq_fail(mcgqOutOfMemory, "%s: no memory for layer scratch", fn);
+  }
+  if (res == mcgqSuccess) {
+    mcgq_fpenv_t env;
+    mcgq_fpenv_enter(&env);
+    res = average_layers(fn, hs, nranks, out, scratch);
+    mcgq_fpenv_leave(&env);
+  }
+  free(scratch);
+  free(hs);
+  if (res == mcgqSuccess) mcgq_clear_error();
+  return res;
+}

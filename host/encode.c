@@ -1,0 +1,385 @@
+/* encode.c - the host encoder: quantize every layer of a descriptor table
+ * (DESIGN.md 2, CPU reference) and write one container message
+ * (docs/FORMAT.md 2), all or nothing.
+ *
+ * Two phases (internal.h): prepare computes everything into private scratch
+ * and writes the message; commit applies the accumulator and K-state
+ * updates.  Keeping every layer's g_int until the whole size is known lets a
+ * capacity failure leave even the output buffer untouched.
+ *
+ * Checksums: the message flag CRC32C is set when any layer asks for one
+ * (cfg.checksum); the flag then covers every layer, because FORMAT.md has a
+ * single message-level flag. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitstream.h"
+#include "format.h"
+#include "internal.h"
+
+typedef struct {
+  const mcgqLayerDesc_t *desc;
+  uint64_t n, N;
+  int32_t *g_int;          /* n values */
+  float *ag;               /* accum + g, accumulated layers only */
+  mcgqKState_t kstate;     /* the new state of a dynamic-K layer */
+  mcgqLayerStats_t stats;
+  uint32_t encoding;
+  uint64_t bit_length;     /* of the chosen encoding */
+  uint64_t region_bytes;
+} layer_work_t;
+
+struct mcgq_host_encode {
+  int count;
+  layer_work_t *layers;
+};
+
+void mcgq_host_encode_release(mcgq_host_encode_t *enc) {
+  if (!enc) return;
+  if (enc->layers) {
+    for (int i = 0; i < enc->count; ++i) {
+      free(enc->layers[i].g_int);
+      free(enc->layers[i].ag);
+    }
+    free(enc->layers);
+  }
+  free(enc);
+}
+
+/* ------------------------------------------------------------- sizing */
+
+mcgqResult_t mcgqEncodeGetMaxOutputSize(const mcgqLayerDesc_t *layers,
+                                        int count, size_t *bytes) {
+  static const char fn[] = "mcgqEncodeGetMaxOutputSize";
+  if (!layers) return mcgq_fail(mcgqInvalidArgument, "%s: layers is NULL", fn);
+  if (!bytes) return mcgq_fail(mcgqInvalidArgument, "%s: bytes is NULL", fn);
+  if (count < 1)
+    return mcgq_fail(mcgqInvalidArgument, "%s: count = %d is not >= 1", fn, count);
+  uint64_t total = mcgq_regions_start((uint64_t)count);
+  for (int i = 0; i < count; ++i) {
+    const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
+    if (!d || d->struct_size < sizeof(mcgqLayerDesc_t))
+      return mcgq_fail(mcgqUnsupportedVersion,
+                       "%s: layers[%d].struct_size is smaller than "
+                       "sizeof(mcgqLayerDesc_t) = %zu (use mcgqLayerDescInit)",
+                       fn, i, sizeof(mcgqLayerDesc_t));
+    if (d->n == 0 || d->n > MCGQ_MAX_LAYER_ELEMENTS)
+      return mcgq_fail(mcgqInvalidArgument,
+                       "%s: layers[%d].n = %" PRIu64 " is not in [1, 2^32-1]",
+                       fn, i, d->n);
+    uint64_t region = mcgq_max_region_bytes(d->n);
+    if (total > UINT64_MAX - region || total + region > (uint64_t)SIZE_MAX)
+      return mcgq_fail(mcgqInvalidArgument,
+                       "%s: the bound exceeds size_t at layer %d", fn, i);
+    total += region;
+  }
+  *bytes = (size_t)total;
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
+/* ------------------------------------------------------------ prepare */
+
+/* Re-labels the detail of a failed internal step with the entry point and
+ * the layer, so the caller learns which layer to look at. */
+static mcgqResult_t fail_layer(const char *fn, int i, mcgqResult_t res) {
+  char inner[256];
+  snprintf(inner, sizeof inner, "%s", mcgqGetLastErrorDetail());
+  return mcgq_fail(res, "%s: layers[%d]: %s", fn, i, inner);
+}
+
+static void *alloc_values(uint64_t n, size_t size) {
+  if (n > SIZE_MAX / size) return NULL;
+  return malloc((size_t)n * size);
+}
+
+/* The K of a layer as stats report it: the dynamic state's, the config's,
+ * or N/n when N was given directly. */
+static double layer_k(const mcgqLayerDesc_t *d, uint64_t N) {
+  if (d->cfg.samples != 0) return (double)N / (double)d->n;
+  return d->cfg.dynamic_k ? d->kstate->k : d->cfg.k;
+}
+
+/* Canonical choice of FORMAT.md 2: fixed width iff strictly smaller. */
+static void choose_encoding(layer_work_t *w) {
+  const mcgqLayerStats_t *st = &w->stats;
+  uint64_t fixed_bits = w->n * st->bits_value;
+  if (fixed_bits < st->stream_bits) {
+    w->encoding = MCGQ_ENCODING_FIXED;
+    w->bit_length = fixed_bits;
+    w->stats.flags = MCGQ_LAYER_FLAG_FIXED_WIDTH;
+  } else {
+    w->encoding = MCGQ_ENCODING_RLE;
+    w->bit_length = st->stream_bits;
+    w->stats.flags = 0;
+  }
+  w->region_bytes = mcgq_region_bytes(w->encoding, w->n, w->bit_length);
+  w->stats.wire_bytes = w->region_bytes + MCGQ_DIR_BYTES;
+}
+
+/* Dynamic K (Alg 3): W1 of this step and the updated state, on a copy. */
+static mcgqResult_t next_kstate(const char *fn, int i, layer_work_t *w,
+                                const float *x) {
+  const mcgqLayerDesc_t *d = w->desc;
+  double d_now = mcgq_w1_ref(x, w->g_int, w->n);
+  if (d_now < 0.0)
+    return mcgq_fail(mcgqOutOfMemory,
+                     "%s: layers[%d]: no memory for the W1 sort of %" PRIu64
+                     " values", fn, i, w->n);
+  w->stats.w1 = d_now;
+  w->kstate = *d->kstate;
+  mcgqResult_t res = mcgqKStateUpdate(&d->cfg, &w->kstate, d_now);
+  return res == mcgqSuccess ? res : fail_layer(fn, i, res);
+}
+
+/* Accumulate, quantize, measure one layer into its private scratch. */
+static mcgqResult_t compute_layer(const char *fn, int i, layer_work_t *w) {
+  const mcgqLayerDesc_t *d = w->desc;
+  const float *x = d->g;
+  w->g_int = (int32_t *)alloc_values(w->n, sizeof(int32_t));
+  if (!w->g_int)
+    return mcgq_fail(mcgqOutOfMemory, "%s: layers[%d]: no memory for %" PRIu64
+                     " counts", fn, i, w->n);
+  if (d->cfg.accumulate != MCGQ_ACCUM_NONE) {
+    w->ag = (float *)alloc_values(w->n, sizeof(float));
+    if (!w->ag)
+      return mcgq_fail(mcgqOutOfMemory, "%s: layers[%d]: no memory for %" PRIu64
+                       " accumulated values", fn, i, w->n);
+    mcgq_accum_add(d->g, d->accum, w->n, w->ag);
+    x = w->ag;
+  }
+  int damped = d->cfg.accumulate == MCGQ_ACCUM_RESIDUAL;
+  mcgqResult_t res =
+      mcgq_quantize_ref(x, w->n, w->N, d->u, damped, w->g_int, &w->stats);
+  if (res != mcgqSuccess) return fail_layer(fn, i, res);
+  w->stats.k = layer_k(d, w->N);
+  w->stats.w1 = -1.0;
+  if (d->cfg.dynamic_k) MCGQ_CHECK(next_kstate(fn, i, w, x));
+  mcgq_rle_measure(w->g_int, w->n, &w->stats.bits_value, &w->stats.bits_run,
+                   &w->stats.stream_bits);
+  choose_encoding(w);
+  return mcgqSuccess;
+}
+
+static mcgqResult_t check_prepare_args(const char *fn,
+                                       const mcgqLayerDesc_t *layers, int count,
+                                       void *out, size_t *out_bytes,
+                                       mcgq_host_encode_t **enc) {
+  if (!enc) return mcgq_fail(mcgqInternalError, "%s: enc is NULL", fn);
+  if (!layers) return mcgq_fail(mcgqInvalidArgument, "%s: layers is NULL", fn);
+  if (count < 1)
+    return mcgq_fail(mcgqInvalidArgument, "%s: count = %d is not >= 1", fn, count);
+  if (!out) return mcgq_fail(mcgqInvalidArgument, "%s: out is NULL", fn);
+  if (!out_bytes)
+    return mcgq_fail(mcgqInvalidArgument, "%s: out_bytes is NULL", fn);
+  return mcgqSuccess;
+}
+
+/* Every descriptor is valid and none of its buffers overlaps the output. */
+static mcgqResult_t check_layers(const char *fn, const mcgqLayerDesc_t *layers,
+                                 int count, const void *out,
+                                 size_t out_capacity, layer_work_t *work) {
+  for (int i = 0; i < count; ++i) {
+    const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
+    MCGQ_CHECK(mcgq_check_desc(fn, d, i, &work[i].N));
+    size_t bytes = (size_t)d->n * sizeof(float);
+    if (mcgq_ranges_overlap(out, out_capacity, d->g, bytes) ||
+        mcgq_ranges_overlap(out, out_capacity, d->accum, bytes) ||
+        mcgq_ranges_overlap(out, out_capacity, d->kstate, sizeof(mcgqKState_t)))
+      return mcgq_fail(mcgqInvalidArgument,
+                       "%s: out overlaps the buffers of layers[%d]", fn, i);
+    work[i].desc = d;
+    work[i].n = d->n;
+  }
+  return mcgqSuccess;
+}
+
+/* Message size, or CapacityExceeded naming the first layer that does not
+ * fit (its stats status says so too). */
+static mcgqResult_t message_size(const char *fn, const mcgq_host_encode_t *enc,
+                                 size_t out_capacity, mcgqLayerStats_t *stats,
+                                 uint64_t *total) {
+  uint64_t end = mcgq_regions_start((uint64_t)enc->count);
+  for (int i = 0; i < enc->count; ++i) {
+    uint64_t region = enc->layers[i].region_bytes;
+    int fits = end <= (uint64_t)out_capacity &&
+               region <= (uint64_t)out_capacity - end;
+    if (!fits) {
+      if (stats) stats[i].status = mcgqCapacityExceeded;
+      return mcgq_fail(mcgqCapacityExceeded,
+                       "%s: layers[%d] does not fit: the message needs more than "
+                       "%zu bytes (mcgqEncodeGetMaxOutputSize gives a bound)",
+                       fn, i, out_capacity);
+    }
+    end += region;
+  }
+  *total = end;
+  return mcgqSuccess;
+}
+
+/* -------------------------------------------------------------- write */
+
+static void write_header(uint8_t *msg, int count, int crc, uint64_t total,
+                         uint64_t total_n) {
+  memset(msg, 0, MCGQ_HEADER_BYTES);
+  msg[0] = MCGQ_MAGIC0;
+  msg[1] = MCGQ_MAGIC1;
+  msg[2] = MCGQ_MAGIC2;
+  msg[3] = MCGQ_MAGIC3;
+  mcgq_store_le16(msg + MCGQ_HDR_VERSION, MCGQ_FORMAT_VERSION);
+  mcgq_store_le16(msg + MCGQ_HDR_FLAGS, crc ? MCGQ_HDR_FLAG_CRC32C : 0);
+  mcgq_store_le32(msg + MCGQ_HDR_LAYER_COUNT, (uint32_t)count);
+  mcgq_store_le64(msg + MCGQ_HDR_TOTAL_BYTES, total);
+  mcgq_store_le64(msg + MCGQ_HDR_TOTAL_N, total_n);
+}
+
+/* Stream, zero padding to 8 bytes, then (RLE) the chunk index. */
+static void write_region(const layer_work_t *w, uint8_t *region) {
+  const mcgqLayerStats_t *st = &w->stats;
+  uint64_t stream_bytes = mcgq_bits_to_bytes(w->bit_length);
+  uint64_t stream_part = mcgq_align8(stream_bytes);
+  memset(region + stream_bytes, 0, (size_t)(stream_part - stream_bytes));
+  if (w->encoding == MCGQ_ENCODING_FIXED) {
+    mcgq_fixed_write(w->g_int, w->n, st->bits_value, region);
+    return;
+  }
+  uint64_t entries = mcgq_index_entries(MCGQ_ENCODING_RLE, w->n);
+  uint8_t *index = region + stream_part;
+  mcgq_rle_write(w->g_int, w->n, st->bits_value, st->bits_run, region,
+                 entries ? index : NULL);
+  uint64_t runs_end = 12u * entries;
+  memset(index + runs_end, 0,
+         (size_t)(mcgq_index_part_bytes(entries) - runs_end));
+}
+
+static void write_directory_entry(const layer_work_t *w, uint64_t offset,
+                                  uint32_t crc, uint8_t *entry) {
+  const mcgqLayerStats_t *st = &w->stats;
+  int fixed = w->encoding == MCGQ_ENCODING_FIXED;
+  memset(entry, 0, MCGQ_DIR_BYTES);
+  mcgq_store_le64(entry + MCGQ_DIR_N, w->n);
+  mcgq_store_le64(entry + MCGQ_DIR_N_CODED, w->n);
+  mcgq_store_le64(entry + MCGQ_DIR_SAMPLES, st->samples);
+  mcgq_store_le64(entry + MCGQ_DIR_BIT_LENGTH, w->bit_length);
+  mcgq_store_le64(entry + MCGQ_DIR_BYTE_OFFSET, offset);
+  uint32_t scale_bits;
+  memcpy(&scale_bits, &st->scale, sizeof scale_bits);
+  mcgq_store_le32(entry + MCGQ_DIR_SCALE, scale_bits);
+  mcgq_store_le32(entry + MCGQ_DIR_CRC32C, crc);
+  entry[MCGQ_DIR_ENCODING] = (uint8_t)w->encoding;
+  entry[MCGQ_DIR_BITS_VALUE] = (uint8_t)st->bits_value;
+  entry[MCGQ_DIR_BITS_RUN] = (uint8_t)(fixed ? 0u : st->bits_run);
+  entry[MCGQ_DIR_CHUNK_LOG2] = (uint8_t)MCGQ_CHUNK_LOG2;
+  mcgq_store_le16(entry + MCGQ_DIR_LAYER_FLAGS,
+                  (uint16_t)(fixed ? MCGQ_DIR_FLAG_FIXED_WIDTH : 0u));
+}
+
+static void write_message(const mcgq_host_encode_t *enc, uint8_t *msg,
+                          uint64_t total) {
+  int crc = 0;
+  uint64_t total_n = 0;
+  for (int i = 0; i < enc->count; ++i) {
+    crc |= enc->layers[i].desc->cfg.checksum != 0;
+    total_n += enc->layers[i].n;
+  }
+  write_header(msg, enc->count, crc, total, total_n);
+  uint64_t offset = mcgq_regions_start((uint64_t)enc->count);
+  for (int i = 0; i < enc->count; ++i) {
+    const layer_work_t *w = &enc->layers[i];
+    write_region(w, msg + offset);
+    uint32_t sum = crc ? mcgq_crc32c(0, msg + offset, (size_t)w->region_bytes) : 0;
+    write_directory_entry(w, offset, sum,
+                          msg + MCGQ_HEADER_BYTES + (uint64_t)i * MCGQ_DIR_BYTES);
+    offset += w->region_bytes;
+  }
+}
+
+static mcgqResult_t prepare_pinned(const char *fn, mcgq_host_encode_t *enc,
+                                   const mcgqLayerDesc_t *layers,
+                                   void *out, size_t out_capacity,
+                                   size_t *out_bytes, mcgqLayerStats_t *stats) {
+  MCGQ_CHECK(check_layers(fn, layers, enc->count, out, out_capacity, enc->layers));
+  for (int i = 0; i < enc->count; ++i) {
+    mcgqResult_t res = compute_layer(fn, i, &enc->layers[i]);
+    if (res != mcgqSuccess) {
+      if (stats) stats[i].status = (uint32_t)res;
+      return res;
+    }
+  }
+  uint64_t total = 0;
+  MCGQ_CHECK(message_size(fn, enc, out_capacity, stats, &total));
+  write_message(enc, (uint8_t *)out, total);
+  if (stats)
+    for (int i = 0; i < enc->count; ++i) stats[i] = enc->layers[i].stats;
+  *out_bytes = (size_t)total;
+  return mcgqSuccess;
+}
+
+static void reset_stats(mcgqLayerStats_t *stats, int count) {
+  if (!stats) return;
+  memset(stats, 0, (size_t)count * sizeof *stats);
+  for (int i = 0; i < count; ++i) stats[i].w1 = -1.0;
+}
+
+mcgqResult_t mcgq_host_encode_prepare(const char *fn,
+                                      const mcgqLayerDesc_t *layers, int count,
+                                      void *out, size_t out_capacity,
+                                      size_t *out_bytes,
+                                      mcgqLayerStats_t *stats,
+                                      mcgq_host_encode_t **enc) {
+  MCGQ_CHECK(check_prepare_args(fn, layers, count, out, out_bytes, enc));
+  *enc = NULL;
+  reset_stats(stats, count);
+  mcgq_host_encode_t *e = (mcgq_host_encode_t *)calloc(1, sizeof *e);
+  layer_work_t *work = (layer_work_t *)calloc((size_t)count, sizeof *work);
+  if (!e || !work) {
+    free(e);
+    free(work);
+    return mcgq_fail(mcgqOutOfMemory, "%s: no memory for %d layers", fn, count);
+  }
+  e->count = count;
+  e->layers = work;
+  mcgq_fpenv_t env;
+  mcgq_fpenv_enter(&env);
+  mcgqResult_t res =
+      prepare_pinned(fn, e, layers, out, out_capacity, out_bytes, stats);
+  mcgq_fpenv_leave(&env);
+  if (res != mcgqSuccess) {
+    mcgq_host_encode_release(e);
+    return res;
+  }
+  *enc = e;
+  return mcgqSuccess;
+}
+
+/* ------------------------------------------------------------- commit */
+
+void mcgq_host_encode_commit(mcgq_host_encode_t *enc) {
+  if (!enc) return;
+  mcgq_fpenv_t env;
+  mcgq_fpenv_enter(&env);
+  for (int i = 0; i < enc->count; ++i) {
+    const layer_work_t *w = &enc->layers[i];
+    const mcgqLayerDesc_t *d = w->desc;
+    if (d->cfg.accumulate != MCGQ_ACCUM_NONE)
+      mcgq_accum_commit(d->cfg.accumulate, d->accum, w->ag, w->g_int,
+                        w->stats.scale, w->n);
+    if (d->cfg.dynamic_k) *d->kstate = w->kstate;
+  }
+  mcgq_fpenv_leave(&env);
+}
+
+mcgqResult_t mcgqEncodeHost(const mcgqLayerDesc_t *layers, int count,
+                            void *out, size_t out_capacity, size_t *out_bytes,
+                            mcgqLayerStats_t *stats) {
+  static const char fn[] = "mcgqEncodeHost";
+  mcgq_host_encode_t *enc = NULL;
+  MCGQ_CHECK(mcgq_host_encode_prepare(fn, layers, count, out, out_capacity,
+                                      out_bytes, stats, &enc));
+  mcgq_host_encode_commit(enc);
+  mcgq_host_encode_release(enc);
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
