@@ -1,0 +1,287 @@
+/* gpu_api.c - the public GPU entry points (mcgq.h, "GPU path"): host-side
+ * validation of everything the host can check, then the launchers of
+ * kernels/launch.h on the caller's stream only.  No device allocation, no
+ * synchronization, no other stream: an encode+decode can be captured in a
+ * CUDA graph.  What depends on the data lands in device-side status words.
+ *
+ * Built without CUDA (no MCGQ_HAVE_CUDA) the same entry points exist and
+ * return mcgqInvalidUsage, so the ABI does not depend on the build. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#ifdef MCGQ_HAVE_CUDA
+
+#include <cuda_runtime_api.h>
+
+#include "launch.h"
+#include "tuning.h"
+
+static mcgqResult_t cuda_fail(const char *fn, const char *what, int err) {
+  return mcgq_fail(mcgqCudaError, "%s: %s failed: %s", fn, what,
+                   cudaGetErrorString((cudaError_t)err));
+}
+
+int mcgqGpuAvailable(void) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError(); /* clear the sticky-free error of a missing driver */
+    return 0;
+  }
+  return count > 0;
+}
+
+/* ---------------------------------------------------------------- encode */
+
+/* mcgq_check_desc reads kstate->k to resolve N, but here kstate is device
+ * memory: a dynamic-K layer is checked through a copy whose kstate is a host
+ * stand-in with K = cfg.k (the device resolves the real N and refuses a bad
+ * state in stats[i].status); the real pointer gets the overlap checks. */
+static mcgqResult_t check_gpu_desc(const char *fn, const mcgqLayerDesc_t *d, int i,
+                                   uint64_t *N) {
+  if (!d || d->struct_size < sizeof(mcgqLayerDesc_t) || !d->cfg.dynamic_k || !d->kstate)
+    return mcgq_check_desc(fn, d, i, N);
+  mcgqLayerDesc_t copy = *d;
+  mcgqKState_t stand_in = {d->cfg.k, 0.0, 0, 0};
+  copy.kstate = &stand_in;
+  MCGQ_CHECK(mcgq_check_desc(fn, &copy, i, N));
+  size_t bytes = (size_t)d->n * sizeof(float);
+  if (mcgq_ranges_overlap(d->kstate, sizeof(mcgqKState_t), d->g, bytes) ||
+      mcgq_ranges_overlap(d->kstate, sizeof(mcgqKState_t), d->accum, bytes))
+    return mcgq_fail(mcgqInvalidArgument,
+                     "%s: layers[%d].kstate overlaps the layer's g or accum", fn, i);
+  return mcgqSuccess;
+}
+
+/* Descriptors valid for the GPU path; fills the launcher table when `out`
+ * is not NULL, and the largest n and the checksum flag. */
+static mcgqResult_t check_gpu_layers(const char *fn, const mcgqLayerDesc_t *layers,
+                                     int count, mcgq_gpu_layer_t *out,
+                                     uint64_t *max_n, int *checksum) {
+  if (!layers) return mcgq_fail(mcgqInvalidArgument, "%s: layers is NULL", fn);
+  if (count < 1)
+    return mcgq_fail(mcgqInvalidArgument, "%s: count = %d is not >= 1", fn, count);
+  *max_n = 0;
+  *checksum = 0;
+  for (int i = 0; i < count; ++i) {
+    const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
+    uint64_t N = 0;
+    MCGQ_CHECK(check_gpu_desc(fn, d, i, &N));
+    if (d->cfg.algo != MCGQ_ALGO_FUSED && d->cfg.algo != MCGQ_ALGO_SAMPLE)
+      return mcgq_fail(mcgqInvalidArgument, "%s: layers[%d].cfg.algo = %d is not "
+                       "MCGQ_ALGO_FUSED or MCGQ_ALGO_SAMPLE", fn, i, (int)d->cfg.algo);
+    if (d->n > *max_n) *max_n = d->n;
+    *checksum |= d->cfg.checksum != 0;
+    if (!out) continue;
+    mcgq_gpu_layer_t *L = &out[i];
+    L->g = d->g;
+    L->accum = d->accum;
+    L->n = d->n;
+    L->samples = N;
+    L->k = d->cfg.samples ? (double)N / (double)d->n : d->cfg.k;
+    L->u = d->u;
+    L->accumulate = d->cfg.accumulate;
+    L->algo = d->cfg.algo;
+    L->kstate = d->kstate;
+    L->dynamic_k = d->cfg.dynamic_k != 0;
+    L->k_min = d->cfg.k_min;
+    L->k_max = d->cfg.k_max;
+    L->delta_k = d->cfg.delta_k;
+  }
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqEncodeGetTempSize(const mcgqLayerDesc_t *layers, int count,
+                                   size_t *temp_bytes) {
+  static const char fn[] = "mcgqEncodeGetTempSize";
+  if (!temp_bytes) return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes is NULL", fn);
+  uint64_t max_n = 0;
+  int checksum = 0;
+  MCGQ_CHECK(check_gpu_layers(fn, layers, count, NULL, &max_n, &checksum));
+  int err = mcgq_gpu_encode_temp_bytes(max_n, count, temp_bytes);
+  if (err) return cuda_fail(fn, "sizing the CUB scratch", err);
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
+static mcgqResult_t check_encode_buffers(const char *fn, const mcgq_gpu_layer_t *L,
+                                         int count, const void *d_out,
+                                         size_t out_capacity, const size_t *d_out_bytes,
+                                         const mcgqLayerStats_t *d_stats,
+                                         const void *d_temp, size_t temp_bytes) {
+  if (!d_out || !d_out_bytes || !d_stats || !d_temp)
+    return mcgq_fail(mcgqInvalidArgument,
+                     "%s: d_out, d_out_bytes, d_stats and d_temp must not be NULL", fn);
+  if (((uintptr_t)d_out & 7u) != 0 || ((uintptr_t)d_temp & 255u) != 0)
+    return mcgq_fail(mcgqInvalidArgument, "%s: d_out must be 8-byte and d_temp "
+                     "256-byte aligned (cudaMalloc memory is)", fn);
+  size_t stats_bytes = (size_t)count * sizeof(mcgqLayerStats_t);
+  for (int i = 0; i < count; ++i) {
+    size_t bytes = (size_t)L[i].n * sizeof(float);
+    const void *bufs[2] = {L[i].g, L[i].accum};
+    for (int b = 0; b < 2; ++b)
+      if (mcgq_ranges_overlap(bufs[b], bytes, d_out, out_capacity) ||
+          mcgq_ranges_overlap(bufs[b], bytes, d_temp, temp_bytes) ||
+          mcgq_ranges_overlap(bufs[b], bytes, d_stats, stats_bytes))
+        return mcgq_fail(mcgqInvalidArgument, "%s: layers[%d]'s buffers overlap "
+                         "d_out, d_temp or d_stats", fn, i);
+  }
+  if (mcgq_ranges_overlap(d_out, out_capacity, d_temp, temp_bytes) ||
+      mcgq_ranges_overlap(d_out, out_capacity, d_stats, stats_bytes) ||
+      mcgq_ranges_overlap(d_temp, temp_bytes, d_stats, stats_bytes))
+    return mcgq_fail(mcgqInvalidArgument, "%s: d_out, d_temp and d_stats overlap", fn);
+  return mcgqSuccess;
+}
+
+static mcgqResult_t encode_launch(const char *fn, const mcgqLayerDesc_t *layers,
+                                  int count, mcgq_gpu_layer_t *table, void *d_out,
+                                  size_t out_capacity, size_t *d_out_bytes,
+                                  mcgqLayerStats_t *d_stats, void *d_temp,
+                                  size_t temp_bytes, mcgqStream_t stream) {
+  uint64_t max_n = 0;
+  int checksum = 0;
+  MCGQ_CHECK(check_gpu_layers(fn, layers, count, table, &max_n, &checksum));
+  size_t bound = 0;
+  if (mcgqEncodeGetMaxOutputSize(layers, count, &bound) != mcgqSuccess)
+    return mcgq_fail(mcgqInvalidArgument, "%s: %s", fn, mcgqGetLastErrorDetail());
+  if (out_capacity < bound)
+    return mcgq_fail(mcgqCapacityExceeded, "%s: out_capacity = %zu is below "
+                     "mcgqEncodeGetMaxOutputSize = %zu", fn, out_capacity, bound);
+  MCGQ_CHECK(check_encode_buffers(fn, table, count, d_out, out_capacity, d_out_bytes,
+                                  d_stats, d_temp, temp_bytes));
+  size_t need = 0;
+  int err = mcgq_gpu_encode_temp_bytes(max_n, count, &need);
+  if (err) return cuda_fail(fn, "sizing the CUB scratch", err);
+  if (temp_bytes < need)
+    return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below "
+                     "mcgqEncodeGetTempSize = %zu", fn, temp_bytes, need);
+  err = mcgq_gpu_encode(table, count, checksum, max_n, d_out, d_out_bytes, d_stats,
+                        d_temp, temp_bytes, stream);
+  if (err) return cuda_fail(fn, "launching the encode", err);
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_out,
+                             size_t out_capacity, size_t *d_out_bytes,
+                             mcgqLayerStats_t *d_stats, void *d_temp,
+                             size_t temp_bytes, mcgqStream_t stream) {
+  static const char fn[] = "mcgqEncodeAsync";
+  if (!layers) return mcgq_fail(mcgqInvalidArgument, "%s: layers is NULL", fn);
+  if (count < 1)
+    return mcgq_fail(mcgqInvalidArgument, "%s: count = %d is not >= 1", fn, count);
+  /* host memory for the launcher table; the device side allocates nothing */
+  mcgq_gpu_layer_t *table = (mcgq_gpu_layer_t *)calloc((size_t)count, sizeof *table);
+  if (!table)
+    return mcgq_fail(mcgqOutOfMemory, "%s: no host memory for %d layers", fn, count);
+  mcgqResult_t res = encode_launch(fn, layers, count, table, d_out, out_capacity,
+                                   d_out_bytes, d_stats, d_temp, temp_bytes, stream);
+  free(table);
+  if (res == mcgqSuccess) mcgq_clear_error();
+  return res;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+static mcgqResult_t check_decode_sizes(const char *fn, int nranks, uint64_t n) {
+  if (nranks < 1 || nranks > MCGQ_TUNE_MAX_DECODE_RANKS)
+    return mcgq_fail(mcgqInvalidArgument, "%s: nranks = %d is not in [1, %d]", fn,
+                     nranks, MCGQ_TUNE_MAX_DECODE_RANKS);
+  if (n == 0) return mcgq_fail(mcgqInvalidArgument, "%s: n = 0", fn);
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqDecodeAverageGetTempSize(int nranks, uint64_t n, size_t in_capacity,
+                                          size_t *temp_bytes) {
+  static const char fn[] = "mcgqDecodeAverageGetTempSize";
+  if (!temp_bytes) return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes is NULL", fn);
+  MCGQ_CHECK(check_decode_sizes(fn, nranks, n));
+  mcgq_gpu_decode_temp_bytes(nranks, n, in_capacity, temp_bytes);
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
+static mcgqResult_t check_decode_buffers(const char *fn, const void *const *d_in,
+                                         const size_t *d_in_bytes, int nranks,
+                                         const float *d_out, uint64_t n,
+                                         const uint32_t *d_status, const void *d_temp,
+                                         size_t *in_capacity) {
+  if (!d_in || !d_in_bytes)
+    return mcgq_fail(mcgqInvalidArgument, "%s: d_in or d_in_bytes is NULL", fn);
+  if (!d_out || !d_status || !d_temp)
+    return mcgq_fail(mcgqInvalidArgument, "%s: d_out, d_status and d_temp must not "
+                     "be NULL", fn);
+  if (((uintptr_t)d_temp & 255u) != 0)
+    return mcgq_fail(mcgqInvalidArgument, "%s: d_temp must be 256-byte aligned", fn);
+  size_t out_bytes = n > SIZE_MAX / sizeof(float) ? SIZE_MAX : (size_t)n * sizeof(float);
+  *in_capacity = 0;
+  for (int r = 0; r < nranks; ++r) {
+    if (!d_in[r]) return mcgq_fail(mcgqInvalidArgument, "%s: d_in[%d] is NULL", fn, r);
+    if (mcgq_ranges_overlap(d_in[r], d_in_bytes[r], d_out, out_bytes))
+      return mcgq_fail(mcgqInvalidArgument, "%s: d_out overlaps d_in[%d]", fn, r);
+    if (d_in_bytes[r] > *in_capacity) *in_capacity = d_in_bytes[r];
+  }
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqDecodeAverageAsync(const void *const *d_in, const size_t *d_in_bytes,
+                                    int nranks, float *d_out, uint64_t n,
+                                    uint32_t *d_status, void *d_temp, size_t temp_bytes,
+                                    mcgqStream_t stream) {
+  static const char fn[] = "mcgqDecodeAverageAsync";
+  MCGQ_CHECK(check_decode_sizes(fn, nranks, n));
+  size_t in_capacity = 0;
+  MCGQ_CHECK(check_decode_buffers(fn, d_in, d_in_bytes, nranks, d_out, n, d_status,
+                                  d_temp, &in_capacity));
+  size_t need = 0;
+  mcgq_gpu_decode_temp_bytes(nranks, n, in_capacity, &need);
+  if (temp_bytes < need)
+    return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below the %zu "
+                     "bytes these messages need (mcgqDecodeAverageGetTempSize with "
+                     "the largest d_in_bytes)", fn, temp_bytes, need);
+  int err = mcgq_gpu_decode_average(d_in, d_in_bytes, nranks, d_out, n, in_capacity,
+                                    d_status, d_temp, temp_bytes, stream);
+  if (err) return cuda_fail(fn, "launching the decode", err);
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
+#else /* !MCGQ_HAVE_CUDA */
+
+static mcgqResult_t no_cuda(const char *fn) {
+  return mcgq_fail(mcgqInvalidUsage, "%s: libmcgq was built without CUDA", fn);
+}
+
+int mcgqGpuAvailable(void) { return 0; }
+
+mcgqResult_t mcgqEncodeGetTempSize(const mcgqLayerDesc_t *layers, int count,
+                                   size_t *temp_bytes) {
+  (void)layers; (void)count; (void)temp_bytes;
+  return no_cuda("mcgqEncodeGetTempSize");
+}
+
+mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_out,
+                             size_t out_capacity, size_t *d_out_bytes,
+                             mcgqLayerStats_t *d_stats, void *d_temp,
+                             size_t temp_bytes, mcgqStream_t stream) {
+  (void)layers; (void)count; (void)d_out; (void)out_capacity; (void)d_out_bytes;
+  (void)d_stats; (void)d_temp; (void)temp_bytes; (void)stream;
+  return no_cuda("mcgqEncodeAsync");
+}
+
+mcgqResult_t mcgqDecodeAverageGetTempSize(int nranks, uint64_t n, size_t in_capacity,
+                                          size_t *temp_bytes) {
+  (void)nranks; (void)n; (void)in_capacity; (void)temp_bytes;
+  return no_cuda("mcgqDecodeAverageGetTempSize");
+}
+
+mcgqResult_t mcgqDecodeAverageAsync(const void *const *d_in, const size_t *d_in_bytes,
+                                    int nranks, float *d_out, uint64_t n,
+                                    uint32_t *d_status, void *d_temp, size_t temp_bytes,
+                                    mcgqStream_t stream) {
+  (void)d_in; (void)d_in_bytes; (void)nranks; (void)d_out; (void)n; (void)d_status;
+  (void)d_temp; (void)temp_bytes; (void)stream;
+  return no_cuda("mcgqDecodeAverageAsync");
+}
+
+#endif /* MCGQ_HAVE_CUDA */

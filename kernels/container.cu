@@ -1,0 +1,132 @@
+/* container.cu - the container stages of an encode (FORMAT.md 2): per layer
+ * the plan (widths, RLE vs fixed width, region size and offset, directory
+ * entry, stats), zeroing the region before the token writes, the optional
+ * CRC32C; per message the header.  Single-thread kernels where the work is
+ * O(1) per layer: they chain the layers' offsets on the device, so the host
+ * never reads a size back (graph-capturable). */
+#include <stdint.h>
+
+#include "device/bits.cuh"
+#include "device/crc32c.cuh"
+#include "encode_state.h"
+#include "format.h"
+#include "tuning.h"
+
+namespace mcgq_stage_container {
+
+__device__ void choose_encoding(uint64_t n, mcgq_layer_state *st) {
+  uint32_t bg = 1u + mcgq_dev::bitlen32(st->max_mag);
+  uint32_t br = st->longest ? mcgq_dev::bitlen32(st->longest) : 0u;
+  uint64_t runs = st->runs;
+  st->bits_value = bg;
+  st->bits_run = br;
+  st->stream_bits = MCGQ_RLE_HEADER_BITS + (uint64_t)bg * (st->nonzeros + runs) +
+                    (uint64_t)br * runs;
+  uint64_t fixed_bits = n * bg;
+  st->encoding = fixed_bits < st->stream_bits ? MCGQ_ENCODING_FIXED : MCGQ_ENCODING_RLE;
+  st->bit_length = st->encoding == MCGQ_ENCODING_FIXED ? fixed_bits : st->stream_bits;
+  st->region_bytes = mcgq_region_bytes(st->encoding, n, st->bit_length);
+}
+
+__device__ void write_entry(uint8_t *e, uint64_t n, uint64_t samples,
+                            const mcgq_layer_state *st) {
+  const int fixed = st->encoding == MCGQ_ENCODING_FIXED;
+  for (unsigned b = 0; b < MCGQ_DIR_BYTES; ++b) e[b] = 0;
+  mcgq_store_le64(e + MCGQ_DIR_N, n);
+  mcgq_store_le64(e + MCGQ_DIR_N_CODED, n);
+  mcgq_store_le64(e + MCGQ_DIR_SAMPLES, samples);
+  mcgq_store_le64(e + MCGQ_DIR_BIT_LENGTH, st->bit_length);
+  mcgq_store_le64(e + MCGQ_DIR_BYTE_OFFSET, st->offset);
+  mcgq_store_le32(e + MCGQ_DIR_SCALE, __float_as_uint(st->scale));
+  e[MCGQ_DIR_ENCODING] = (uint8_t)st->encoding;
+  e[MCGQ_DIR_BITS_VALUE] = (uint8_t)st->bits_value;
+  e[MCGQ_DIR_BITS_RUN] = (uint8_t)(fixed ? 0u : st->bits_run);
+  e[MCGQ_DIR_CHUNK_LOG2] = (uint8_t)MCGQ_CHUNK_LOG2;
+  mcgq_store_le16(e + MCGQ_DIR_LAYER_FLAGS,
+                  (uint16_t)(fixed ? MCGQ_DIR_FLAG_FIXED_WIDTH : 0u));
+}
+
+__global__ void plan_kernel(uint64_t n, int index, int count,
+                            mcgq_layer_state *states, uint8_t *msg,
+                            mcgqLayerStats_t *stats) {
+  mcgq_layer_state *st = &states[index];
+  const uint64_t N = st->N;
+  choose_encoding(n, st);
+  st->offset = index == 0 ? mcgq_regions_start((uint64_t)count)
+                          : states[index - 1].offset + states[index - 1].region_bytes;
+  uint64_t samples = st->zero ? 0 : N;
+  write_entry(msg + MCGQ_HEADER_BYTES + (uint64_t)index * MCGQ_DIR_BYTES, n, samples, st);
+  mcgqLayerStats_t s;
+  memset(&s, 0, sizeof s);
+  s.n = n;
+  s.samples = samples;
+  s.k = st->k;
+  s.scale = st->scale;
+  s.bits_value = st->bits_value;
+  s.bits_run = st->bits_run;
+  s.status = st->status;
+  s.stream_bits = st->stream_bits;
+  s.wire_bytes = st->region_bytes + MCGQ_DIR_BYTES;
+  s.nonzeros = st->nonzeros;
+  s.w1 = st->w1;
+  s.flags = st->encoding == MCGQ_ENCODING_FIXED ? MCGQ_LAYER_FLAG_FIXED_WIDTH : 0u;
+  stats[index] = s;
+}
+
+__global__ void zero_region_kernel(const mcgq_layer_state *st, uint8_t *msg) {
+  uint64_t *words = (uint64_t *)(msg + st->offset); /* 8-aligned */
+  const uint64_t count = st->region_bytes / 8u;
+  for (uint64_t w = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; w < count;
+       w += (uint64_t)gridDim.x * blockDim.x)
+    words[w] = 0;
+}
+
+__global__ void crc_kernel(const mcgq_layer_state *st, int index, uint8_t *msg) {
+  uint32_t crc = mcgq_dev::block_crc32c(msg + st->offset, st->region_bytes);
+  if (threadIdx.x == 0)
+    mcgq_store_le32(msg + MCGQ_HEADER_BYTES + (uint64_t)index * MCGQ_DIR_BYTES +
+                        MCGQ_DIR_CRC32C, crc);
+}
+
+__global__ void header_kernel(const mcgq_layer_state *states, int count, int checksum,
+                              uint64_t total_n, uint8_t *msg, size_t *out_bytes) {
+  uint64_t total = states[count - 1].offset + states[count - 1].region_bytes;
+  for (unsigned b = 0; b < MCGQ_HEADER_BYTES; ++b) msg[b] = 0;
+  msg[0] = MCGQ_MAGIC0;
+  msg[1] = MCGQ_MAGIC1;
+  msg[2] = MCGQ_MAGIC2;
+  msg[3] = MCGQ_MAGIC3;
+  mcgq_store_le16(msg + MCGQ_HDR_VERSION, MCGQ_FORMAT_VERSION);
+  mcgq_store_le16(msg + MCGQ_HDR_FLAGS, checksum ? MCGQ_HDR_FLAG_CRC32C : 0);
+  mcgq_store_le32(msg + MCGQ_HDR_LAYER_COUNT, (uint32_t)count);
+  mcgq_store_le64(msg + MCGQ_HDR_TOTAL_BYTES, total);
+  mcgq_store_le64(msg + MCGQ_HDR_TOTAL_N, total_n);
+  *out_bytes = (size_t)total;
+}
+
+}  // namespace mcgq_stage_container
+
+#if defined(__CUDACC__)  /* tests/emulation includes the stages above as host code */
+using namespace mcgq_stage_container;
+
+void mcgq_launch_plan(const mcgq_gpu_layer_t *L, int index, mcgq_layer_state *states,
+                      int count, uint8_t *msg, mcgqLayerStats_t *stats, cudaStream_t s) {
+  plan_kernel<<<1, 1, 0, s>>>(L->n, index, count, states, msg, stats);
+}
+void mcgq_launch_zero_region(uint64_t max_region, const mcgq_layer_state *st,
+                             uint8_t *msg, cudaStream_t s) {
+  unsigned t = MCGQ_TUNE_ZERO_THREADS;
+  uint64_t blocks = (max_region / 8u + t - 1) / t;
+  if (blocks == 0) blocks = 1;
+  if (blocks > MCGQ_TUNE_MAX_GRID) blocks = MCGQ_TUNE_MAX_GRID;
+  zero_region_kernel<<<(unsigned)blocks, t, 0, s>>>(st, msg);
+}
+void mcgq_launch_crc(const mcgq_layer_state *st, int index, uint8_t *msg, cudaStream_t s) {
+  crc_kernel<<<1, 256, 0, s>>>(st, index, msg);
+}
+void mcgq_launch_header(const mcgq_layer_state *states, int count, int checksum,
+                        uint64_t total_n, uint8_t *msg, size_t *out_bytes,
+                        cudaStream_t s) {
+  header_kernel<<<1, 1, 0, s>>>(states, count, checksum, total_n, msg, out_bytes);
+}
+#endif  /* __CUDACC__ */

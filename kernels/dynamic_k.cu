@@ -1,0 +1,142 @@
+/* dynamic_k.cu - the per-layer sample count and the dynamic K of Alg 3 on
+ * the device, so a captured graph replays with the K state in device memory:
+ *   resolve       N = ceil(n*K) from the K state (validated like
+ *                 mcgqKStateUpdate / mcgq_resolve_samples), or the host's N;
+ *   signed q      a_k = sign(g_k) q_k for the exact W1;
+ *   (CUB radix sorts of a and g_int, dispatch.cu)
+ *   W1 sum        S = sum |N*a_i - T*g_int_i| in 128 bits (each thread sums
+ *                 its elements, then adds to a 128-bit total with two 64-bit
+ *                 atomics and a carry: integer sums are order-independent);
+ *   update        d = S / ((n*N)*T) in DESIGN.md's order, then
+ *                 K = clamp(K + delta_k*(d_prev - d)), d_prev = d, only for
+ *                 layers whose status is 0. */
+#include <stdint.h>
+
+#include "device/bits.cuh"
+#include "encode_state.h"
+#include "tuning.h"
+
+namespace mcgq_stage_dynamic_k {
+
+typedef unsigned __int128 u128;
+
+unsigned grid_for(uint64_t items, unsigned threads) {
+  uint64_t blocks = (items + threads - 1) / threads;
+  if (blocks == 0) blocks = 1;
+  return blocks > MCGQ_TUNE_MAX_GRID ? MCGQ_TUNE_MAX_GRID : (unsigned)blocks;
+}
+
+__device__ bool kstate_valid(const mcgqKState_t *ks) {
+  if (!(ks->k > 0.0 && ks->k <= MCGQ_MAX_K)) return false;
+  if (ks->started != 0 && ks->started != 1) return false;
+  return !ks->started || isfinite(ks->d_prev);
+}
+
+__global__ void resolve_kernel(uint64_t n, uint64_t host_N, double host_k,
+                               const mcgqKState_t *ks, mcgq_layer_state *st) {
+  st->w1 = -1.0;
+  if (!ks) {
+    st->N = host_N;
+    st->k = host_k;
+    return;
+  }
+  st->w1 = 0.0;
+  if (!kstate_valid(ks)) {
+    st->status = mcgqInvalidArgument;
+    st->zero = 1;
+    st->k = ks->k;
+    return;
+  }
+  double up = ceil(__dmul_rn((double)n, ks->k)); /* validate.c's N */
+  st->k = ks->k;
+  if (up > (double)MCGQ_MAX_SAMPLES) {
+    st->status = mcgqInvalidArgument;
+    st->zero = 1;
+    return;
+  }
+  uint64_t N = (uint64_t)up;
+  st->N = N ? N : 1;
+}
+
+__global__ void signed_fixed_point_kernel(const float *x, uint64_t n,
+                                          const mcgq_layer_state *st, int32_t *a) {
+  const int zero = st->zero;
+  const float m = st->m;
+  for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
+       k += (uint64_t)gridDim.x * blockDim.x) {
+    int32_t q = zero ? 0 : (int32_t)mcgq_dev::fixed_point(x[k], m);
+    a[k] = x[k] < 0.0f ? -q : q;
+  }
+}
+
+__device__ __forceinline__ uint64_t magnitude(int32_t v) {
+  return v < 0 ? (uint64_t)(-(int64_t)v) : (uint64_t)v;
+}
+
+__global__ void w1_sum_kernel(const int32_t *a, const int32_t *b, uint64_t n,
+                              mcgq_layer_state *st) {
+  if (st->zero) return;
+  const uint64_t N = st->N, T = st->T;
+  u128 sum = 0;
+  for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
+       k += (uint64_t)gridDim.x * blockDim.x) {
+    u128 x = (u128)N * magnitude(a[k]);
+    u128 y = (u128)T * magnitude(b[k]);
+    if ((a[k] < 0) != (b[k] < 0)) sum += x + y;
+    else sum += x >= y ? x - y : y - x;
+  }
+  if (sum == 0) return;
+  unsigned long long lo = (unsigned long long)sum, hi = (unsigned long long)(sum >> 64);
+  unsigned long long old = atomicAdd(&st->w1_lo, lo);
+  if (old + lo < old) hi += 1; /* carry out of the low word */
+  if (hi) atomicAdd(&st->w1_hi, hi);
+}
+
+__global__ void kstate_update_kernel(uint64_t n, double k_min, double k_max,
+                                     double delta_k, mcgqKState_t *ks,
+                                     mcgq_layer_state *st) {
+  if (st->status != 0) return; /* a failed layer leaves the K state */
+  double d = 0.0;              /* all-zero layer: d = 0 */
+  if (!st->zero) {
+    double num = __dadd_rn(__dmul_rn((double)st->w1_hi, 0x1p64), (double)st->w1_lo);
+    double den = __dmul_rn(__dmul_rn((double)n, (double)st->N), (double)st->T);
+    d = __ddiv_rn(num, den);
+  }
+  st->w1 = d;
+  if (!ks->started) {
+    ks->d_prev = d;
+    ks->started = 1;
+    return;
+  }
+  double k = __dadd_rn(ks->k, __dmul_rn(delta_k, __dsub_rn(ks->d_prev, d)));
+  if (k < k_min) k = k_min;
+  if (k > k_max) k = k_max;
+  ks->k = k;
+  ks->d_prev = d;
+}
+
+}  // namespace mcgq_stage_dynamic_k
+
+#if defined(__CUDACC__)  /* tests/emulation includes the stages above as host code */
+using namespace mcgq_stage_dynamic_k;
+
+#define T_ELEM MCGQ_TUNE_ELEMENT_THREADS
+
+void mcgq_launch_resolve_samples(const mcgq_gpu_layer_t *L, mcgq_layer_state *st,
+                                 cudaStream_t s) {
+  resolve_kernel<<<1, 1, 0, s>>>(L->n, L->samples, L->k,
+                                 L->dynamic_k ? L->kstate : nullptr, st);
+}
+void mcgq_launch_signed_fixed_point(const float *x, uint64_t n, const mcgq_layer_state *st,
+                                    int32_t *a, cudaStream_t s) {
+  signed_fixed_point_kernel<<<grid_for(n, T_ELEM), T_ELEM, 0, s>>>(x, n, st, a);
+}
+void mcgq_launch_w1_sum(const int32_t *a_sorted, const int32_t *b_sorted, uint64_t n,
+                        mcgq_layer_state *st, cudaStream_t s) {
+  w1_sum_kernel<<<grid_for(n, T_ELEM), T_ELEM, 0, s>>>(a_sorted, b_sorted, n, st);
+}
+void mcgq_launch_kstate_update(const mcgq_gpu_layer_t *L, mcgq_layer_state *st,
+                               cudaStream_t s) {
+  kstate_update_kernel<<<1, 1, 0, s>>>(L->n, L->k_min, L->k_max, L->delta_k, L->kstate, st);
+}
+#endif  /* __CUDACC__ */

@@ -1,0 +1,14 @@
+/* tuning.h - every launch parameter of the GPU kernels, in one table.
+ * Changing a value changes speed only, never bits: the results are integer
+ * sums and order-independent atomics (max, or, add of integers). */
+#ifndef MCGQ_TUNING_H_
+#define MCGQ_TUNING_H_
+
+#define MCGQ_TUNE_ELEMENT_THREADS 256   /* one thread per element kernels */
+#define MCGQ_TUNE_SAMPLE_THREADS 256    /* card path: one thread per sample */
+#define MCGQ_TUNE_DECODE_THREADS 128    /* decoder: one thread per chunk */
+#define MCGQ_TUNE_MAX_GRID 65535u       /* grid-stride loops cap the grid here */
+#define MCGQ_TUNE_ZERO_THREADS 256      /* region zeroing, 8 bytes per thread */
+#define MCGQ_TUNE_MAX_DECODE_RANKS 128  /* messages per decode (kernel parameter space) */
+
+#endif /* MCGQ_TUNING_H_ */

@@ -1,0 +1,174 @@
+// GPU decode-and-average (mcgqDecodeAverageAsync) against the CPU
+// reference (mcgqDecodeAverageHost): identical floats for P = 1..4 messages,
+// the CPU's error codes for corrupt messages, and a CUDA graph holding an
+// encode and a decode that replays to the same bits.  Skips without a GPU.
+#include "gpu_support.hpp"
+
+using namespace gpu_test;
+
+namespace {
+
+// A message of several layers (RLE with runs longer than a chunk, fixed
+// width, all zero) for rank r, encoded by the CPU reference.
+std::vector<uint8_t> rank_message(int r, const std::vector<uint64_t> &sizes,
+                                  const std::vector<std::vector<float>> &g, int crc) {
+  std::vector<mcgqLayerDesc_t> descs(sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    mcgqLayerDescInit(&descs[i]);
+    descs[i].n = sizes[i];
+    descs[i].g = g[i].data();
+    descs[i].cfg.k = i == 1 ? 4.0 : 0.05;
+    descs[i].cfg.checksum = crc;
+    descs[i].u = mcgqRandomWord(11, 3, (uint32_t)i, (uint32_t)r);
+  }
+  mcgqResult_t res;
+  std::vector<mcgqLayerStats_t> st;
+  std::vector<uint8_t> msg = cpu_encode(descs, &res, &st);
+  EXPECT_EQ(mcgqSuccess, res);
+  return msg;
+}
+
+struct table {
+  std::vector<uint64_t> sizes{40000, 300, 1, 9000, 70000};
+  uint64_t total() const {
+    uint64_t t = 0;
+    for (uint64_t s : sizes) t += s;
+    return t;
+  }
+  std::vector<std::vector<float>> data(int r) const {
+    std::vector<std::vector<float>> g;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      dist d = i == 0 ? dist::sparse : i == 3 ? dist::all_zero : dist::heavy;
+      g.push_back(make_data(d, sizes[i], 1000u * r + (uint32_t)i));
+    }
+    return g;
+  }
+};
+
+uint32_t cpu_average(const std::vector<std::vector<uint8_t>> &msgs, uint64_t n,
+                     std::vector<float> *out) {
+  std::vector<const void *> ptrs;
+  std::vector<size_t> sizes;
+  for (auto &m : msgs) {
+    ptrs.push_back(m.data());
+    sizes.push_back(m.size());
+  }
+  out->assign(n, 0.0f);
+  return (uint32_t)mcgqDecodeAverageHost(ptrs.data(), sizes.data(), (int)msgs.size(),
+                                         out->data(), n);
+}
+
+}  // namespace
+
+TEST(GpuDecode, AverageMatchesCpuForOneToFourRanks) {
+  MCGQ_REQUIRE_GPU();
+  table t;
+  for (int crc = 0; crc <= 1; ++crc) {
+    std::vector<std::vector<uint8_t>> msgs;
+    for (int P = 1; P <= 4; ++P) {
+      msgs.push_back(rank_message(P - 1, t.sizes, t.data(P - 1), crc));
+      std::vector<float> cpu, gpu;
+      ASSERT_EQ(0u, cpu_average(msgs, t.total(), &cpu)) << mcgqGetLastErrorDetail();
+      ASSERT_EQ(0u, gpu_decode_average(msgs, t.total(), &gpu)) << "P = " << P;
+      EXPECT_TRUE(same_bits(cpu, gpu)) << "P = " << P << " crc = " << crc;
+    }
+  }
+}
+
+// Every single-byte change of a message: the GPU's status is the CPU's
+// result (0 where the change leaves a valid message, then equal floats).
+TEST(GpuDecode, CorruptMessagesGiveCpuErrorCodes) {
+  MCGQ_REQUIRE_GPU();
+  table t;
+  t.sizes = {20000, 50, 9000};
+  std::vector<uint8_t> good = rank_message(0, t.sizes, t.data(0), 1);
+  std::vector<uint8_t> good_nocrc = rank_message(1, t.sizes, t.data(1), 0);
+  int checked = 0;
+  for (const auto *base : {&good, &good_nocrc}) {
+    size_t step = base->size() / 150 + 1;
+    for (size_t at = 0; at < base->size(); at += (at < 400 ? 1 : step)) {
+      for (uint8_t flip : {0x01, 0x80}) {
+        std::vector<std::vector<uint8_t>> msgs = {*base, *base};
+        msgs[1][at] ^= flip;
+        std::vector<float> cpu, gpu;
+        uint32_t want = cpu_average(msgs, t.total(), &cpu);
+        uint32_t got = gpu_decode_average(msgs, t.total(), &gpu);
+        ASSERT_EQ(want, got) << "byte " << at << " ^ " << (int)flip << ": "
+                             << mcgqGetLastErrorDetail();
+        if (want == 0) {
+          EXPECT_TRUE(same_bits(cpu, gpu)) << "byte " << at;
+        }
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 500);
+  // Truncated and wrong-n inputs.
+  std::vector<float> out;
+  std::vector<std::vector<uint8_t>> cut = {good};
+  cut[0].resize(good.size() - 8);
+  std::vector<float> cpu;
+  EXPECT_EQ(cpu_average(cut, t.total(), &cpu), gpu_decode_average(cut, t.total(), &out));
+  std::vector<std::vector<uint8_t>> one = {good};
+  EXPECT_EQ((uint32_t)mcgqInvalidArgument, gpu_decode_average(one, t.total() + 1, &out));
+}
+
+// Encode on the GPU and decode on the GPU inside one captured graph; the
+// decoder gets the capacity as size (the true size is on the device).
+TEST(GpuDecode, GraphCaptureOfEncodeAndDecodeReplays) {
+  MCGQ_REQUIRE_GPU();
+  const uint64_t n = 30000;
+  std::vector<float> g = make_data(dist::normal, n, 5);
+  dbuf<float> d_g(n), d_avg(n);
+  d_g.upload(g);
+  mcgqLayerDesc_t d;
+  mcgqLayerDescInit(&d);
+  d.n = n;
+  d.g = d_g.p;
+  d.cfg.k = 0.3;
+  d.u = 424242u;
+  size_t cap = 0, etemp = 0, dtemp = 0;
+  ASSERT_EQ(mcgqSuccess, mcgqEncodeGetMaxOutputSize(&d, 1, &cap));
+  ASSERT_EQ(mcgqSuccess, mcgqEncodeGetTempSize(&d, 1, &etemp));
+  ASSERT_EQ(mcgqSuccess, mcgqDecodeAverageGetTempSize(1, n, cap, &dtemp));
+  dbuf<uint8_t> d_msg(cap), d_et(etemp), d_dt(dtemp);
+  dbuf<size_t> d_bytes(1);
+  dbuf<mcgqLayerStats_t> d_stats(1);
+  dbuf<uint32_t> d_status(1);
+  cudaStream_t s;
+  CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const void *ins[1] = {d_msg.p};
+  size_t in_sizes[1] = {cap};
+  CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  mcgqResult_t e1 = mcgqEncodeAsync(&d, 1, d_msg.p, cap, d_bytes.p, d_stats.p, d_et.p,
+                                    etemp, s);
+  mcgqResult_t e2 = mcgqDecodeAverageAsync(ins, in_sizes, 1, d_avg.p, n, d_status.p,
+                                           d_dt.p, dtemp, s);
+  cudaGraph_t graph;
+  CUDA_OK(cudaStreamEndCapture(s, &graph));
+  ASSERT_EQ(mcgqSuccess, e1);
+  ASSERT_EQ(mcgqSuccess, e2);
+  cudaGraphExec_t exec;
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  std::vector<float> first;
+  for (int rep = 0; rep < 3; ++rep) {
+    CUDA_OK(cudaGraphLaunch(exec, s));
+    CUDA_OK(cudaStreamSynchronize(s));
+    ASSERT_EQ(0u, d_status.download(1)[0]);
+    std::vector<float> avg = d_avg.download(n);
+    if (rep == 0) {
+      first = avg;
+      size_t bytes = d_bytes.download(1)[0];
+      std::vector<uint8_t> msg = d_msg.download(bytes);
+      std::vector<float> ref(n);
+      ASSERT_EQ(mcgqSuccess, mcgqDecodeHost(msg.data(), msg.size(), ref.data(), n));
+      // P = 1: fmaf(s, v, 0) / 1 = s * v, the host decode's product.
+      EXPECT_TRUE(same_bits(ref, avg));
+    } else {
+      EXPECT_TRUE(same_bits(first, avg)) << "replay " << rep;
+    }
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+}
