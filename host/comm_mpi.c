@@ -1,0 +1,148 @@
+/*
+ * comm_mpi.c - the MPI transport of the communicator (libmcgq_mpi).
+ *
+ * Three collectives on the caller's communicator.  MPI's default error
+ * handler aborts the job, and the library must never abort, so every call
+ * runs with MPI_ERRORS_RETURN and puts the caller's handler back afterwards
+ * (the caller's communicator is borrowed, its settings are not ours).
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "comm_internal.h"
+#include "mcgq_mpi.h"
+
+typedef struct {
+  MPI_Comm mpi;
+  int *counts, *displs; /* int arrays for MPI_Allgatherv, nranks each */
+} mpi_transport_t;
+
+typedef struct {
+  MPI_Comm mpi;
+  MPI_Errhandler saved;
+  int ok;
+} errhandler_guard_t;
+
+static void guard_enter(errhandler_guard_t *g, MPI_Comm mpi) {
+  g->mpi = mpi;
+  g->ok = MPI_Comm_get_errhandler(mpi, &g->saved) == MPI_SUCCESS &&
+          MPI_Comm_set_errhandler(mpi, MPI_ERRORS_RETURN) == MPI_SUCCESS;
+}
+
+static void guard_leave(errhandler_guard_t *g) {
+  if (!g->ok) return;
+  MPI_Comm_set_errhandler(g->mpi, g->saved);
+  MPI_Errhandler_free(&g->saved);
+}
+
+static mcgqResult_t mpi_error(int code, const char *what, char *detail,
+                              size_t detail_size) {
+  char text[MPI_MAX_ERROR_STRING] = "";
+  int len = 0;
+  if (MPI_Error_string(code, text, &len) != MPI_SUCCESS)
+    snprintf(text, sizeof text, "MPI error %d", code);
+  snprintf(detail, detail_size, "mcgqCommStep: %s failed: %s", what, text);
+  return mcgqMpiError;
+}
+
+static mcgqResult_t mpi_allgather(void *ctx, const void *send, void *recv,
+                                  size_t bytes, char *detail,
+                                  size_t detail_size) {
+  mpi_transport_t *t = ctx;
+  if (bytes > INT_MAX) {
+    snprintf(detail, detail_size, "mcgqCommStep: %zu bytes exceed MPI's int count",
+             bytes);
+    return mcgqInvalidArgument;
+  }
+  errhandler_guard_t g;
+  guard_enter(&g, t->mpi);
+  int rc = MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
+                         t->mpi);
+  guard_leave(&g);
+  return rc == MPI_SUCCESS ? mcgqSuccess
+                           : mpi_error(rc, "MPI_Allgather", detail, detail_size);
+}
+
+static mcgqResult_t mpi_allgatherv(void *ctx, const void *send,
+                                   size_t send_bytes, void *recv,
+                                   const size_t *counts, const size_t *displs,
+                                   char *detail, size_t detail_size) {
+  mpi_transport_t *t = ctx;
+  int nranks = 0;
+  MPI_Comm_size(t->mpi, &nranks);
+  /* counts and displs are equal on every rank, so every rank takes this
+   * branch alike and none is left waiting. */
+  for (int r = 0; r < nranks; ++r) {
+    if (counts[r] > INT_MAX || displs[r] > INT_MAX) {
+      snprintf(detail, detail_size,
+               "mcgqCommStep: the messages (%zu bytes from rank %d at offset "
+               "%zu) exceed MPI's int counts; register fewer elements per "
+               "communicator",
+               counts[r], r, displs[r]);
+      return mcgqCapacityExceeded;
+    }
+    t->counts[r] = (int)counts[r];
+    t->displs[r] = (int)displs[r];
+  }
+  errhandler_guard_t g;
+  guard_enter(&g, t->mpi);
+  int rc = MPI_Allgatherv(send, (int)send_bytes, MPI_BYTE, recv, t->counts,
+                          t->displs, MPI_BYTE, t->mpi);
+  guard_leave(&g);
+  return rc == MPI_SUCCESS ? mcgqSuccess
+                           : mpi_error(rc, "MPI_Allgatherv", detail, detail_size);
+}
+
+static mcgqResult_t mpi_allreduce_max(void *ctx, int32_t *value, char *detail,
+                                      size_t detail_size) {
+  mpi_transport_t *t = ctx;
+  int32_t in = *value;
+  errhandler_guard_t g;
+  guard_enter(&g, t->mpi);
+  int rc = MPI_Allreduce(&in, value, 1, MPI_INT32_T, MPI_MAX, t->mpi);
+  guard_leave(&g);
+  return rc == MPI_SUCCESS ? mcgqSuccess
+                           : mpi_error(rc, "MPI_Allreduce", detail, detail_size);
+}
+
+static void mpi_destroy(void *ctx) {
+  mpi_transport_t *t = ctx;
+  if (!t) return;
+  free(t->counts);
+  free(t->displs);
+  free(t);
+}
+
+static const mcgq_transport_ops_t kMpiOps = {
+    "MPI", mpi_allgather, mpi_allgatherv, mpi_allreduce_max,
+    NULL,  NULL,          NULL,           mpi_destroy};
+
+/* Thread-local detail of libmcgq is not reachable from here (only its API is
+ * exported), so a failed init returns its status and leaves the detail in
+ * the status alone.  The cases are few and named in mcgq_mpi.h. */
+mcgqResult_t mcgqCommInitMpi(mcgqComm_t *comm, MPI_Comm mpi) {
+  if (!comm || mpi == MPI_COMM_NULL) return mcgqInvalidArgument;
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return mcgqInvalidUsage;
+  int rank = 0, nranks = 0;
+  errhandler_guard_t g;
+  guard_enter(&g, mpi);
+  int rc = MPI_Comm_rank(mpi, &rank);
+  if (rc == MPI_SUCCESS) rc = MPI_Comm_size(mpi, &nranks);
+  guard_leave(&g);
+  if (rc != MPI_SUCCESS) return mcgqMpiError;
+  mpi_transport_t *t = calloc(1, sizeof *t);
+  if (t) {
+    t->mpi = mpi;
+    t->counts = calloc((size_t)nranks, sizeof(int));
+    t->displs = calloc((size_t)nranks, sizeof(int));
+  }
+  if (!t || !t->counts || !t->displs) {
+    mpi_destroy(t);
+    return mcgqOutOfMemory;
+  }
+  return mcgq_comm_create(&kMpiOps, t, rank, nranks, comm);
+}
