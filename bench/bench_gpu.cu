@@ -1,0 +1,318 @@
+/* bench_gpu.cu - one size on the GPU: baselines measured in the same process
+ * (cudaMemcpy D2D of the same bytes, cub::DeviceReduce::Sum and
+ * cub::DeviceScan::InclusiveSum of the same n), then mcgqEncodeAsync and
+ * mcgqDecodeAverageAsync (one rank), all timed with CUDA events (median of
+ * -n iterations), and the check against the CPU reference: #wrong counts
+ * message bytes that differ from mcgqEncodeHost's plus decoded floats that
+ * differ from mcgqDecodeHost's (the paths must be bit-identical).
+ * CUDA C++ is used only for CUB and events; the interface is bench.h's C. */
+#include <cuda_runtime.h>
+
+#include <cub/cub.cuh>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+#ifdef MCGQ_BENCH_HAVE_NCCL
+#include <nccl.h>
+#endif
+
+#define BENCH_CUDA_GOTO(call, label)                                           \
+  do {                                                                         \
+    cudaError_t bench_e_ = (call);                                             \
+    if (bench_e_ != cudaSuccess) {                                             \
+      snprintf(ctx->err, ctx->err_size, "%s: %s", #call,                      \
+               cudaGetErrorString(bench_e_));                                  \
+      goto label;                                                              \
+    }                                                                          \
+  } while (0)
+
+#define BENCH_MCGQ_GOTO(call, label)                                           \
+  do {                                                                         \
+    mcgqResult_t bench_r_ = (call);                                            \
+    if (bench_r_ != mcgqSuccess) {                                             \
+      bench_mcgq_error(ctx->err, ctx->err_size, #call, bench_r_);              \
+      goto label;                                                              \
+    }                                                                          \
+  } while (0)
+
+extern "C" int bench_gpu_describe(char *buf, size_t size) {
+  int count = 0, device = 0, driver = 0, runtime = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return -1;
+  cudaDeviceProp prop;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaGetDeviceProperties(&prop, device) != cudaSuccess)
+    return -1;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  int nccl = 0;
+#ifdef MCGQ_BENCH_HAVE_NCCL
+  ncclGetVersion(&nccl);
+#endif
+  snprintf(buf, size,
+           "%s (sm_%d%d, %.1f GiB, %d SMs)  driver %d.%d  CUDA runtime %d.%d  NCCL %d",
+           prop.name, prop.major, prop.minor,
+           (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0),
+           prop.multiProcessorCount, driver / 1000, (driver % 1000) / 10,
+           runtime / 1000, (runtime % 1000) / 10, nccl);
+  return 0;
+}
+
+namespace {
+
+struct gpu_case {
+  const bench_options_t *opt;
+  uint64_t n;
+  double k;
+  char *err;
+  size_t err_size;
+  cudaStream_t stream = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  float *h_g = nullptr, *d_g = nullptr, *d_copy = nullptr, *d_dec = nullptr;
+  float *d_sum = nullptr;
+  void *d_cub_temp = nullptr;
+  size_t cub_temp_bytes = 0;
+  mcgqLayerDesc_t desc;
+  void *d_msg = nullptr, *d_enc_temp = nullptr, *d_dec_temp = nullptr;
+  size_t msg_cap = 0, enc_temp_bytes = 0, dec_temp_bytes = 0, msg_bytes = 0;
+  size_t *d_msg_bytes = nullptr;
+  mcgqLayerStats_t *d_stats = nullptr;
+  uint32_t *d_status = nullptr;
+};
+
+enum gpu_stage { GPU_COPY, GPU_REDUCE, GPU_SCAN, GPU_ENCODE, GPU_DECODE };
+
+/* One launch of a stage on the case's stream; cudaSuccess or the failure
+ * (an mcgq failure is reported as cudaErrorUnknown with err filled). */
+cudaError_t launch_stage(gpu_case *ctx, int stage) {
+  switch (stage) {
+    case GPU_COPY:
+      return cudaMemcpyAsync(ctx->d_copy, ctx->d_g, ctx->n * sizeof(float),
+                             cudaMemcpyDeviceToDevice, ctx->stream);
+    case GPU_REDUCE:
+      return cub::DeviceReduce::Sum(ctx->d_cub_temp, ctx->cub_temp_bytes, ctx->d_g,
+                                    ctx->d_sum, (int64_t)ctx->n, ctx->stream);
+    case GPU_SCAN:
+      return cub::DeviceScan::InclusiveSum(ctx->d_cub_temp, ctx->cub_temp_bytes,
+                                           ctx->d_g, ctx->d_copy, (int64_t)ctx->n,
+                                           ctx->stream);
+    case GPU_ENCODE: {
+      mcgqResult_t r = mcgqEncodeAsync(&ctx->desc, 1, ctx->d_msg, ctx->msg_cap,
+                                       ctx->d_msg_bytes, ctx->d_stats, ctx->d_enc_temp,
+                                       ctx->enc_temp_bytes, ctx->stream);
+      if (r == mcgqSuccess) return cudaSuccess;
+      bench_mcgq_error(ctx->err, ctx->err_size, "mcgqEncodeAsync", r);
+      return cudaErrorUnknown;
+    }
+    case GPU_DECODE: {
+      const void *in[1] = {ctx->d_msg};
+      size_t in_bytes[1] = {ctx->msg_bytes};
+      mcgqResult_t r = mcgqDecodeAverageAsync(in, in_bytes, 1, ctx->d_dec, ctx->n,
+                                              ctx->d_status, ctx->d_dec_temp,
+                                              ctx->dec_temp_bytes, ctx->stream);
+      if (r == mcgqSuccess) return cudaSuccess;
+      bench_mcgq_error(ctx->err, ctx->err_size, "mcgqDecodeAverageAsync", r);
+      return cudaErrorUnknown;
+    }
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+/* Median of per-iteration event times (us); -1 on failure (err filled). */
+double time_stage(gpu_case *ctx, int stage) {
+  int iters = ctx->opt->iters;
+  double *t = (double *)malloc((size_t)iters * sizeof *t);
+  double median = -1.0;
+  if (!t) {
+    snprintf(ctx->err, ctx->err_size, "out of host memory");
+    return -1.0;
+  }
+  for (int i = 0; i < ctx->opt->warmup; ++i) {
+    cudaError_t e = launch_stage(ctx, stage);
+    if (e == cudaErrorUnknown) goto done;
+    BENCH_CUDA_GOTO(e, done);
+  }
+  for (int i = 0; i < iters; ++i) {
+    float ms = 0;
+    BENCH_CUDA_GOTO(cudaEventRecord(ctx->start, ctx->stream), done);
+    cudaError_t e = launch_stage(ctx, stage);
+    if (e == cudaErrorUnknown) goto done;
+    BENCH_CUDA_GOTO(e, done);
+    BENCH_CUDA_GOTO(cudaEventRecord(ctx->stop, ctx->stream), done);
+    BENCH_CUDA_GOTO(cudaEventSynchronize(ctx->stop), done);
+    BENCH_CUDA_GOTO(cudaEventElapsedTime(&ms, ctx->start, ctx->stop), done);
+    t[i] = 1e3 * (double)ms;
+  }
+  median = bench_median(t, iters);
+done:
+  free(t);
+  return median;
+}
+
+int setup(gpu_case *ctx) {
+  size_t n = (size_t)ctx->n, reduce_bytes = 0, scan_bytes = 0;
+  ctx->h_g = (float *)malloc(n * sizeof(float));
+  if (!ctx->h_g) {
+    snprintf(ctx->err, ctx->err_size, "out of host memory");
+    return -1;
+  }
+  bench_fill(ctx->h_g, ctx->n, ctx->opt->dist, 42);
+  mcgqLayerDescInit(&ctx->desc);
+  ctx->desc.n = ctx->n;
+  ctx->desc.u = mcgqRandomWord(1, 0, 0, 0);
+  ctx->desc.cfg.k = ctx->k;
+  ctx->desc.cfg.algo = ctx->opt->algo == BENCH_ALGO_SAMPLE ? MCGQ_ALGO_SAMPLE : MCGQ_ALGO_FUSED;
+  BENCH_CUDA_GOTO(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), fail);
+  BENCH_CUDA_GOTO(cudaEventCreate(&ctx->start), fail);
+  BENCH_CUDA_GOTO(cudaEventCreate(&ctx->stop), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_g, n * sizeof(float)), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_copy, n * sizeof(float)), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_dec, n * sizeof(float)), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_sum, sizeof(float)), fail);
+  BENCH_CUDA_GOTO(cudaMemcpy(ctx->d_g, ctx->h_g, n * sizeof(float), cudaMemcpyHostToDevice), fail);
+  BENCH_CUDA_GOTO(cub::DeviceReduce::Sum(nullptr, reduce_bytes, ctx->d_g, ctx->d_sum,
+                                         (int64_t)n, ctx->stream), fail);
+  BENCH_CUDA_GOTO(cub::DeviceScan::InclusiveSum(nullptr, scan_bytes, ctx->d_g, ctx->d_copy,
+                                                (int64_t)n, ctx->stream), fail);
+  ctx->cub_temp_bytes = reduce_bytes > scan_bytes ? reduce_bytes : scan_bytes;
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_cub_temp, ctx->cub_temp_bytes), fail);
+
+  ctx->desc.g = ctx->d_g;
+  BENCH_MCGQ_GOTO(mcgqEncodeGetMaxOutputSize(&ctx->desc, 1, &ctx->msg_cap), fail);
+  BENCH_MCGQ_GOTO(mcgqEncodeGetTempSize(&ctx->desc, 1, &ctx->enc_temp_bytes), fail);
+  BENCH_MCGQ_GOTO(mcgqDecodeAverageGetTempSize(1, ctx->n, ctx->msg_cap, &ctx->dec_temp_bytes), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_msg, ctx->msg_cap), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_enc_temp, ctx->enc_temp_bytes ? ctx->enc_temp_bytes : 1), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_dec_temp, ctx->dec_temp_bytes ? ctx->dec_temp_bytes : 1), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_msg_bytes, sizeof(size_t)), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_stats, sizeof(mcgqLayerStats_t)), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_status, sizeof(uint32_t)), fail);
+  return 0;
+fail:
+  return -1;
+}
+
+void teardown(gpu_case *ctx) {
+  cudaFree(ctx->d_g);
+  cudaFree(ctx->d_copy);
+  cudaFree(ctx->d_dec);
+  cudaFree(ctx->d_sum);
+  cudaFree(ctx->d_cub_temp);
+  cudaFree(ctx->d_msg);
+  cudaFree(ctx->d_enc_temp);
+  cudaFree(ctx->d_dec_temp);
+  cudaFree(ctx->d_msg_bytes);
+  cudaFree(ctx->d_stats);
+  cudaFree(ctx->d_status);
+  if (ctx->start) cudaEventDestroy(ctx->start);
+  if (ctx->stop) cudaEventDestroy(ctx->stop);
+  if (ctx->stream) cudaStreamDestroy(ctx->stream);
+  free(ctx->h_g);
+}
+
+/* One encode to learn the message size and stats before timing decode. */
+int encode_once(gpu_case *ctx, mcgqLayerStats_t *stats) {
+  uint32_t status = 0;
+  if (launch_stage(ctx, GPU_ENCODE) != cudaSuccess) {
+    if (!ctx->err[0]) snprintf(ctx->err, ctx->err_size, "mcgqEncodeAsync launch failed");
+    return -1;
+  }
+  BENCH_CUDA_GOTO(cudaStreamSynchronize(ctx->stream), fail);
+  BENCH_CUDA_GOTO(cudaMemcpy(&ctx->msg_bytes, ctx->d_msg_bytes, sizeof(size_t),
+                             cudaMemcpyDeviceToHost), fail);
+  BENCH_CUDA_GOTO(cudaMemcpy(stats, ctx->d_stats, sizeof *stats, cudaMemcpyDeviceToHost), fail);
+  status = stats->status;
+  if (status != mcgqSuccess || ctx->msg_bytes == 0 || ctx->msg_bytes > ctx->msg_cap) {
+    snprintf(ctx->err, ctx->err_size, "encode status %u (%s), message %zu bytes", status,
+             mcgqGetErrorString((mcgqResult_t)status), ctx->msg_bytes);
+    return -1;
+  }
+  return 0;
+fail:
+  return -1;
+}
+
+/* Bytes of the GPU message that differ from the CPU reference's (a length
+ * difference counts every missing byte) plus decoded floats that differ. */
+int count_wrong(gpu_case *ctx, uint64_t *wrong) {
+  size_t n = (size_t)ctx->n;
+  unsigned char *gpu_msg = (unsigned char *)malloc(ctx->msg_bytes);
+  unsigned char *cpu_msg = (unsigned char *)malloc(ctx->msg_cap);
+  float *gpu_dec = (float *)malloc(n * sizeof(float));
+  float *cpu_dec = (float *)malloc(n * sizeof(float));
+  mcgqLayerDesc_t host_desc = ctx->desc;
+  size_t cpu_bytes = 0;
+  uint32_t status = 0;
+  int rc = -1;
+  if (!gpu_msg || !cpu_msg || !gpu_dec || !cpu_dec) {
+    snprintf(ctx->err, ctx->err_size, "out of host memory for the check");
+    goto done;
+  }
+  BENCH_CUDA_GOTO(cudaMemcpy(gpu_msg, ctx->d_msg, ctx->msg_bytes, cudaMemcpyDeviceToHost), done);
+  BENCH_CUDA_GOTO(cudaMemcpy(gpu_dec, ctx->d_dec, n * sizeof(float), cudaMemcpyDeviceToHost), done);
+  BENCH_CUDA_GOTO(cudaMemcpy(&status, ctx->d_status, sizeof status, cudaMemcpyDeviceToHost), done);
+  host_desc.g = ctx->h_g;
+  BENCH_MCGQ_GOTO(mcgqEncodeHost(&host_desc, 1, cpu_msg, ctx->msg_cap, &cpu_bytes, NULL), done);
+  BENCH_MCGQ_GOTO(mcgqDecodeHost(cpu_msg, cpu_bytes, cpu_dec, ctx->n), done);
+  {
+    size_t common = cpu_bytes < ctx->msg_bytes ? cpu_bytes : ctx->msg_bytes;
+    uint64_t bad = (uint64_t)((cpu_bytes > ctx->msg_bytes ? cpu_bytes : ctx->msg_bytes) - common);
+    for (size_t i = 0; i < common; ++i) bad += gpu_msg[i] != cpu_msg[i];
+    for (size_t i = 0; i < n; ++i) bad += memcmp(&gpu_dec[i], &cpu_dec[i], sizeof(float)) != 0;
+    bad += status != 0;
+    *wrong = bad;
+  }
+  rc = 0;
+done:
+  free(gpu_msg);
+  free(cpu_msg);
+  free(gpu_dec);
+  free(cpu_dec);
+  return rc;
+}
+
+}  // namespace
+
+extern "C" int bench_gpu_size(const bench_options_t *opt, uint64_t n, double k,
+                              bench_row_t *row, char *err, size_t err_size) {
+  gpu_case c;
+  gpu_case *ctx = &c;
+  c.opt = opt;
+  c.n = n;
+  c.k = k;
+  c.err = err;
+  c.err_size = err_size;
+  err[0] = '\0';
+  mcgqLayerStats_t stats;
+  memset(row, 0, sizeof *row);
+  row->bytes = n * sizeof(float);
+  row->n = n;
+  row->k = k;
+  row->quant_us = row->rle_us = -1.0;
+  row->time_cpu_us = row->copy_cpu_us = -1.0;
+  int rc = setup(ctx);
+  if (rc == 0) rc = encode_once(ctx, &stats);
+  static const int stages[] = {GPU_COPY, GPU_REDUCE, GPU_SCAN, GPU_ENCODE, GPU_DECODE};
+  double t[5] = {0};
+  for (int s = 0; s < 5 && rc == 0; ++s) {
+    t[s] = time_stage(ctx, stages[s]);
+    if (t[s] < 0) rc = -1;
+  }
+  if (rc == 0) {
+    row->copy_us = t[0];
+    row->reduce_us = t[1];
+    row->scan_us = t[2];
+    row->time_us = t[3];
+    row->decode_us = t[4];
+    row->bits_per_element = 8.0 * (double)c.msg_bytes / (double)n;
+    row->paper_ratio = 32.0 * (double)n / ((double)stats.stream_bits + 32.0);
+    row->wire_ratio = 4.0 * (double)n / (double)c.msg_bytes;
+    row->checked = opt->check;
+    if (opt->check) rc = count_wrong(ctx, &row->wrong);
+  }
+  teardown(ctx);
+  return rc;
+}
