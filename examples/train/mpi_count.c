@@ -1,0 +1,54 @@
+/* mpi_count.c - PMPI wrappers that count the bytes each call contributes. */
+#include "mpi_count.h"
+
+#include <mpi.h>
+
+static mpi_count_t g_count;
+static int g_enabled;
+
+mpi_count_t mpi_count_get(void) { return g_count; }
+void mpi_count_enable(int on) { g_enabled = on; }
+
+static uint64_t type_bytes(MPI_Datatype type, int count) {
+  int size = 0;
+  PMPI_Type_size(type, &size);
+  return (uint64_t)size * (uint64_t)(count > 0 ? count : 0);
+}
+
+int MPI_Allgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype,
+                  void *recvbuf, int recvcount, MPI_Datatype recvtype,
+                  MPI_Comm comm) {
+  if (g_enabled) {
+    /* in place: this rank's block of recvbuf is its contribution */
+    g_count.allgather_bytes += sendbuf == MPI_IN_PLACE
+                                   ? type_bytes(recvtype, recvcount)
+                                   : type_bytes(sendtype, sendcount);
+    g_count.calls++;
+  }
+  return PMPI_Allgather(sendbuf, sendcount, sendtype, recvbuf, recvcount,
+                        recvtype, comm);
+}
+
+int MPI_Allgatherv(const void *sendbuf, int sendcount, MPI_Datatype sendtype,
+                   void *recvbuf, const int recvcounts[], const int displs[],
+                   MPI_Datatype recvtype, MPI_Comm comm) {
+  if (g_enabled) {
+    int rank = 0;
+    PMPI_Comm_rank(comm, &rank);
+    g_count.allgatherv_bytes += sendbuf == MPI_IN_PLACE
+                                    ? type_bytes(recvtype, recvcounts[rank])
+                                    : type_bytes(sendtype, sendcount);
+    g_count.calls++;
+  }
+  return PMPI_Allgatherv(sendbuf, sendcount, sendtype, recvbuf, recvcounts,
+                         displs, recvtype, comm);
+}
+
+int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count,
+                  MPI_Datatype datatype, MPI_Op op, MPI_Comm comm) {
+  if (g_enabled) {
+    g_count.allreduce_bytes += type_bytes(datatype, count);
+    g_count.calls++;
+  }
+  return PMPI_Allreduce(sendbuf, recvbuf, count, datatype, op, comm);
+}
