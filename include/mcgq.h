@@ -421,8 +421,127 @@ MCGQ_API mcgqResult_t mcgqCommGetRank(mcgqComm_t comm, int *rank, int *nranks);
 /* Detail of the last failure on this handle ("" if none). */
 MCGQ_API const char *mcgqCommGetLastError(mcgqComm_t comm);
 
+/* Per-layer results of this rank's encode in the last step (K used, scale,
+ * stream bits, status of the data checks ...): the first `count` layers of
+ * the registered table, host memory.  count <= the registered count. */
+MCGQ_API mcgqResult_t mcgqCommGetLayerStats(mcgqComm_t comm,
+                                            mcgqLayerStats_t *stats, int count);
+
 /* Frees the handle (not the caller's communicator, buffers or stream). */
 MCGQ_API mcgqResult_t mcgqCommDestroy(mcgqComm_t comm);
+
+/* ============================================ performance model and policy
+ * An alpha-beta model of one exchange step, used to decide whether a layer
+ * (or a bucket of layers) is worth compressing and to predict step times
+ * (`mcgq model`, bench/README.md).  Pure host arithmetic on the numbers
+ * given: no I/O, no state, thread-safe.  Times are microseconds; bandwidths
+ * are GB/s with G = 10^9 (as nccl-tests reports them).
+ *
+ * With P ranks, n elements in L layers, b wire bits per element:
+ *   ring all-reduce of a w-bit type (w = 32 fp32, 16 bf16):
+ *     t_ar   = 2(P-1) alpha + 2(P-1)/P * (n w / 8) / bw
+ *   mcgq = encode + all-gather of the P compressed payloads + decode of P:
+ *     t_enc  = launch + L per_layer + 4n / encode_bw
+ *     t_ag   = (1 + size_exchange)(P-1) alpha + (P-1) (n b / 8) / bw
+ *     t_dec  = launch + L per_layer + P * 4n / decode_bw
+ * (ring all-gather: P-1 steps, each rank receives P-1 payloads; the size
+ * exchange is a second, tiny all-gather unless fixed capacity is used.)
+ * The models of both sides are linear in n and in b, so break-even points
+ * have closed forms. */
+
+/* The link between the ranks.  Presets (mcgqLinkModelPreset):
+ *   "pcie4":       bw 25 GB/s per direction (PCIe 4.0 x16 is 16 GT/s x 16
+ *                  lanes, 128b/130b = 31.5 GB/s raw; ~25 GB/s achieved),
+ *                  alpha 3 us (nccl-tests all_reduce_perf of 8 bytes on two
+ *                  PCIe GPUs: ~6 us = 2(P-1) alpha with P = 2).
+ *   "nvlink-h100": bw 450 GB/s per direction (H100 SXM: 18 NVLink 4 links,
+ *                  900 GB/s bidirectional per GPU through NVSwitch), alpha
+ *                  3 us.  Peak numbers: NCCL's measured bus bandwidth is lower,
+ *                  override with a measured one where known. */
+typedef struct {
+  uint32_t struct_size; /* sizeof(mcgqLinkModel_t) */
+  uint32_t reserved;
+  double alpha_us;      /* latency of one step of a ring collective, >= 0 */
+  double bw_gbs;        /* bandwidth per rank and direction, > 0 */
+} mcgqLinkModel_t;
+#define MCGQ_LINK_MODEL_INITIALIZER \
+  { (uint32_t) sizeof(mcgqLinkModel_t), 0, 3.0, 25.0 }
+
+/* Codec costs, from measurements (bench/mcgq_bench -J). */
+typedef struct {
+  uint32_t struct_size;  /* sizeof(mcgqCodecModel_t) */
+  int32_t size_exchange; /* 1: exact sizes, one extra all-gather of sizes;
+                            0: fixed capacity (mcgqCommSetCapacity) */
+  double encode_gbs;     /* encode throughput in fp32 input bytes, > 0 */
+  double decode_gbs;     /* decode throughput of ONE stream in fp32 output
+                            bytes (decode-and-average of P costs P times), > 0 */
+  double launch_us;      /* fixed cost of one encode or decode call, >= 0 */
+  double per_layer_us;   /* extra cost per layer inside one call, >= 0 */
+} mcgqCodecModel_t;
+#define MCGQ_CODEC_MODEL_INITIALIZER \
+  { (uint32_t) sizeof(mcgqCodecModel_t), 1, 100.0, 200.0, 10.0, 0.0 }
+
+/* Predicted times of one step (microseconds). */
+typedef struct {
+  uint32_t struct_size;   /* set by the caller: sizeof(mcgqStepPrediction_t) */
+  uint32_t reserved;
+  double encode_us;       /* t_enc */
+  double exchange_us;     /* t_ag */
+  double decode_us;       /* t_dec */
+  double mcgq_us;         /* t_enc + t_ag + t_dec */
+  double allreduce_fp32_us;
+  double allreduce_bf16_us;
+} mcgqStepPrediction_t;
+
+/* Fills *link with a named preset ("pcie4", "nvlink-h100").  Unknown name:
+ * mcgqInvalidArgument. */
+MCGQ_API mcgqResult_t mcgqLinkModelPreset(const char *name,
+                                          mcgqLinkModel_t *link);
+
+/* Predicted step of n elements in `layers` layers (layers >= 1, n >= 1),
+ * bits_per_element > 0 (wire bits, container overhead included), nranks >= 1
+ * (P = 1: no communication at all, both all-reduces cost 0).  All structs are
+ * host memory; pred->struct_size must be set by the caller. */
+MCGQ_API mcgqResult_t mcgqModelStepTime(const mcgqLinkModel_t *link,
+                                        const mcgqCodecModel_t *codec,
+                                        uint64_t n, uint32_t layers,
+                                        double bits_per_element, int nranks,
+                                        mcgqStepPrediction_t *pred);
+
+/* Break-even points of mcgq against a ring all-reduce of baseline_bits-bit
+ * values (32 = fp32, 16 = bf16; any value in (0, 64]), nranks >= 2. */
+typedef struct {
+  uint32_t struct_size;     /* set by the caller: sizeof(mcgqBreakEven_t) */
+  int32_t larger_wins;      /* 1: mcgq is faster for n > elements,
+                               0: faster for n < elements (see elements) */
+  double bits_per_element;  /* at the given n: mcgq is faster iff b is below;
+                               <= 0 means it never is at this n */
+  double elements;          /* at the given b: the n where both times are
+                               equal; -1 when they never cross for n > 0
+                               (then `always` tells which side wins) */
+  int32_t always;           /* elements == -1: 1 mcgq always faster,
+                               0 never faster; otherwise 0 */
+  int32_t reserved;
+} mcgqBreakEven_t;
+
+/* Break-even bits/element at (n, layers) and break-even n at
+ * bits_per_element (with the same layer count). */
+MCGQ_API mcgqResult_t mcgqModelBreakEven(const mcgqLinkModel_t *link,
+                                         const mcgqCodecModel_t *codec,
+                                         uint64_t n, uint32_t layers,
+                                         double bits_per_element, int nranks,
+                                         int baseline_bits,
+                                         mcgqBreakEven_t *out);
+
+/* *compress = 1 when the predicted mcgq step is strictly faster than a ring
+ * all-reduce of baseline_bits-bit values for this n, b and P; else 0
+ * (also for P = 1, where there is nothing to exchange). */
+MCGQ_API mcgqResult_t mcgqPolicyShouldCompress(const mcgqLinkModel_t *link,
+                                               const mcgqCodecModel_t *codec,
+                                               uint64_t n, uint32_t layers,
+                                               double bits_per_element,
+                                               int nranks, int baseline_bits,
+                                               int *compress);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run):
+#   1. scripts/setup.sh (installs what is missing)
+#   2. build-ci: release build (+ CUDA for one architecture, sm_90, when nvcc
+#      exists), ctest -L 'cpu|mpi|gpu' (gpu tests skip without a device)
+#   3. build-asan: ASan + UBSan build of the host code, ctest -L cpu
+#   4. build-fuzz: clang + libFuzzer, ctest -L fuzz (MCGQ_FUZZ_SECONDS, 60 s)
+#   5. pytest python/tests against build-ci's libmcgq
+# A stage whose part of the tree or toolchain is missing is skipped and says
+# so.  Exit status: nonzero if any stage failed.
+# Environment: MCGQ_SKIP_SETUP=1, MCGQ_FUZZ_SECONDS=N, JOBS=N,
+#              MCGQ_CUDA_ARCH (default 90), MCGQ_STAGES="build asan fuzz python".
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+FUZZ_SECONDS=${MCGQ_FUZZ_SECONDS:-60}
+CUDA_ARCH=${MCGQ_CUDA_ARCH:-90}
+STAGES=${MCGQ_STAGES:-"build asan fuzz python"}
+export CTEST_OUTPUT_ON_FAILURE=1
+if [[ $(id -u) == 0 ]]; then
+  # mpirun refuses root unless told; CI runs as root.
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+export OMPI_MCA_rmaps_base_oversubscribe=1  # 4 ranks on 2 cores
+
+SUMMARY=()
+FAILED=0
+T0=$SECONDS
+banner() { printf '\n==== test.sh: %s\n' "$*"; }
+record() {  # record <stage> <PASS|FAIL|SKIP> <note>
+  SUMMARY+=("$(printf '%-8s %-5s %s' "$1" "$2" "$3")")
+  [[ $2 == FAIL ]] && FAILED=1
+  return 0
+}
+wanted() { [[ " $STAGES " == *" $1 "* ]]; }
+elapsed() { local s=$((SECONDS - $1)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
+
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+
+# configure_build_test <stage> <dir> <ctest label regex> <cmake args...>
+configure_build_test() {
+  local stage=$1 dir=$2 labels=$3 t=$SECONDS
+  shift 3
+  banner "$stage: configure $dir ($*)"
+  if ! cmake -S . -B "$dir" "${GEN[@]}" "$@"; then
+    record "$stage" FAIL "configure failed ($dir)"; return 1
+  fi
+  banner "$stage: build $dir"
+  if ! cmake --build "$dir" -j "$JOBS"; then
+    record "$stage" FAIL "build failed ($dir)"; return 1
+  fi
+  banner "$stage: ctest -L '$labels' in $dir"
+  if ctest --test-dir "$dir" -L "$labels" --output-on-failure --timeout 300; then
+    record "$stage" PASS "ctest -L '$labels' in $dir ($(elapsed "$t"))"
+  else
+    record "$stage" FAIL "ctest -L '$labels' in $dir ($(elapsed "$t"))"
+  fi
+}
+
+# ------------------------------------------------------------------ setup
+if [[ ${MCGQ_SKIP_SETUP:-0} == 1 ]]; then
+  record setup SKIP "MCGQ_SKIP_SETUP=1"
+else
+  banner "setup"
+  if scripts/setup.sh; then record setup PASS "scripts/setup.sh"
+  else record setup FAIL "scripts/setup.sh"; fi
+fi
+
+# ------------------------------------------------------- main build (+CUDA)
+NVCC=$(command -v nvcc || true)
+[[ -z $NVCC && -x /usr/local/cuda/bin/nvcc ]] && NVCC=/usr/local/cuda/bin/nvcc
+if wanted build; then
+  if [[ -n $NVCC ]]; then
+    CUDA_ARGS=(-DMCGQ_ENABLE_CUDA=ON -DCMAKE_CUDA_COMPILER="$NVCC"
+               -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH")
+  else
+    echo "test.sh: no nvcc: building the CPU library only (gpu tests are not built)"
+    CUDA_ARGS=(-DMCGQ_ENABLE_CUDA=OFF)
+  fi
+  configure_build_test build build-ci 'cpu|mpi|gpu' -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    "${CUDA_ARGS[@]}"
+else
+  record build SKIP "not in MCGQ_STAGES"
+fi
+
+# ------------------------------------------------------ ASan + UBSan (cpu)
+if ! wanted asan; then
+  record asan SKIP "not in MCGQ_STAGES"
+elif ! grep -q MCGQ_ENABLE_SANITIZERS CMakeLists.txt; then
+  record asan SKIP "CMakeLists.txt has no MCGQ_ENABLE_SANITIZERS option"
+else
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  configure_build_test asan build-asan cpu -DCMAKE_BUILD_TYPE=Debug \
+    -DMCGQ_ENABLE_SANITIZERS=ON -DMCGQ_ENABLE_CUDA=OFF -DMCGQ_ENABLE_MPI=OFF \
+    -DMCGQ_ENABLE_BENCH=OFF -DMCGQ_ENABLE_EXAMPLES=OFF
+fi
+
+# ------------------------------------------------------------ libFuzzer
+if ! wanted fuzz; then
+  record fuzz SKIP "not in MCGQ_STAGES"
+elif [[ ! -f tests/fuzz/CMakeLists.txt ]]; then
+  record fuzz SKIP "tests/fuzz does not exist"
+elif ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then
+  record fuzz SKIP "no clang/clang++"
+else
+  t=$SECONDS
+  FUZZ_ARGS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang
+             -DCMAKE_CXX_COMPILER=clang++ -DMCGQ_ENABLE_FUZZ=ON -DMCGQ_ENABLE_CUDA=OFF
+             -DMCGQ_ENABLE_MPI=OFF -DMCGQ_ENABLE_BENCH=OFF -DMCGQ_ENABLE_EXAMPLES=OFF
+             -DMCGQ_ENABLE_TOOLS=OFF -DMCGQ_FUZZ_SECONDS="$FUZZ_SECONDS")
+  banner "fuzz: configure build-fuzz"
+  if ! cmake -S . -B build-fuzz "${GEN[@]}" "${FUZZ_ARGS[@]}"; then
+    record fuzz FAIL "configure failed (build-fuzz)"
+  else
+    # Only the fuzzers and their corpus: the rest of the suite is covered
+    # by the asan stage.
+    targets=$(cmake --build build-fuzz --target help 2>/dev/null |
+              grep -o '^mcgq_fuzz[A-Za-z0-9_]*' | sort -u | tr '\n' ' ')
+    banner "fuzz: build ${targets:-all}"
+    # shellcheck disable=SC2086
+    if ! cmake --build build-fuzz -j "$JOBS" ${targets:+--target $targets}; then
+      record fuzz FAIL "build failed (build-fuzz)"
+    else
+      banner "fuzz: ctest -L fuzz (${FUZZ_SECONDS} s per fuzzer)"
+      if MCGQ_FUZZ_SECONDS=$FUZZ_SECONDS ctest --test-dir build-fuzz -L fuzz --output-on-failure; then
+        record fuzz PASS "ctest -L fuzz, ${FUZZ_SECONDS} s each ($(elapsed "$t"))"
+      else
+        record fuzz FAIL "ctest -L fuzz ($(elapsed "$t"))"
+      fi
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------- Python
+if ! wanted python; then
+  record python SKIP "not in MCGQ_STAGES"
+elif [[ ! -d python/tests ]]; then
+  record python SKIP "python/tests does not exist"
+elif [[ ! -f build-ci/host/libmcgq.so ]]; then
+  record python FAIL "build-ci/host/libmcgq.so was not built"
+else
+  banner "python: pytest python/tests"
+  t=$SECONDS
+  PYTHONPATH="$ROOT/python${PYTHONPATH:+:$PYTHONPATH}" \
+    MCGQ_LIBRARY="$ROOT/build-ci/host/libmcgq.so" \
+    MCGQ_VECTORS_DIR="$ROOT/tests/vectors" \
+    python3 -m pytest -q python/tests
+  rc=$?
+  case $rc in
+    0) record python PASS "pytest python/tests ($(elapsed "$t"))" ;;
+    5) record python SKIP "pytest collected no tests" ;;
+    *) record python FAIL "pytest python/tests exited $rc" ;;
+  esac
+fi
+
+banner "summary ($(elapsed "$T0"))"
+printf '  %s\n' "${SUMMARY[@]}"
+if [[ $FAILED != 0 ]]; then
+  echo "test.sh: FAILED"
+  exit 1
+fi
+echo "test.sh: all stages that ran passed"

@@ -1,0 +1,169 @@
+/* cli_io.c - raw files of the mcgq tool: gradients (float32) and integer
+ * gradients (int32) as packed little-endian values, messages as bytes.
+ * Values are assembled byte by byte so the files mean the same on any host. */
+#define _POSIX_C_SOURCE 200809L /* fileno, fstat */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+void *cli_alloc(const char *cmd, uint64_t count, size_t size) {
+  if (count == 0) count = 1; /* malloc(0) may return NULL */
+  if (count > SIZE_MAX / size) {
+    cli_error(cmd, "out of memory: %llu values of %zu bytes do not fit in memory",
+              (unsigned long long)count, size);
+    return NULL;
+  }
+  void *p = malloc((size_t)count * size);
+  if (!p)
+    cli_error(cmd, "out of memory: cannot allocate %llu bytes",
+              (unsigned long long)(count * size));
+  return p;
+}
+
+int cli_read_bytes(const char *cmd, const char *path, uint8_t **data,
+                   size_t *size) {
+  *data = NULL;
+  *size = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    cli_error(cmd, "cannot open '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  /* A directory opens fine and "has" LONG_MAX bytes: ask what it is. */
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(f);
+    cli_error(cmd, "cannot read '%s': not a regular file", path);
+    return -1;
+  }
+  long len = -1;
+  if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
+  if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    fclose(f);
+    cli_error(cmd, "cannot read '%s': cannot find its size", path);
+    return -1;
+  }
+  uint8_t *buf = (uint8_t *)cli_alloc(cmd, (uint64_t)len, 1);
+  if (!buf) {
+    fclose(f);
+    return -1;
+  }
+  size_t got = fread(buf, 1, (size_t)len, f);
+  int failed = ferror(f) || got != (size_t)len;
+  fclose(f);
+  if (failed) {
+    free(buf);
+    cli_error(cmd, "cannot read '%s': short read", path);
+    return -1;
+  }
+  *data = buf;
+  *size = (size_t)len;
+  return 0;
+}
+
+int cli_write_bytes(const char *cmd, const char *path, const void *data,
+                    size_t size) {
+  FILE *f = fopen(path, "wb");
+  if (!f) {
+    cli_error(cmd, "cannot create '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  size_t put = size ? fwrite(data, 1, size, f) : 0;
+  int failed = put != size;
+  failed |= fclose(f) != 0;
+  if (failed) {
+    cli_error(cmd, "cannot write '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static uint32_t load_le32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static void store_le32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+/* Reads a file of n >= 1 32-bit values; the caller converts the bytes. */
+static int read_words(const char *cmd, const char *path, uint8_t **bytes,
+                      uint64_t *n) {
+  size_t size = 0;
+  *n = 0;
+  if (cli_read_bytes(cmd, path, bytes, &size)) return -1;
+  if (size == 0 || size % 4 != 0) {
+    free(*bytes);
+    *bytes = NULL;
+    if (size == 0)
+      cli_error(cmd, "'%s' is empty: n = 0 values (need at least one)", path);
+    else
+      cli_error(cmd, "'%s' has %zu bytes, not a multiple of 4 (32-bit values)",
+                path, size);
+    return -1;
+  }
+  *n = size / 4;
+  return 0;
+}
+
+int cli_read_f32(const char *cmd, const char *path, float **values,
+                 uint64_t *n) {
+  uint8_t *bytes = NULL;
+  *values = NULL;
+  if (read_words(cmd, path, &bytes, n)) return -1;
+  float *out = (float *)cli_alloc(cmd, *n, sizeof *out);
+  for (uint64_t i = 0; out && i < *n; ++i) {
+    uint32_t w = load_le32(bytes + 4 * i);
+    memcpy(&out[i], &w, sizeof w);
+  }
+  free(bytes);
+  *values = out;
+  return out ? 0 : -1;
+}
+
+int cli_read_i32(const char *cmd, const char *path, int32_t **values,
+                 uint64_t *n) {
+  uint8_t *bytes = NULL;
+  *values = NULL;
+  if (read_words(cmd, path, &bytes, n)) return -1;
+  int32_t *out = (int32_t *)cli_alloc(cmd, *n, sizeof *out);
+  for (uint64_t i = 0; out && i < *n; ++i) {
+    uint32_t w = load_le32(bytes + 4 * i);
+    memcpy(&out[i], &w, sizeof w);
+  }
+  free(bytes);
+  *values = out;
+  return out ? 0 : -1;
+}
+
+/* values: n elements of 4 bytes (float or int32), written little-endian. */
+static int write_words(const char *cmd, const char *path,
+                       const uint8_t *values, uint64_t n) {
+  uint8_t *bytes = (uint8_t *)cli_alloc(cmd, n, 4);
+  if (!bytes) return -1;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint32_t w;
+    memcpy(&w, values + 4 * i, sizeof w);
+    store_le32(bytes + 4 * i, w);
+  }
+  int rc = cli_write_bytes(cmd, path, bytes, (size_t)(n * 4));
+  free(bytes);
+  return rc;
+}
+
+int cli_write_f32(const char *cmd, const char *path, const float *values,
+                  uint64_t n) {
+  return write_words(cmd, path, (const uint8_t *)values, n);
+}
+
+int cli_write_i32(const char *cmd, const char *path, const int32_t *values,
+                  uint64_t n) {
+  return write_words(cmd, path, (const uint8_t *)values, n);
+}
