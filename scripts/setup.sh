@@ -3,7 +3,8 @@
 # what is missing: safe to run again (it then does nothing).
 #   apt: build-essential cmake ninja-build libgtest-dev libbenchmark-dev
 #        libopenmpi-dev openmpi-bin clang libclang-rt-<clang version>-dev
-#   pip: numpy pytest matplotlib scikit-learn
+#   pip: numpy pytest matplotlib scikit-learn scikit-build-core, torch (CPU
+#        wheel from download.pytorch.org when reachable, else PyPI's)
 # As root it calls apt-get directly, otherwise through sudo.  The CUDA
 # toolkit is not installed here (it is optional: without nvcc the library is
 # built for the CPU only).
@@ -11,8 +12,8 @@ set -euo pipefail
 
 APT_PACKAGES=(build-essential cmake ninja-build libgtest-dev libbenchmark-dev
               libopenmpi-dev openmpi-bin clang)
-PY_MODULES=(numpy pytest matplotlib sklearn)          # import names
-declare -A PIP_NAME=([sklearn]=scikit-learn)
+PY_MODULES=(numpy pytest matplotlib sklearn scikit_build_core)   # import names
+declare -A PIP_NAME=([sklearn]=scikit-learn [scikit_build_core]=scikit-build-core)
 
 say() { printf 'setup.sh: %s\n' "$*"; }
 
@@ -70,5 +71,14 @@ if [[ ${#pip_missing[@]} -gt 0 ]]; then
   # Debian's own python refuses pip installs (PEP 668) unless told otherwise.
   "$PYTHON" -m pip "${pip_args[@]}" "${pip_missing[@]}" ||
     "$PYTHON" -m pip "${pip_args[@]}" --break-system-packages "${pip_missing[@]}"
+fi
+# torch is only needed by the Python hook's tests; the CPU wheel is enough.
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+  torch_args=(-q install)
+  [[ $(id -u) == 0 ]] || torch_args+=(--user)
+  say "pip install torch (CPU wheel)"
+  "$PYTHON" -m pip "${torch_args[@]}" torch --index-url https://download.pytorch.org/whl/cpu ||
+    "$PYTHON" -m pip "${torch_args[@]}" torch ||
+    "$PYTHON" -m pip "${torch_args[@]}" --break-system-packages torch
 fi
 say "everything needed is installed"
