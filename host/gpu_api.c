@@ -7,7 +7,6 @@
  * Built without CUDA (no MCGQ_HAVE_CUDA) the same entry points exist and
  * return mcgqInvalidUsage, so the ABI does not depend on the build. */
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "internal.h"
 
@@ -54,15 +53,36 @@ static mcgqResult_t check_gpu_desc(const char *fn, const mcgqLayerDesc_t *d, int
   return mcgqSuccess;
 }
 
-/* Descriptors valid for the GPU path; fills the launcher table when `out`
- * is not NULL, and the largest n and the checksum flag. */
+/* The launcher's view of a validated descriptor (N resolved on the host;
+ * a dynamic-K layer's N is resolved again on the device from its state). */
+static void gpu_layer_from_desc(const mcgqLayerDesc_t *d, uint64_t N,
+                                mcgq_gpu_layer_t *L) {
+  L->g = d->g;
+  L->accum = d->accum;
+  L->n = d->n;
+  L->samples = N;
+  L->k = d->cfg.samples ? (double)N / (double)d->n : d->cfg.k;
+  L->u = d->u;
+  L->accumulate = d->cfg.accumulate;
+  L->algo = d->cfg.algo;
+  L->kstate = d->kstate;
+  L->dynamic_k = d->cfg.dynamic_k != 0;
+  L->reserved = 0;
+  L->k_min = d->cfg.k_min;
+  L->k_max = d->cfg.k_max;
+  L->delta_k = d->cfg.delta_k;
+}
+
+/* Descriptors valid for the GPU path; gives the largest n, the sum of n and
+ * the checksum flag. */
 static mcgqResult_t check_gpu_layers(const char *fn, const mcgqLayerDesc_t *layers,
-                                     int count, mcgq_gpu_layer_t *out,
-                                     uint64_t *max_n, int *checksum) {
+                                     int count, uint64_t *max_n, uint64_t *total_n,
+                                     int *checksum) {
   if (!layers) return mcgq_fail(mcgqInvalidArgument, "%s: layers is NULL", fn);
   if (count < 1)
     return mcgq_fail(mcgqInvalidArgument, "%s: count = %d is not >= 1", fn, count);
   *max_n = 0;
+  *total_n = 0;
   *checksum = 0;
   for (int i = 0; i < count; ++i) {
     const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
@@ -72,22 +92,8 @@ static mcgqResult_t check_gpu_layers(const char *fn, const mcgqLayerDesc_t *laye
       return mcgq_fail(mcgqInvalidArgument, "%s: layers[%d].cfg.algo = %d is not "
                        "MCGQ_ALGO_FUSED or MCGQ_ALGO_SAMPLE", fn, i, (int)d->cfg.algo);
     if (d->n > *max_n) *max_n = d->n;
+    *total_n += d->n;
     *checksum |= d->cfg.checksum != 0;
-    if (!out) continue;
-    mcgq_gpu_layer_t *L = &out[i];
-    L->g = d->g;
-    L->accum = d->accum;
-    L->n = d->n;
-    L->samples = N;
-    L->k = d->cfg.samples ? (double)N / (double)d->n : d->cfg.k;
-    L->u = d->u;
-    L->accumulate = d->cfg.accumulate;
-    L->algo = d->cfg.algo;
-    L->kstate = d->kstate;
-    L->dynamic_k = d->cfg.dynamic_k != 0;
-    L->k_min = d->cfg.k_min;
-    L->k_max = d->cfg.k_max;
-    L->delta_k = d->cfg.delta_k;
   }
   return mcgqSuccess;
 }
@@ -96,16 +102,16 @@ mcgqResult_t mcgqEncodeGetTempSize(const mcgqLayerDesc_t *layers, int count,
                                    size_t *temp_bytes) {
   static const char fn[] = "mcgqEncodeGetTempSize";
   if (!temp_bytes) return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes is NULL", fn);
-  uint64_t max_n = 0;
+  uint64_t max_n = 0, total_n = 0;
   int checksum = 0;
-  MCGQ_CHECK(check_gpu_layers(fn, layers, count, NULL, &max_n, &checksum));
+  MCGQ_CHECK(check_gpu_layers(fn, layers, count, &max_n, &total_n, &checksum));
   int err = mcgq_gpu_encode_temp_bytes(max_n, count, temp_bytes);
   if (err) return cuda_fail(fn, "sizing the CUB scratch", err);
   mcgq_clear_error();
   return mcgqSuccess;
 }
 
-static mcgqResult_t check_encode_buffers(const char *fn, const mcgq_gpu_layer_t *L,
+static mcgqResult_t check_encode_buffers(const char *fn, const mcgqLayerDesc_t *layers,
                                          int count, const void *d_out,
                                          size_t out_capacity, const size_t *d_out_bytes,
                                          const mcgqLayerStats_t *d_stats,
@@ -118,8 +124,9 @@ static mcgqResult_t check_encode_buffers(const char *fn, const mcgq_gpu_layer_t 
                      "256-byte aligned (cudaMalloc memory is)", fn);
   size_t stats_bytes = (size_t)count * sizeof(mcgqLayerStats_t);
   for (int i = 0; i < count; ++i) {
-    size_t bytes = (size_t)L[i].n * sizeof(float);
-    const void *bufs[2] = {L[i].g, L[i].accum};
+    const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
+    size_t bytes = (size_t)d->n * sizeof(float);
+    const void *bufs[2] = {d->g, d->accum};
     for (int b = 0; b < 2; ++b)
       if (mcgq_ranges_overlap(bufs[b], bytes, d_out, out_capacity) ||
           mcgq_ranges_overlap(bufs[b], bytes, d_temp, temp_bytes) ||
@@ -134,30 +141,26 @@ static mcgqResult_t check_encode_buffers(const char *fn, const mcgq_gpu_layer_t 
   return mcgqSuccess;
 }
 
-static mcgqResult_t encode_launch(const char *fn, const mcgqLayerDesc_t *layers,
-                                  int count, mcgq_gpu_layer_t *table, void *d_out,
-                                  size_t out_capacity, size_t *d_out_bytes,
-                                  mcgqLayerStats_t *d_stats, void *d_temp,
-                                  size_t temp_bytes, mcgqStream_t stream) {
-  uint64_t max_n = 0;
-  int checksum = 0;
-  MCGQ_CHECK(check_gpu_layers(fn, layers, count, table, &max_n, &checksum));
-  size_t bound = 0;
-  if (mcgqEncodeGetMaxOutputSize(layers, count, &bound) != mcgqSuccess)
-    return mcgq_fail(mcgqInvalidArgument, "%s: %s", fn, mcgqGetLastErrorDetail());
-  if (out_capacity < bound)
-    return mcgq_fail(mcgqCapacityExceeded, "%s: out_capacity = %zu is below "
-                     "mcgqEncodeGetMaxOutputSize = %zu", fn, out_capacity, bound);
-  MCGQ_CHECK(check_encode_buffers(fn, table, count, d_out, out_capacity, d_out_bytes,
-                                  d_stats, d_temp, temp_bytes));
-  size_t need = 0;
-  int err = mcgq_gpu_encode_temp_bytes(max_n, count, &need);
-  if (err) return cuda_fail(fn, "sizing the CUB scratch", err);
-  if (temp_bytes < need)
-    return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below "
-                     "mcgqEncodeGetTempSize = %zu", fn, temp_bytes, need);
-  err = mcgq_gpu_encode(table, count, checksum, max_n, d_out, d_out_bytes, d_stats,
-                        d_temp, temp_bytes, stream);
+/* Enqueues the encode: begin, one launcher call per layer (each descriptor
+ * converted on the stack, so nothing is allocated), end. */
+static mcgqResult_t encode_enqueue(const char *fn, const mcgqLayerDesc_t *layers,
+                                   int count, int checksum, uint64_t max_n,
+                                   uint64_t total_n, void *d_out, size_t *d_out_bytes,
+                                   mcgqLayerStats_t *d_stats, void *d_temp,
+                                   size_t temp_bytes, mcgqStream_t stream) {
+  int err = mcgq_gpu_encode_begin(count, max_n, d_temp, temp_bytes, stream);
+  for (int i = 0; i < count && !err; ++i) {
+    const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
+    uint64_t N = 0;
+    MCGQ_CHECK(check_gpu_desc(fn, d, i, &N)); /* validated: only resolves N */
+    mcgq_gpu_layer_t L;
+    gpu_layer_from_desc(d, N, &L);
+    err = mcgq_gpu_encode_layer(&L, i, count, checksum, max_n, d_out, d_stats, d_temp,
+                                stream);
+  }
+  if (!err)
+    err = mcgq_gpu_encode_end(count, checksum, max_n, total_n, d_out, d_out_bytes,
+                              d_temp, stream);
   if (err) return cuda_fail(fn, "launching the encode", err);
   return mcgqSuccess;
 }
@@ -167,18 +170,27 @@ mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_o
                              mcgqLayerStats_t *d_stats, void *d_temp,
                              size_t temp_bytes, mcgqStream_t stream) {
   static const char fn[] = "mcgqEncodeAsync";
-  if (!layers) return mcgq_fail(mcgqInvalidArgument, "%s: layers is NULL", fn);
-  if (count < 1)
-    return mcgq_fail(mcgqInvalidArgument, "%s: count = %d is not >= 1", fn, count);
-  /* host memory for the launcher table; the device side allocates nothing */
-  mcgq_gpu_layer_t *table = (mcgq_gpu_layer_t *)calloc((size_t)count, sizeof *table);
-  if (!table)
-    return mcgq_fail(mcgqOutOfMemory, "%s: no host memory for %d layers", fn, count);
-  mcgqResult_t res = encode_launch(fn, layers, count, table, d_out, out_capacity,
-                                   d_out_bytes, d_stats, d_temp, temp_bytes, stream);
-  free(table);
-  if (res == mcgqSuccess) mcgq_clear_error();
-  return res;
+  uint64_t max_n = 0, total_n = 0;
+  int checksum = 0;
+  MCGQ_CHECK(check_gpu_layers(fn, layers, count, &max_n, &total_n, &checksum));
+  size_t bound = 0;
+  if (mcgqEncodeGetMaxOutputSize(layers, count, &bound) != mcgqSuccess)
+    return mcgq_fail(mcgqInvalidArgument, "%s: %s", fn, mcgqGetLastErrorDetail());
+  if (out_capacity < bound)
+    return mcgq_fail(mcgqCapacityExceeded, "%s: out_capacity = %zu is below "
+                     "mcgqEncodeGetMaxOutputSize = %zu", fn, out_capacity, bound);
+  MCGQ_CHECK(check_encode_buffers(fn, layers, count, d_out, out_capacity, d_out_bytes,
+                                  d_stats, d_temp, temp_bytes));
+  size_t need = 0;
+  int err = mcgq_gpu_encode_temp_bytes(max_n, count, &need);
+  if (err) return cuda_fail(fn, "sizing the CUB scratch", err);
+  if (temp_bytes < need)
+    return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below "
+                     "mcgqEncodeGetTempSize = %zu", fn, temp_bytes, need);
+  MCGQ_CHECK(encode_enqueue(fn, layers, count, checksum, max_n, total_n, d_out,
+                            d_out_bytes, d_stats, d_temp, temp_bytes, stream));
+  mcgq_clear_error();
+  return mcgqSuccess;
 }
 
 /* ---------------------------------------------------------------- decode */

@@ -168,32 +168,43 @@ extern "C" int mcgq_gpu_encode_temp_bytes(uint64_t max_n, int count, size_t *byt
   return (int)e;
 }
 
-extern "C" int mcgq_gpu_encode(const mcgq_gpu_layer_t *layers, int count, int checksum,
-                               uint64_t max_n, void *d_out, size_t *d_out_bytes,
-                               mcgqLayerStats_t *d_stats, void *d_temp,
-                               size_t temp_bytes, mcgqStream_t stream) {
-  cudaStream_t s = (cudaStream_t)stream;
+extern "C" int mcgq_gpu_encode_begin(int count, uint64_t max_n, void *d_temp,
+                                     size_t temp_bytes, mcgqStream_t stream) {
   encode_layout lay;
   MCGQ_CUDA_TRY(carve(max_n, count, (uint8_t *)d_temp, &lay));
   if (lay.total > temp_bytes) return (int)cudaErrorInvalidValue;
-  MCGQ_CUDA_TRY(cudaMemsetAsync(lay.states, 0, (size_t)count * sizeof(mcgq_layer_state), s));
-  uint8_t *msg = (uint8_t *)d_out;
-  uint64_t total_n = 0;
-  for (int i = 0; i < count; ++i) {
-    const mcgq_gpu_layer_t *L = &layers[i];
-    const float *x = L->g;
-    mcgq_launch_resolve_samples(L, &lay.states[i], s);
-    if (L->accumulate != MCGQ_ACCUM_NONE) {
-      mcgq_launch_accumulate(L, lay.s.x, s);
-      x = lay.s.x;
-    }
-    MCGQ_CUDA_TRY(quantize_layer(L, &lay.states[i], &lay, x, s));
-    if (L->dynamic_k) MCGQ_CUDA_TRY(update_dynamic_k(L, &lay.states[i], &lay, x, s));
-    MCGQ_CUDA_TRY(encode_layer(L, i, count, checksum, &lay, msg, d_stats, s));
-    if (L->accumulate != MCGQ_ACCUM_NONE)
-      mcgq_launch_commit(L, x, lay.s.g_int, &lay.states[i], s);
-    total_n += L->n;
+  MCGQ_CUDA_TRY(cudaMemsetAsync(lay.states, 0, (size_t)count * sizeof(mcgq_layer_state),
+                                (cudaStream_t)stream));
+  return (int)cudaSuccess;
+}
+
+extern "C" int mcgq_gpu_encode_layer(const mcgq_gpu_layer_t *L, int i, int count,
+                                     int checksum, uint64_t max_n, void *d_out,
+                                     mcgqLayerStats_t *d_stats, void *d_temp,
+                                     mcgqStream_t stream) {
+  cudaStream_t s = (cudaStream_t)stream;
+  encode_layout lay;
+  MCGQ_CUDA_TRY(carve(max_n, count, (uint8_t *)d_temp, &lay));
+  const float *x = L->g;
+  mcgq_launch_resolve_samples(L, &lay.states[i], s);
+  if (L->accumulate != MCGQ_ACCUM_NONE) {
+    mcgq_launch_accumulate(L, lay.s.x, s);
+    x = lay.s.x;
   }
-  mcgq_launch_header(lay.states, count, checksum, total_n, msg, d_out_bytes, s);
+  MCGQ_CUDA_TRY(quantize_layer(L, &lay.states[i], &lay, x, s));
+  if (L->dynamic_k) MCGQ_CUDA_TRY(update_dynamic_k(L, &lay.states[i], &lay, x, s));
+  MCGQ_CUDA_TRY(encode_layer(L, i, count, checksum, &lay, (uint8_t *)d_out, d_stats, s));
+  if (L->accumulate != MCGQ_ACCUM_NONE)
+    mcgq_launch_commit(L, x, lay.s.g_int, &lay.states[i], s);
+  return (int)cudaGetLastError();
+}
+
+extern "C" int mcgq_gpu_encode_end(int count, int checksum, uint64_t max_n,
+                                   uint64_t total_n, void *d_out, size_t *d_out_bytes,
+                                   void *d_temp, mcgqStream_t stream) {
+  encode_layout lay;
+  MCGQ_CUDA_TRY(carve(max_n, count, (uint8_t *)d_temp, &lay));
+  mcgq_launch_header(lay.states, count, checksum, total_n, (uint8_t *)d_out, d_out_bytes,
+                     (cudaStream_t)stream);
   return (int)cudaGetLastError();
 }

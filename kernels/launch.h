@@ -37,11 +37,21 @@ int mcgq_gpu_encode_temp_bytes(uint64_t max_n, int count, size_t *bytes);
 
 /* Encodes `count` layers into one container at d_out (capacity checked by
  * the caller against mcgqEncodeGetMaxOutputSize, 8-byte aligned).
- * checksum: 1 = CRC32C flag set and every region summed. */
-int mcgq_gpu_encode(const mcgq_gpu_layer_t *layers, int count, int checksum,
-                    uint64_t max_n, void *d_out, size_t *d_out_bytes,
-                    mcgqLayerStats_t *d_stats, void *d_temp, size_t temp_bytes,
-                    mcgqStream_t stream);
+ * checksum: 1 = CRC32C flag set and every region summed.
+ * An encode is enqueued in three steps so that the host walks the caller's
+ * descriptors one at a time and needs no table of its own (nothing is
+ * allocated inside mcgqEncodeAsync): begin once, then layer for
+ * index = 0 .. count-1 in order, then end once.  Every step carves the same
+ * scratch from (max_n, count, d_temp). */
+int mcgq_gpu_encode_begin(int count, uint64_t max_n, void *d_temp,
+                          size_t temp_bytes, mcgqStream_t stream);
+int mcgq_gpu_encode_layer(const mcgq_gpu_layer_t *layer, int index, int count,
+                          int checksum, uint64_t max_n, void *d_out,
+                          mcgqLayerStats_t *d_stats, void *d_temp,
+                          mcgqStream_t stream);
+int mcgq_gpu_encode_end(int count, int checksum, uint64_t max_n,
+                        uint64_t total_n, void *d_out, size_t *d_out_bytes,
+                        void *d_temp, mcgqStream_t stream);
 
 /* Scratch of a decode-and-average of nranks messages of in_capacity bytes
  * each holding n elements. */

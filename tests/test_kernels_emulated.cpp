@@ -47,7 +47,7 @@ struct sim_layer {
   mcgq_gpu_layer_t L;
 };
 
-// emulates dispatch.cu's mcgq_gpu_encode
+// emulates dispatch.cu's mcgq_gpu_encode_begin / _layer / _end sequence
 std::vector<uint8_t> sim_encode(std::vector<sim_layer> &layers, int checksum,
                                 std::vector<mcgqLayerStats_t> &stats) {
   int count = (int)layers.size();
