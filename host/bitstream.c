@@ -22,64 +22,194 @@ uint32_t mcgq_bitlen64(uint64_t x) {
 /* The widest value decides B_g, the longest zero run B_RLE, and the token
  * count the length.  Every nonzero costs B_g bits and every run
  * B_g + B_RLE bits, so stream_bits = 64 + B_g*(nonzeros+runs) + B_RLE*runs.
- * Branch-free because zeros and nonzeros alternate at random in quantized
- * gradients (a branch per element would mispredict about half the time):
- * bitlen(max |v|) = bitlen(OR of all |v|), runs are counted at their first
- * zero, and only the longest run needs a serial pass (a masked counter).
  *
- * Counts of one block of at most 2^31 elements in 32-bit lanes, the shape
- * vectorizers handle.  `before` is the element preceding the block (any
- * nonzero for the first block), so a run that starts at element 0 counts. */
-typedef struct { uint32_t mag_or, zeros, run_starts; } block_counts_t;
+ * Zeros and nonzeros alternate at random in quantized gradients, so a branch
+ * or a serial run counter per element would dominate.  Instead every 64
+ * elements become one bit mask z (bit i set where g_int[i] == 0, built four
+ * lanes at a time) and the runs are read off z with a few word operations:
+ * zeros = popcount(z), run starts = popcount(z & ~(z << 1 | previous)),
+ * runs that touch a word boundary are summed exactly through `open_run`, and
+ * runs inside a word only need their bit length (all B_RLE needs), found by
+ * halving: z & z >> 1 keeps the starts of runs >= 2, then >= 4, ... >= 32. */
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define MCGQ_TALLY_SSE2 1
+#endif
 
 static uint32_t magnitude(uint32_t v) {
   uint32_t sign = 0u - (v >> 31);
   return (v ^ sign) - sign;
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("tree-vectorize")))  /* -O2 of GCC < 12 does not */
-#endif
-static block_counts_t count_block(const int32_t *g_int, uint32_t len,
-                                  int32_t before) {
-  block_counts_t c = {0, 0, 0};
-  if (len == 0) return c;
-  c.mag_or = magnitude((uint32_t)g_int[0]);
-  c.zeros = g_int[0] == 0;
-  c.run_starts = (g_int[0] == 0) & (before != 0);
-  for (uint32_t k = 1; k < len; ++k) {
-    uint32_t v = (uint32_t)g_int[k];
-    c.mag_or |= magnitude(v);
-    c.zeros += v == 0;
-    c.run_starts += (v == 0) & (g_int[k - 1] != 0);
-  }
+static uint32_t popcount64(uint64_t x) {
+#if defined(__GNUC__)
+  return (uint32_t)__builtin_popcountll(x);
+#else
+  uint32_t c = 0;
+  for (; x; x &= x - 1) ++c;
   return c;
+#endif
+}
+
+/* Trailing / leading zero bits of a nonzero word. */
+static uint32_t ctz64(uint64_t x) {
+#if defined(__GNUC__)
+  return (uint32_t)__builtin_ctzll(x);
+#else
+  uint32_t c = 0;
+  for (; !(x & 1u); x >>= 1) ++c;
+  return c;
+#endif
+}
+
+static uint32_t clz64(uint64_t x) { return 64u - mcgq_bitlen64(x); }
+
+#if defined(MCGQ_TALLY_SSE2)
+static __m128i abs_epi32(__m128i v) {
+  __m128i sign = _mm_srai_epi32(v, 31);
+  return _mm_sub_epi32(_mm_xor_si128(v, sign), sign);
+}
+#endif
+
+/* Zero mask of len <= 64 values (bit i <-> v[i] == 0); ORs |v| into *mag_or. */
+#if defined(__GNUC__)
+__attribute__((always_inline)) /* callers that drop mag_or skip its work */
+#endif
+static inline uint64_t zero_mask(const int32_t *v, uint32_t len,
+                                 uint32_t *mag_or) {
+  uint64_t z = 0;
+  uint32_t i = 0, mags = 0;
+#if defined(MCGQ_TALLY_SSE2)
+  const __m128i zero = _mm_setzero_si128();
+  __m128i acc = zero;
+  for (; i + 16 <= len; i += 16) {
+    __m128i a = _mm_loadu_si128((const __m128i *)(v + i));
+    __m128i b = _mm_loadu_si128((const __m128i *)(v + i + 4));
+    __m128i c = _mm_loadu_si128((const __m128i *)(v + i + 8));
+    __m128i d = _mm_loadu_si128((const __m128i *)(v + i + 12));
+    acc = _mm_or_si128(acc, _mm_or_si128(_mm_or_si128(abs_epi32(a), abs_epi32(b)),
+                                         _mm_or_si128(abs_epi32(c), abs_epi32(d))));
+    /* Compare results are 0 / -1, which the saturating packs keep. */
+    __m128i ab = _mm_packs_epi32(_mm_cmpeq_epi32(a, zero), _mm_cmpeq_epi32(b, zero));
+    __m128i cd = _mm_packs_epi32(_mm_cmpeq_epi32(c, zero), _mm_cmpeq_epi32(d, zero));
+    uint32_t bits = (uint32_t)_mm_movemask_epi8(_mm_packs_epi16(ab, cd));
+    z |= (uint64_t)bits << i;
+  }
+  uint32_t lanes[4];
+  _mm_storeu_si128((__m128i *)lanes, acc);
+  mags = lanes[0] | lanes[1] | lanes[2] | lanes[3];
+#endif
+  for (; i < len; ++i) {
+    z |= (uint64_t)(v[i] == 0) << i;
+    mags |= magnitude((uint32_t)v[i]);
+  }
+  *mag_or |= mags;
+  return z;
+}
+
+/* Bit length of the longest run of set bits in z, when below 64. */
+static uint32_t inner_run_bits(uint64_t z) {
+  uint32_t bits = z != 0;
+  for (uint32_t shift = 1; shift < 64; shift *= 2) {
+    z &= z >> shift; /* bit i: a run of >= 2*shift starts at i */
+    bits += z != 0;
+  }
+  return bits;
+}
+
+/* One word of w (1..64) elements. */
+static inline void tally_word(mcgq_rle_tally_t *t, uint64_t z, uint32_t w) {
+  const uint64_t all = w == 64 ? ~(uint64_t)0 : ((uint64_t)1 << w) - 1u;
+  uint64_t before_zero = t->open_run != 0; /* element before bit 0 */
+  t->zeros += popcount64(z);
+  t->runs += popcount64(z & ~((z << 1) | before_zero));
+  if (z == all) { /* the open run goes on through the word */
+    t->open_run += w;
+    return;
+  }
+  uint64_t closed = t->open_run + ctz64(~z);
+  t->longest = closed > t->longest ? closed : t->longest;
+  t->open_run = clz64(~(z << (64u - w))); /* zeros at the word's end */
+  uint32_t inner = inner_run_bits(z);
+  t->run_bits = inner > t->run_bits ? inner : t->run_bits;
+}
+
+void mcgq_rle_tally_init(mcgq_rle_tally_t *t) { memset(t, 0, sizeof *t); }
+
+#if defined(MCGQ_TALLY_SSE2) && defined(__x86_64__) && \
+    (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define MCGQ_TALLY_AVX2 1
+
+/* zero_mask of 64 values eight at a time (AVX2 has a 32-bit abs). */
+__attribute__((target("avx2,popcnt,bmi,lzcnt")))
+static inline uint64_t zero_mask64_avx2(const int32_t *v, uint32_t *mag_or) {
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i mags = zero;
+  uint64_t z = 0;
+  for (uint32_t i = 0; i < 64; i += 8) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)(v + i));
+    mags = _mm256_or_si256(mags, _mm256_abs_epi32(x));
+    uint32_t bits = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(x, zero)));
+    z |= (uint64_t)bits << i;
+  }
+  __m128i m = _mm_or_si128(_mm256_castsi256_si128(mags), _mm256_extracti128_si256(mags, 1));
+  m = _mm_or_si128(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+  m = _mm_or_si128(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+  *mag_or |= (uint32_t)_mm_cvtsi128_si32(m);
+  return z;
+}
+
+/* mcgq_rle_tally_add for CPUs with AVX2, where popcount, tzcnt and lzcnt
+ * are instructions too (baseline x86-64 calls a library routine for a
+ * popcount).  Integer code: the same counts as the portable loop. */
+__attribute__((target("avx2,popcnt,bmi,lzcnt")))
+static void tally_add_avx2(mcgq_rle_tally_t *t, const int32_t *g_int,
+                           uint64_t len) {
+  uint64_t i = 0;
+  for (; i + 64 <= len; i += 64)
+    tally_word(t, zero_mask64_avx2(g_int + i, &t->mag_or), 64);
+  if (i < len)
+    tally_word(t, zero_mask(g_int + i, (uint32_t)(len - i), &t->mag_or),
+               (uint32_t)(len - i));
+}
+#endif
+
+void mcgq_rle_tally_add(mcgq_rle_tally_t *t, const int32_t *g_int,
+                        uint64_t len) {
+#if defined(MCGQ_TALLY_AVX2)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) {
+    tally_add_avx2(t, g_int, len);
+    t->n += len;
+    return;
+  }
+#endif
+  for (uint64_t i = 0; i < len; i += 64) {
+    uint32_t w = len - i < 64 ? (uint32_t)(len - i) : 64u;
+    tally_word(t, zero_mask(g_int + i, w, &t->mag_or), w);
+  }
+  t->n += len;
+}
+
+void mcgq_rle_tally_finish(const mcgq_rle_tally_t *t, uint32_t *bits_value,
+                           uint32_t *bits_run, uint64_t *stream_bits) {
+  uint64_t longest = t->open_run > t->longest ? t->open_run : t->longest;
+  uint32_t br = mcgq_bitlen64(longest);
+  br = t->run_bits > br ? t->run_bits : br;
+  uint32_t bg = t->n == 0 ? 0u : 1u + mcgq_bitlen64(t->mag_or);
+  uint64_t nonzeros = t->n - t->zeros;
+  *bits_value = bg;
+  *bits_run = br;
+  *stream_bits = 64u + (uint64_t)bg * (nonzeros + t->runs) + (uint64_t)br * t->runs;
 }
 
 void mcgq_rle_measure(const int32_t *g_int, uint64_t n, uint32_t *bits_value,
                       uint32_t *bits_run, uint64_t *stream_bits) {
-  uint32_t mag_or = 0;
-  uint64_t zeros = 0, runs = 0;
-  const uint64_t block = (uint64_t)1 << 31;
-  for (uint64_t b = 0; b < n; b += block) {
-    uint64_t len = n - b < block ? n - b : block;
-    block_counts_t c =
-        count_block(g_int + b, (uint32_t)len, b == 0 ? 1 : g_int[b - 1]);
-    mag_or |= c.mag_or;
-    zeros += c.zeros;
-    runs += c.run_starts;
-  }
-  uint64_t run = 0, longest = 0;
-  for (uint64_t k = 0; k < n; ++k) {
-    run = (run + 1) & (0 - (uint64_t)(g_int[k] == 0));
-    longest = run > longest ? run : longest;
-  }
-  uint64_t nonzeros = n - zeros;
-  uint32_t bg = n == 0 ? 0u : 1u + mcgq_bitlen64(mag_or);
-  uint32_t br = mcgq_bitlen64(longest);
-  *bits_value = bg;
-  *bits_run = br;
-  *stream_bits = 64u + (uint64_t)bg * (nonzeros + runs) + (uint64_t)br * runs;
+  mcgq_rle_tally_t t;
+  mcgq_rle_tally_init(&t);
+  mcgq_rle_tally_add(&t, g_int, n);
+  mcgq_rle_tally_finish(&t, bits_value, bits_run, stream_bits);
 }
 
 /* ------------------------------------------------------------- encoding */
@@ -90,47 +220,188 @@ static void store_index_entry(uint8_t *index, uint64_t entries, uint64_t e,
   mcgq_store_le32(index + 8u * entries + 4u * e, run_offset);
 }
 
-void mcgq_rle_write(const int32_t *g_int, uint64_t n, uint32_t bits_value,
-                    uint32_t bits_run, uint8_t *out, uint8_t *index) {
+/* Index of the first nonzero in g_int[k..n), or n.  Zero runs are long at
+ * small K, so they are skipped four values per compare. */
+static uint64_t next_nonzero(const int32_t *g_int, uint64_t k, uint64_t n) {
+#if defined(MCGQ_TALLY_SSE2)
+  const __m128i zero = _mm_setzero_si128();
+  for (; k + 4 <= n; k += 4) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(g_int + k));
+    uint32_t zeros = (uint32_t)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(v, zero)));
+    if (zeros != 0xfu) return k + ctz64(~(uint64_t)zeros);
+  }
+#endif
+  while (k < n && g_int[k] == 0) ++k;
+  return k;
+}
+
+/* A zero run's token: B_g zero bits then the length in B_RLE bits, which is
+ * the length written in B_g + B_RLE bits (one put when that fits 32). */
+static void put_run(mcgq_bitwriter_t *bw, uint64_t len, uint32_t bits_value,
+                    uint32_t bits_run) {
+  if (bits_value + bits_run <= 32) {
+    mcgq_bw_put(bw, (uint32_t)len, bits_value + bits_run);
+  } else {
+    mcgq_bw_put(bw, 0, bits_value);
+    mcgq_bw_put(bw, (uint32_t)len, bits_run);
+  }
+}
+
+/* Writer state of one paper stream with its chunk index. */
+typedef struct {
   mcgq_bitwriter_t bw;
-  mcgq_bw_init(&bw, out);
-  mcgq_bw_put(&bw, bits_value, 32);
-  mcgq_bw_put(&bw, bits_run, 32);
-  const uint64_t entries = index ? mcgq_index_entries(MCGQ_ENCODING_RLE, n) : 0;
+  uint8_t *out;    /* stream start */
+  uint8_t *index;
+  uint64_t entries, e, boundary; /* next chunk start to record */
+  uint32_t bits_value, bits_run, mask;
+} rle_writer_t;
+
+static uint64_t rw_position(const rle_writer_t *rw) {
+  return (uint64_t)(rw->bw.out - rw->out) * 8u + rw->bw.fill;
+}
+
+/* Records the chunk starts before `end` that lie in the token [start, end)
+ * at bit `pos`.  A long run may cover several; each points at it. */
+static void rw_index(rle_writer_t *rw, uint64_t start, uint64_t end,
+                     uint64_t pos) {
   const uint64_t chunk = (uint64_t)1 << MCGQ_CHUNK_LOG2;
-  uint64_t e = 0;
-  uint64_t boundary = entries ? chunk : UINT64_MAX;
-  const uint32_t mask = mcgq_bw_mask(bits_value);
-  uint64_t k = 0;
+  while (rw->boundary < end) {
+    store_index_entry(rw->index, rw->entries, rw->e, pos,
+                      (uint32_t)(rw->boundary - start));
+    ++rw->e;
+    rw->boundary = rw->e < rw->entries ? (rw->e + 1) * chunk : UINT64_MAX;
+  }
+}
+
+/* Token by token from element k to n, for any widths. */
+static void rw_tokens(rle_writer_t *rw, const int32_t *g_int, uint64_t k,
+                      uint64_t n) {
   while (k < n) {
     const uint64_t start = k;
-    const uint64_t pos = (uint64_t)(bw.out - out) * 8u + bw.fill;
+    const uint64_t pos = rw_position(rw);
     if (g_int[k] != 0) {
-      mcgq_bw_put(&bw, (uint32_t)g_int[k] & mask, bits_value);
+      mcgq_bw_put(&rw->bw, (uint32_t)g_int[k] & rw->mask, rw->bits_value);
       ++k;
     } else {
       /* Runs are maximal: one token for the whole run. */
-      do ++k; while (k < n && g_int[k] == 0);
-      mcgq_bw_put(&bw, 0, bits_value);
-      mcgq_bw_put(&bw, (uint32_t)(k - start), bits_run);
+      k = next_nonzero(g_int, k + 1, n);
+      put_run(&rw->bw, k - start, rw->bits_value, rw->bits_run);
     }
-    /* A long run may cover several chunk starts; each points at it. */
-    while (boundary < k) {
-      store_index_entry(index, entries, e, pos, (uint32_t)(boundary - start));
-      ++e;
-      boundary = e < entries ? (e + 1) * chunk : UINT64_MAX;
+    rw_index(rw, start, k, pos);
+  }
+}
+
+/* mcgq_bw_put without the unpredictable flush branch: always stores the
+ * oldest 32 pending bits at out, and advances only when 32 are complete.
+ * A store of incomplete bits is rewritten by the next complete one at the
+ * same address, so the caller keeps at least 4 bytes of the stream ahead. */
+static inline void put_branchless(mcgq_bitwriter_t *bw, uint32_t v,
+                                  uint32_t width) {
+  bw->acc = (bw->acc << width) | v;
+  uint32_t fill = bw->fill + width;
+  uint32_t full = fill >= 32;
+  uint32_t rest = fill - (full << 5);
+  mcgq_store_be32(bw->out, (uint32_t)(bw->acc >> rest));
+  bw->out += full << 2;
+  bw->fill = rest;
+}
+
+/* Whole words of 64 elements while the stream has room ahead, without a
+ * branch per token: each nonzero is written together with the zero run
+ * before it (if any) as one put of (run << B_g | value), B_g or
+ * 2*B_g + B_RLE bits wide (the caller checks that this fits 32).  Returns
+ * the first element not yet written (the start of a pending zero run). */
+static uint64_t rw_tokens_fast(rle_writer_t *rw, const int32_t *g_int,
+                               uint64_t n, const uint8_t *fast_end) {
+  const uint32_t bg = rw->bits_value, run_width = bg + rw->bits_run;
+  uint64_t k = 0, base = 0;
+  for (; base + 64 <= n && fast_end - rw->bw.out >= 264; base += 64) {
+    uint32_t unused = 0;
+    uint64_t nonzero = ~zero_mask(g_int + base, 64, &unused);
+    while (nonzero) {
+      uint64_t p = base + ctz64(nonzero);
+      nonzero &= nonzero - 1;
+      uint64_t run = p - k;
+      uint32_t width = bg + (run != 0) * run_width;
+      if (rw->boundary <= p) { /* chunk starts in the run or at p */
+        uint64_t pos = rw_position(rw);
+        if (run != 0) rw_index(rw, k, p, pos);
+        rw_index(rw, p, p + 1, pos + width - bg);
+      }
+      put_branchless(&rw->bw, ((uint32_t)run << bg) | ((uint32_t)g_int[p] & rw->mask),
+                     width);
+      k = p + 1;
     }
   }
-  mcgq_bw_flush(&bw);
+  return k;
+}
+
+void mcgq_rle_write(const int32_t *g_int, uint64_t n, uint32_t bits_value,
+                    uint32_t bits_run, uint64_t stream_bits, uint8_t *out,
+                    uint8_t *index) {
+  rle_writer_t rw;
+  mcgq_bw_init(&rw.bw, out);
+  mcgq_bw_put(&rw.bw, bits_value, 32);
+  mcgq_bw_put(&rw.bw, bits_run, 32);
+  rw.out = out;
+  rw.index = index;
+  rw.entries = index ? mcgq_index_entries(MCGQ_ENCODING_RLE, n) : 0;
+  rw.e = 0;
+  rw.boundary = rw.entries ? (uint64_t)1 << MCGQ_CHUNK_LOG2 : UINT64_MAX;
+  rw.bits_value = bits_value;
+  rw.bits_run = bits_run;
+  rw.mask = mcgq_bw_mask(bits_value);
+  uint64_t k = 0;
+  /* A fast word writes at most 64 tokens of <= 32 bits = 256 bytes.  With
+   * 264 bytes of the stream left before it, 8 remain after it, so every
+   * store of incomplete bits is rewritten by a complete one and none lands
+   * past the stream (on the padding or the chunk index). */
+  if (2 * bits_value + bits_run <= 32)
+    k = rw_tokens_fast(&rw, g_int, n, out + mcgq_bits_to_bytes(stream_bits));
+  rw_tokens(&rw, g_int, k, n);
+  mcgq_bw_flush(&rw.bw);
+}
+
+/* Fixed width: as many values as fit 32 bits are joined into one token,
+ * which is the same bit sequence (MSB-first) as writing them one by one,
+ * and put without a branch while at least 16 bytes of the stream lie ahead
+ * (see put_branchless).  Returns the first value not written. */
+static inline uint64_t fixed_groups(mcgq_bitwriter_t *bw, const int32_t *g_int,
+                                    uint64_t n, uint32_t bits_value,
+                                    const uint8_t *end) {
+  const uint32_t group = 32u / bits_value, width = group * bits_value;
+  const uint32_t mask = mcgq_bw_mask(bits_value);
+  uint64_t k = 0;
+  for (; k + group <= n && end - bw->out >= 16; k += group) {
+    /* Independent shifts (not token = token << w | v, a serial chain). */
+    uint32_t token = 0;
+    for (uint32_t i = 0; i < group; ++i)
+      token |= ((uint32_t)g_int[k + i] & mask) << (width - bits_value * (i + 1));
+    put_branchless(bw, token, width);
+  }
+  return k;
 }
 
 void mcgq_fixed_write(const int32_t *g_int, uint64_t n, uint32_t bits_value,
                       uint8_t *out) {
   mcgq_bitwriter_t bw;
   mcgq_bw_init(&bw, out);
+  const uint8_t *end = out + mcgq_bits_to_bytes(n * bits_value);
+  uint64_t k = 0;
+  /* The common small widths with a constant width, so the compiler unrolls
+   * the joining; the rest generic. */
+  switch (bits_value) {
+    case 0: break;
+    case 2: k = fixed_groups(&bw, g_int, n, 2, end); break;
+    case 3: k = fixed_groups(&bw, g_int, n, 3, end); break;
+    case 4: k = fixed_groups(&bw, g_int, n, 4, end); break;
+    case 5: k = fixed_groups(&bw, g_int, n, 5, end); break;
+    case 6: k = fixed_groups(&bw, g_int, n, 6, end); break;
+    case 8: k = fixed_groups(&bw, g_int, n, 8, end); break;
+    default: k = fixed_groups(&bw, g_int, n, bits_value, end); break;
+  }
   const uint32_t mask = mcgq_bw_mask(bits_value);
-  for (uint64_t k = 0; k < n; ++k)
-    mcgq_bw_put(&bw, (uint32_t)g_int[k] & mask, bits_value);
+  for (; k < n; ++k) mcgq_bw_put(&bw, (uint32_t)g_int[k] & mask, bits_value);
   mcgq_bw_flush(&bw);
 }
 
@@ -379,7 +650,7 @@ mcgqResult_t mcgqRleEncodeHost(const int32_t *g_int, uint64_t n, void *out,
                        fn, bytes, out_capacity);
     if (g_int && mcgq_ranges_overlap(g_int, (size_t)n * sizeof *g_int, out, bytes))
       return mcgq_fail(mcgqInvalidArgument, "%s: out overlaps g_int", fn);
-    mcgq_rle_write(g_int, n, bg, brl, (uint8_t *)out, NULL);
+    mcgq_rle_write(g_int, n, bg, brl, bits, (uint8_t *)out, NULL);
   }
   *stream_bits = bits;
   mcgq_clear_error();

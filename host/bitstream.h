@@ -27,13 +27,35 @@ typedef struct {
   uint64_t nonzeros;
 } mcgq_decoded_t;
 
-/* Paper stream of g_int[0..n) with the B_g/B_RLE of mcgq_rle_measure:
+/* mcgq_rle_measure in pieces, so a producer can measure each block of
+ * g_int while it is still in cache: init, add the blocks in order (any
+ * lengths), finish.  Gives exactly what mcgq_rle_measure gives on the whole
+ * array; nonzeros = n - zeros. */
+typedef struct {
+  uint64_t n;         /* elements added */
+  uint64_t zeros;
+  uint64_t runs;      /* maximal zero runs */
+  uint64_t open_run;  /* zeros at the end of what was added so far */
+  uint64_t longest;   /* longest run that crossed or ended at a word end */
+  uint32_t mag_or;    /* OR of |g_int| */
+  uint32_t run_bits;  /* bit length of the longest run inside one word */
+} mcgq_rle_tally_t;
+
+void mcgq_rle_tally_init(mcgq_rle_tally_t *t);
+void mcgq_rle_tally_add(mcgq_rle_tally_t *t, const int32_t *g_int,
+                        uint64_t len);
+void mcgq_rle_tally_finish(const mcgq_rle_tally_t *t, uint32_t *bits_value,
+                           uint32_t *bits_run, uint64_t *stream_bits);
+
+/* Paper stream of g_int[0..n) with the B_g/B_RLE/stream_bits of
+ * mcgq_rle_measure:
  * writes ceil(stream_bits/8) bytes at out.  index, when not NULL, receives
  * the chunk index of docs/FORMAT.md 2 (mcgq_index_entries(RLE, n) entries:
  * u64 bit offsets, then u32 run offsets, little-endian, padding not
  * written). */
 void mcgq_rle_write(const int32_t *g_int, uint64_t n, uint32_t bits_value,
-                    uint32_t bits_run, uint8_t *out, uint8_t *index);
+                    uint32_t bits_run, uint64_t stream_bits, uint8_t *out,
+                    uint8_t *index);
 
 /* Fixed width: n values of bits_value bits, two's complement, MSB-first,
  * zero-padded to a whole byte (ceil(n*bits_value/8) bytes). */

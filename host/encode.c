@@ -10,6 +10,9 @@
  * Checksums: the message flag CRC32C is set when any layer asks for one
  * (cfg.checksum); the flag then covers every layer, because FORMAT.md has a
  * single message-level flag. */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE /* posix_memalign, madvise */
+#endif
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,10 @@
 #include "bitstream.h"
 #include "format.h"
 #include "internal.h"
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 typedef struct {
   const mcgqLayerDesc_t *desc;
@@ -90,9 +97,25 @@ static mcgqResult_t fail_layer(const char *fn, int i, mcgqResult_t res) {
   return mcgq_fail(res, "%s: layers[%d]: %s", fn, i, inner);
 }
 
+/* Scratch of n values, released with free().  Large blocks come fresh from
+ * the kernel on every call (malloc maps them), and faulting 64 MiB in 4 KiB
+ * pages costs more CPU time than copying it; so on Linux large scratch is
+ * aligned to 2 MiB and marked for transparent huge pages (only advice: the
+ * contents and results are the same either way). */
 static void *alloc_values(uint64_t n, size_t size) {
   if (n > SIZE_MAX / size) return NULL;
-  return malloc((size_t)n * size);
+  size_t bytes = (size_t)n * size;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const size_t huge = (size_t)1 << 21;
+  if (bytes >= 4 * huge && bytes <= SIZE_MAX - huge) {
+    size_t rounded = (bytes + huge - 1) & ~(huge - 1);
+    void *p = NULL;
+    if (posix_memalign(&p, huge, rounded) != 0) return NULL;
+    (void)madvise(p, rounded, MADV_HUGEPAGE);
+    return p;
+  }
+#endif
+  return malloc(bytes);
 }
 
 /* The K of a layer as stats report it: the dynamic state's, the config's,
@@ -157,9 +180,7 @@ static mcgqResult_t compute_layer(const char *fn, int i, layer_work_t *w) {
   w->stats.k = layer_k(d, w->N);
   w->stats.w1 = -1.0;
   if (d->cfg.dynamic_k) MCGQ_CHECK(next_kstate(fn, i, w, x));
-  mcgq_rle_measure(w->g_int, w->n, &w->stats.bits_value, &w->stats.bits_run,
-                   &w->stats.stream_bits);
-  choose_encoding(w);
+  choose_encoding(w); /* the quantizer measured the stream (stats) */
   return mcgqSuccess;
 }
 
@@ -247,8 +268,8 @@ static void write_region(const layer_work_t *w, uint8_t *region) {
   }
   uint64_t entries = mcgq_index_entries(MCGQ_ENCODING_RLE, w->n);
   uint8_t *index = region + stream_part;
-  mcgq_rle_write(w->g_int, w->n, st->bits_value, st->bits_run, region,
-                 entries ? index : NULL);
+  mcgq_rle_write(w->g_int, w->n, st->bits_value, st->bits_run, w->bit_length,
+                 region, entries ? index : NULL);
   uint64_t runs_end = 12u * entries;
   memset(index + runs_end, 0,
          (size_t)(mcgq_index_part_bytes(entries) - runs_end));

@@ -73,7 +73,9 @@ void mcgq_fpenv_leave(const mcgq_fpenv_t *env);
  * The reference quantizer of DESIGN.md section 2 on an already validated
  * layer (N resolved, 1 <= N <= MCGQ_MAX_SAMPLES, n >= 1).  Checks
  * finiteness first and writes nothing on mcgqNonFinite / mcgqRangeError.
- * On success fills g_int and stats->{n, samples, scale, nonzeros}. */
+ * On success fills g_int and stats->{n, samples, scale, nonzeros,
+ * bits_value, bits_run, stream_bits} (the last three as mcgq_rle_measure
+ * gives them, measured while g_int is written). */
 mcgqResult_t mcgq_quantize_ref(const float *g, uint64_t n, uint64_t N,
                                uint32_t u, int damped, int32_t *g_int,
                                mcgqLayerStats_t *stats);
