@@ -242,20 +242,6 @@ static mcgqResult_t message_size(const char *fn, const mcgq_host_encode_t *enc,
 
 /* -------------------------------------------------------------- write */
 
-static void write_header(uint8_t *msg, int count, int crc, uint64_t total,
-                         uint64_t total_n) {
-  memset(msg, 0, MCGQ_HEADER_BYTES);
-  msg[0] = MCGQ_MAGIC0;
-  msg[1] = MCGQ_MAGIC1;
-  msg[2] = MCGQ_MAGIC2;
-  msg[3] = MCGQ_MAGIC3;
-  mcgq_store_le16(msg + MCGQ_HDR_VERSION, MCGQ_FORMAT_VERSION);
-  mcgq_store_le16(msg + MCGQ_HDR_FLAGS, crc ? MCGQ_HDR_FLAG_CRC32C : 0);
-  mcgq_store_le32(msg + MCGQ_HDR_LAYER_COUNT, (uint32_t)count);
-  mcgq_store_le64(msg + MCGQ_HDR_TOTAL_BYTES, total);
-  mcgq_store_le64(msg + MCGQ_HDR_TOTAL_N, total_n);
-}
-
 /* Stream, zero padding to 8 bytes, then (RLE) the chunk index. */
 static void write_region(const layer_work_t *w, uint8_t *region) {
   const mcgqLayerStats_t *st = &w->stats;
@@ -277,24 +263,18 @@ static void write_region(const layer_work_t *w, uint8_t *region) {
 
 static void write_directory_entry(const layer_work_t *w, uint64_t offset,
                                   uint32_t crc, uint8_t *entry) {
-  const mcgqLayerStats_t *st = &w->stats;
-  int fixed = w->encoding == MCGQ_ENCODING_FIXED;
-  memset(entry, 0, MCGQ_DIR_BYTES);
-  mcgq_store_le64(entry + MCGQ_DIR_N, w->n);
-  mcgq_store_le64(entry + MCGQ_DIR_N_CODED, w->n);
-  mcgq_store_le64(entry + MCGQ_DIR_SAMPLES, st->samples);
-  mcgq_store_le64(entry + MCGQ_DIR_BIT_LENGTH, w->bit_length);
-  mcgq_store_le64(entry + MCGQ_DIR_BYTE_OFFSET, offset);
-  uint32_t scale_bits;
-  memcpy(&scale_bits, &st->scale, sizeof scale_bits);
-  mcgq_store_le32(entry + MCGQ_DIR_SCALE, scale_bits);
-  mcgq_store_le32(entry + MCGQ_DIR_CRC32C, crc);
-  entry[MCGQ_DIR_ENCODING] = (uint8_t)w->encoding;
-  entry[MCGQ_DIR_BITS_VALUE] = (uint8_t)st->bits_value;
-  entry[MCGQ_DIR_BITS_RUN] = (uint8_t)(fixed ? 0u : st->bits_run);
-  entry[MCGQ_DIR_CHUNK_LOG2] = (uint8_t)MCGQ_CHUNK_LOG2;
-  mcgq_store_le16(entry + MCGQ_DIR_LAYER_FLAGS,
-                  (uint16_t)(fixed ? MCGQ_DIR_FLAG_FIXED_WIDTH : 0u));
+  mcgq_dir_entry_t d;
+  d.n = w->n;
+  d.n_coded = w->n;
+  d.samples = w->stats.samples;
+  d.bit_length = w->bit_length;
+  d.byte_offset = offset;
+  memcpy(&d.scale_bits, &w->stats.scale, sizeof d.scale_bits);
+  d.crc32c = crc;
+  d.encoding = w->encoding;
+  d.bits_value = w->stats.bits_value;
+  d.bits_run = w->stats.bits_run;
+  mcgq_write_dir_entry(entry, &d);
 }
 
 static void write_message(const mcgq_host_encode_t *enc, uint8_t *msg,
@@ -305,14 +285,13 @@ static void write_message(const mcgq_host_encode_t *enc, uint8_t *msg,
     crc |= enc->layers[i].desc->cfg.checksum != 0;
     total_n += enc->layers[i].n;
   }
-  write_header(msg, enc->count, crc, total, total_n);
+  mcgq_write_header(msg, (uint32_t)enc->count, crc, total, total_n);
   uint64_t offset = mcgq_regions_start((uint64_t)enc->count);
   for (int i = 0; i < enc->count; ++i) {
     const layer_work_t *w = &enc->layers[i];
     write_region(w, msg + offset);
     uint32_t sum = crc ? mcgq_crc32c(0, msg + offset, (size_t)w->region_bytes) : 0;
-    write_directory_entry(w, offset, sum,
-                          msg + MCGQ_HEADER_BYTES + (uint64_t)i * MCGQ_DIR_BYTES);
+    write_directory_entry(w, offset, sum, mcgq_dir_entry_at(msg, (uint64_t)i));
     offset += w->region_bytes;
   }
 }

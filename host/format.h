@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mcgq.h" /* MCGQ_FORMAT_VERSION */
+
 #if defined(__CUDACC__)
 #  define MCGQ_HD __host__ __device__
 #else
@@ -139,6 +141,58 @@ static inline MCGQ_HD uint64_t mcgq_regions_start(uint64_t layer_count) {
 static inline MCGQ_HD uint64_t mcgq_max_region_bytes(uint64_t n) {
   return mcgq_align8(4u * n) +
          mcgq_index_part_bytes(mcgq_index_entries(MCGQ_ENCODING_RLE, n));
+}
+
+/* ------------------------------------------------------------ writers
+ * The CPU encoder and the GPU container stage both write the header and the
+ * directory through these, so the two paths emit the same bytes by
+ * construction. */
+static inline MCGQ_HD void mcgq_write_header(uint8_t *msg, uint32_t layer_count,
+                                             int crc32c, uint64_t total_bytes,
+                                             uint64_t total_n) {
+  for (unsigned b = 0; b < MCGQ_HEADER_BYTES; ++b) msg[b] = 0;
+  msg[MCGQ_HDR_MAGIC + 0] = MCGQ_MAGIC0;
+  msg[MCGQ_HDR_MAGIC + 1] = MCGQ_MAGIC1;
+  msg[MCGQ_HDR_MAGIC + 2] = MCGQ_MAGIC2;
+  msg[MCGQ_HDR_MAGIC + 3] = MCGQ_MAGIC3;
+  mcgq_store_le16(msg + MCGQ_HDR_VERSION, MCGQ_FORMAT_VERSION);
+  mcgq_store_le16(msg + MCGQ_HDR_FLAGS, (uint16_t)(crc32c ? MCGQ_HDR_FLAG_CRC32C : 0u));
+  mcgq_store_le32(msg + MCGQ_HDR_LAYER_COUNT, layer_count);
+  mcgq_store_le64(msg + MCGQ_HDR_TOTAL_BYTES, total_bytes);
+  mcgq_store_le64(msg + MCGQ_HDR_TOTAL_N, total_n);
+}
+
+/* What an encoder knows of a layer's directory entry; the writer derives
+ * the rest (fixed width: B_RLE 0 and the FIXED_WIDTH flag; chunk_log2). */
+typedef struct {
+  uint64_t n, n_coded, samples, bit_length, byte_offset;
+  uint32_t scale_bits; /* the float32 scale's bit pattern */
+  uint32_t crc32c;     /* 0 without the message's CRC flag */
+  uint32_t encoding;   /* MCGQ_ENCODING_* */
+  uint32_t bits_value, bits_run;
+} mcgq_dir_entry_t;
+
+static inline MCGQ_HD void mcgq_write_dir_entry(uint8_t *e, const mcgq_dir_entry_t *d) {
+  const int fixed = d->encoding == MCGQ_ENCODING_FIXED;
+  for (unsigned b = 0; b < MCGQ_DIR_BYTES; ++b) e[b] = 0;
+  mcgq_store_le64(e + MCGQ_DIR_N, d->n);
+  mcgq_store_le64(e + MCGQ_DIR_N_CODED, d->n_coded);
+  mcgq_store_le64(e + MCGQ_DIR_SAMPLES, d->samples);
+  mcgq_store_le64(e + MCGQ_DIR_BIT_LENGTH, d->bit_length);
+  mcgq_store_le64(e + MCGQ_DIR_BYTE_OFFSET, d->byte_offset);
+  mcgq_store_le32(e + MCGQ_DIR_SCALE, d->scale_bits);
+  mcgq_store_le32(e + MCGQ_DIR_CRC32C, d->crc32c);
+  e[MCGQ_DIR_ENCODING] = (uint8_t)d->encoding;
+  e[MCGQ_DIR_BITS_VALUE] = (uint8_t)d->bits_value;
+  e[MCGQ_DIR_BITS_RUN] = (uint8_t)(fixed ? 0u : d->bits_run);
+  e[MCGQ_DIR_CHUNK_LOG2] = (uint8_t)MCGQ_CHUNK_LOG2;
+  mcgq_store_le16(e + MCGQ_DIR_LAYER_FLAGS,
+                  (uint16_t)(fixed ? MCGQ_DIR_FLAG_FIXED_WIDTH : 0u));
+}
+
+/* Start of layer i's directory entry. */
+static inline MCGQ_HD uint8_t *mcgq_dir_entry_at(uint8_t *msg, uint64_t i) {
+  return msg + MCGQ_HEADER_BYTES + i * MCGQ_DIR_BYTES;
 }
 
 #ifdef __cplusplus

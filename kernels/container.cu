@@ -30,20 +30,18 @@ __device__ void choose_encoding(uint64_t n, mcgq_layer_state *st) {
 
 __device__ void write_entry(uint8_t *e, uint64_t n, uint64_t samples,
                             const mcgq_layer_state *st) {
-  const int fixed = st->encoding == MCGQ_ENCODING_FIXED;
-  for (unsigned b = 0; b < MCGQ_DIR_BYTES; ++b) e[b] = 0;
-  mcgq_store_le64(e + MCGQ_DIR_N, n);
-  mcgq_store_le64(e + MCGQ_DIR_N_CODED, n);
-  mcgq_store_le64(e + MCGQ_DIR_SAMPLES, samples);
-  mcgq_store_le64(e + MCGQ_DIR_BIT_LENGTH, st->bit_length);
-  mcgq_store_le64(e + MCGQ_DIR_BYTE_OFFSET, st->offset);
-  mcgq_store_le32(e + MCGQ_DIR_SCALE, __float_as_uint(st->scale));
-  e[MCGQ_DIR_ENCODING] = (uint8_t)st->encoding;
-  e[MCGQ_DIR_BITS_VALUE] = (uint8_t)st->bits_value;
-  e[MCGQ_DIR_BITS_RUN] = (uint8_t)(fixed ? 0u : st->bits_run);
-  e[MCGQ_DIR_CHUNK_LOG2] = (uint8_t)MCGQ_CHUNK_LOG2;
-  mcgq_store_le16(e + MCGQ_DIR_LAYER_FLAGS,
-                  (uint16_t)(fixed ? MCGQ_DIR_FLAG_FIXED_WIDTH : 0u));
+  mcgq_dir_entry_t d;
+  d.n = n;
+  d.n_coded = n;
+  d.samples = samples;
+  d.bit_length = st->bit_length;
+  d.byte_offset = st->offset;
+  d.scale_bits = __float_as_uint(st->scale);
+  d.crc32c = 0; /* the CRC stage fills it in once the region is written */
+  d.encoding = st->encoding;
+  d.bits_value = st->bits_value;
+  d.bits_run = st->bits_run;
+  mcgq_write_dir_entry(e, &d);
 }
 
 __global__ void plan_kernel(uint64_t n, int index, int count,
@@ -55,7 +53,7 @@ __global__ void plan_kernel(uint64_t n, int index, int count,
   st->offset = index == 0 ? mcgq_regions_start((uint64_t)count)
                           : states[index - 1].offset + states[index - 1].region_bytes;
   uint64_t samples = st->zero ? 0 : N;
-  write_entry(msg + MCGQ_HEADER_BYTES + (uint64_t)index * MCGQ_DIR_BYTES, n, samples, st);
+  write_entry(mcgq_dir_entry_at(msg, (uint64_t)index), n, samples, st);
   mcgqLayerStats_t s;
   memset(&s, 0, sizeof s);
   s.n = n;
@@ -84,23 +82,13 @@ __global__ void zero_region_kernel(const mcgq_layer_state *st, uint8_t *msg) {
 __global__ void crc_kernel(const mcgq_layer_state *st, int index, uint8_t *msg) {
   uint32_t crc = mcgq_dev::block_crc32c(msg + st->offset, st->region_bytes);
   if (threadIdx.x == 0)
-    mcgq_store_le32(msg + MCGQ_HEADER_BYTES + (uint64_t)index * MCGQ_DIR_BYTES +
-                        MCGQ_DIR_CRC32C, crc);
+    mcgq_store_le32(mcgq_dir_entry_at(msg, (uint64_t)index) + MCGQ_DIR_CRC32C, crc);
 }
 
 __global__ void header_kernel(const mcgq_layer_state *states, int count, int checksum,
                               uint64_t total_n, uint8_t *msg, size_t *out_bytes) {
   uint64_t total = states[count - 1].offset + states[count - 1].region_bytes;
-  for (unsigned b = 0; b < MCGQ_HEADER_BYTES; ++b) msg[b] = 0;
-  msg[0] = MCGQ_MAGIC0;
-  msg[1] = MCGQ_MAGIC1;
-  msg[2] = MCGQ_MAGIC2;
-  msg[3] = MCGQ_MAGIC3;
-  mcgq_store_le16(msg + MCGQ_HDR_VERSION, MCGQ_FORMAT_VERSION);
-  mcgq_store_le16(msg + MCGQ_HDR_FLAGS, checksum ? MCGQ_HDR_FLAG_CRC32C : 0);
-  mcgq_store_le32(msg + MCGQ_HDR_LAYER_COUNT, (uint32_t)count);
-  mcgq_store_le64(msg + MCGQ_HDR_TOTAL_BYTES, total);
-  mcgq_store_le64(msg + MCGQ_HDR_TOTAL_N, total_n);
+  mcgq_write_header(msg, (uint32_t)count, checksum, total, total_n);
   *out_bytes = (size_t)total;
 }
 
