@@ -97,6 +97,15 @@ static void free_host_scratch(mcgqComm_t comm) {
   comm->send_capacity = comm->recv_capacity = 0;
 }
 
+/* The per-rank tables sized at creation (free(NULL) is fine). */
+static void free_rank_tables(mcgqComm_t comm) {
+  free(comm->rank_info);
+  free(comm->fingerprints);
+  free(comm->counts);
+  free(comm->displs);
+  free((void *)comm->messages);
+}
+
 mcgqResult_t mcgq_comm_create(const mcgq_transport_ops_t *ops, void *ctx,
                               int rank, int nranks, mcgqComm_t *out) {
   static const char fn[] = "mcgqCommInit";
@@ -117,11 +126,7 @@ mcgqResult_t mcgq_comm_create(const mcgq_transport_ops_t *ops, void *ctx,
   if (!comm || !comm->rank_info || !comm->fingerprints || !comm->counts ||
       !comm->displs || !comm->messages) {
     if (comm) {
-      free(comm->rank_info);
-      free(comm->fingerprints);
-      free(comm->counts);
-      free(comm->displs);
-      free((void *)comm->messages);
+      free_rank_tables(comm);
       free(comm);
     }
     ops->destroy(ctx);
@@ -142,11 +147,7 @@ mcgqResult_t mcgqCommDestroy(mcgqComm_t comm) {
   free_host_scratch(comm);
   free(comm->layers);
   free(comm->layer_stats);
-  free(comm->rank_info);
-  free(comm->fingerprints);
-  free(comm->counts);
-  free(comm->displs);
-  free((void *)comm->messages);
+  free_rank_tables(comm);
   free(comm);
   mcgq_clear_error();
   return mcgqSuccess;
