@@ -94,7 +94,6 @@ __global__ void header_kernel(const mcgq_layer_state *states, int count, int che
 
 }  // namespace mcgq_stage_container
 
-#if defined(__CUDACC__)  /* tests/emulation includes the stages above as host code */
 using namespace mcgq_stage_container;
 
 void mcgq_launch_plan(const mcgq_gpu_layer_t *L, int index, mcgq_layer_state *states,
@@ -117,4 +116,3 @@ void mcgq_launch_header(const mcgq_layer_state *states, int count, int checksum,
                         cudaStream_t s) {
   header_kernel<<<1, 1, 0, s>>>(states, count, checksum, total_n, msg, out_bytes);
 }
-#endif  /* __CUDACC__ */

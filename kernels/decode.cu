@@ -453,7 +453,6 @@ unsigned grid_for(uint64_t items, unsigned threads) {
 
 }  // namespace mcgq_stage_decode
 
-#if defined(__CUDACC__)  /* tests/emulation includes the stages above as host code */
 using namespace mcgq_stage_decode;
 
 extern "C" int mcgq_gpu_decode_temp_bytes(int nranks, uint64_t n, size_t in_capacity,
@@ -499,4 +498,3 @@ extern "C" int mcgq_gpu_decode_average(const void *const *d_in, const size_t *in
       d_out, n, (float)nranks);
   return (int)cudaGetLastError();
 }
-#endif  /* __CUDACC__ */

@@ -8,15 +8,14 @@
  *   N (host, or dynamic K state) -> [accum add] -> magnitude bits -> cub::DeviceReduce::Max (m, non-finite)
  *   -> q_k -> cub::DeviceScan::InclusiveSum (C, uint64) -> scale
  *   -> counts (fused: closed form) | samples (card: search + atomics)
- *   -> [dynamic K: signed q -> 2 cub::DeviceRadixSort -> W1 sum -> K update]
+ *   -> [dynamic K: signed q -> 2 cub::DeviceMergeSort -> W1 sum -> K update]
  *   -> run markers -> cub max-scan -> measure -> plan (directory, stats)
  *   -> token bits -> cub::DeviceScan::ExclusiveSum -> zero region -> write
  *   -> [CRC32C] -> [accumulator commit]
  * Layers run one after the other and reuse the per-element scratch. */
-#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_merge_sort.cuh>
 #include <cub/device/device_reduce.cuh>
 #include <cub/device/device_scan.cuh>
-#include <cuda/functional>
 #include <stdint.h>
 
 #include "encode_state.h"
@@ -27,6 +26,30 @@ namespace {
 const size_t kAlign = 256;
 
 size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+/* Own functors rather than cuda::maximum / cuda::std::less: CUDA 11.8's
+ * libcu++ (the toolkit the GPU simulator builds with) has no
+ * <cuda/functional>, and these compile the same with CUB 1.x and 2.x. */
+struct max_u32 {
+  __host__ __device__ __forceinline__ uint32_t operator()(uint32_t a, uint32_t b) const {
+    return a > b ? a : b;
+  }
+};
+struct less_i32 {
+  __host__ __device__ __forceinline__ bool operator()(int32_t a, int32_t b) const {
+    return a < b;
+  }
+};
+
+/* The sorts of dynamic K's exact W1 are merge sorts: CUB's DeviceRadixSort
+ * picks its onesweep kernels on sm_60+ for 32-bit keys, and those never
+ * finish in the GPU simulator CI runs them on (scripts/gpusim.sh); a merge
+ * sort gives the same sorted keys (keys only, so stability cannot show). */
+cudaError_t sort_keys(void *temp, size_t &bytes, const int32_t *in, int32_t *out,
+                      int64_t items, cudaStream_t s) {
+  return mcgq_cub::cub::DeviceMergeSort::SortKeysCopy(temp, bytes, in, out, items,
+                                                      less_i32{}, s);
+}
 
 /* Largest CUB scratch any stage needs for a layer of n elements. */
 cudaError_t cub_temp_bytes(uint64_t n, size_t *bytes) {
@@ -40,13 +63,12 @@ cudaError_t cub_temp_bytes(uint64_t n, size_t *bytes) {
   if (e != cudaSuccess) return e;
   e = mcgq_cub::cub::DeviceScan::InclusiveScan(nullptr, c, (const uint32_t *)nullptr,
                                                (uint32_t *)nullptr,
-                                               cuda::maximum<uint32_t>{}, items);
+                                               max_u32{}, items);
   if (e != cudaSuccess) return e;
   e = mcgq_cub::cub::DeviceScan::ExclusiveSum(nullptr, d, (const uint64_t *)nullptr,
                                               (uint64_t *)nullptr, items);
   if (e != cudaSuccess) return e;
-  e = mcgq_cub::cub::DeviceRadixSort::SortKeys(nullptr, r, (const int32_t *)nullptr,
-                                               (int32_t *)nullptr, items);
+  e = sort_keys(nullptr, r, nullptr, nullptr, items, 0);
   if (e != cudaSuccess) return e;
   d = d > r ? d : r;
   size_t most = a > b ? a : b;
@@ -125,11 +147,9 @@ cudaError_t update_dynamic_k(const mcgq_gpu_layer_t *L, mcgq_layer_state *st,
   int32_t *a_sorted = (int32_t *)S.wide_a, *b_sorted = a_sorted + L->n;
   mcgq_launch_signed_fixed_point(x, L->n, st, a, s);
   size_t cub_bytes = lay->cub_bytes;
-  MCGQ_CUDA_TRY(mcgq_cub::cub::DeviceRadixSort::SortKeys(lay->cub_temp, cub_bytes, a,
-                                                         a_sorted, items, 0, 32, s));
+  MCGQ_CUDA_TRY(sort_keys(lay->cub_temp, cub_bytes, a, a_sorted, items, s));
   cub_bytes = lay->cub_bytes;
-  MCGQ_CUDA_TRY(mcgq_cub::cub::DeviceRadixSort::SortKeys(lay->cub_temp, cub_bytes,
-                                                         S.g_int, b_sorted, items, 0, 32, s));
+  MCGQ_CUDA_TRY(sort_keys(lay->cub_temp, cub_bytes, S.g_int, b_sorted, items, s));
   mcgq_launch_w1_sum(a_sorted, b_sorted, L->n, st, s);
   mcgq_launch_kstate_update(L, st, s);
   return cudaGetLastError();
@@ -145,8 +165,7 @@ cudaError_t encode_layer(const mcgq_gpu_layer_t *L, int index, int count, int ch
   int64_t items = (int64_t)L->n;
   mcgq_launch_run_markers(S.g_int, L->n, S.narrow_a, s);
   MCGQ_CUDA_TRY(mcgq_cub::cub::DeviceScan::InclusiveScan(
-      lay->cub_temp, cub_bytes, S.narrow_a, S.narrow_b, cuda::maximum<uint32_t>{},
-      items, s));
+      lay->cub_temp, cub_bytes, S.narrow_a, S.narrow_b, max_u32{}, items, s));
   mcgq_launch_measure(S.g_int, S.narrow_b, L->n, st, s);
   mcgq_launch_plan(L, index, lay->states, count, msg, stats, s);
   mcgq_launch_token_bits(S.g_int, S.narrow_b, L->n, st, S.wide_a, s);

@@ -3,7 +3,7 @@
  *   resolve       N = ceil(n*K) from the K state (validated like
  *                 mcgqKStateUpdate / mcgq_resolve_samples), or the host's N;
  *   signed q      a_k = sign(g_k) q_k for the exact W1;
- *   (CUB radix sorts of a and g_int, dispatch.cu)
+ *   (CUB merge sorts of a and g_int, dispatch.cu)
  *   W1 sum        S = sum |N*a_i - T*g_int_i| in 128 bits (each thread sums
  *                 its elements, then adds to a 128-bit total with two 64-bit
  *                 atomics and a carry: integer sums are order-independent);
@@ -13,12 +13,11 @@
 #include <stdint.h>
 
 #include "device/bits.cuh"
+#include "device/u128.cuh"
 #include "encode_state.h"
 #include "tuning.h"
 
 namespace mcgq_stage_dynamic_k {
-
-typedef unsigned __int128 u128;
 
 unsigned grid_for(uint64_t items, unsigned threads) {
   uint64_t blocks = (items + threads - 1) / threads;
@@ -75,18 +74,18 @@ __device__ __forceinline__ uint64_t magnitude(int32_t v) {
 
 __global__ void w1_sum_kernel(const int32_t *a, const int32_t *b, uint64_t n,
                               mcgq_layer_state *st) {
+  using namespace mcgq_dev;
   if (st->zero) return;
   const uint64_t N = st->N, T = st->T;
-  u128 sum = 0;
+  u128 sum = u128_from64(0);
   for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
        k += (uint64_t)gridDim.x * blockDim.x) {
-    u128 x = (u128)N * magnitude(a[k]);
-    u128 y = (u128)T * magnitude(b[k]);
-    if ((a[k] < 0) != (b[k] < 0)) sum += x + y;
-    else sum += x >= y ? x - y : y - x;
+    const u128 x = u128_mul64(N, magnitude(a[k]));
+    const u128 y = u128_mul64(T, magnitude(b[k]));
+    sum = u128_add(sum, (a[k] < 0) != (b[k] < 0) ? u128_add(x, y) : u128_absdiff(x, y));
   }
-  if (sum == 0) return;
-  unsigned long long lo = (unsigned long long)sum, hi = (unsigned long long)(sum >> 64);
+  if (sum.hi == 0 && sum.lo == 0) return;
+  unsigned long long lo = sum.lo, hi = sum.hi;
   unsigned long long old = atomicAdd(&st->w1_lo, lo);
   if (old + lo < old) hi += 1; /* carry out of the low word */
   if (hi) atomicAdd(&st->w1_hi, hi);
@@ -117,7 +116,6 @@ __global__ void kstate_update_kernel(uint64_t n, double k_min, double k_max,
 
 }  // namespace mcgq_stage_dynamic_k
 
-#if defined(__CUDACC__)  /* tests/emulation includes the stages above as host code */
 using namespace mcgq_stage_dynamic_k;
 
 #define T_ELEM MCGQ_TUNE_ELEMENT_THREADS
@@ -139,4 +137,3 @@ void mcgq_launch_kstate_update(const mcgq_gpu_layer_t *L, mcgq_layer_state *st,
                                cudaStream_t s) {
   kstate_update_kernel<<<1, 1, 0, s>>>(L->n, L->k_min, L->k_max, L->delta_k, L->kstate, st);
 }
-#endif  /* __CUDACC__ */

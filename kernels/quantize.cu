@@ -1,11 +1,12 @@
 /* quantize.cu - stage kernels of DESIGN.md section 2 on one layer: the
  * accumulation add, magnitudes for the max reduction, q_k, the scale, the
  * counts (fused path: closed form; card path: one thread per sample with a
- * binary search and warp-aggregated atomics) and the accumulator commit.
+ * binary search and ballot-aggregated atomics) and the accumulator commit.
  * The reductions and scans between them are CUB calls in dispatch.cu. */
 #include <stdint.h>
 
 #include "device/bits.cuh"
+#include "device/warp.cuh"
 #include "encode_state.h"
 #include "tuning.h"
 
@@ -99,33 +100,41 @@ __global__ void counts_kernel(const float *x, const uint64_t *C, uint64_t n,
 }
 
 /* Card path: sample i hits the first k with C_k*N*2^32 > (i*2^32 + u)*T
- * (DESIGN.md 2.4), found by binary search; threads of a warp that hit the
- * same element add their count with one atomic.  All lanes of a warp run
- * the same iterations (the loop bound is per block) for __match_any_sync. */
+ * (DESIGN.md 2.4), found by binary search.  The hit is nondecreasing in i,
+ * so the lanes of a warp that hit the same element are contiguous: the
+ * first lane of each group (a ballot of "my hit differs from the lane
+ * below") adds the group's size, the distance to the next group's first
+ * lane, with one atomic.  All lanes of a warp run the same iterations (the
+ * loop bound is per block) so the shuffle and ballot see the whole warp. */
 __global__ void sample_kernel(const float *x, const uint64_t *C, uint64_t n,
                               uint32_t u, const mcgq_layer_state *st, int32_t *g_int) {
-  typedef unsigned __int128 u128;
+  using namespace mcgq_dev;
   if (st->zero) return; /* g_int was cleared by the dispatch */
   const uint64_t N = st->N;
   const uint64_t T = st->T;
   const unsigned lane = threadIdx.x & 31u;
+  const uint64_t none = ~(uint64_t)0;
   for (uint64_t base = (uint64_t)blockIdx.x * blockDim.x; base < N;
        base += (uint64_t)gridDim.x * blockDim.x) {
     uint64_t i = base + threadIdx.x;
-    uint64_t hit = ~(uint64_t)0;
+    uint64_t hit = none;
     if (i < N) {
-      u128 rhs = (((u128)i << 32) + u) * (u128)T;
+      const u128 rhs = u128_mul64((i << 32) | u, T); /* i < 2^31: no overflow */
       uint64_t lo = 0, hi = n - 1; /* C_{n-1} = T always satisfies the test */
       while (lo < hi) {
         uint64_t mid = lo + ((hi - lo) >> 1);
-        if ((((u128)C[mid] * N) << 32) > rhs) hi = mid; else lo = mid + 1;
+        if (u128_less(rhs, u128_shl32(u128_mul64(C[mid], N)))) hi = mid; else lo = mid + 1;
       }
       hit = lo;
     }
-    unsigned peers = __match_any_sync(0xffffffffu, hit);
-    unsigned leader = (unsigned)__ffs((int)peers) - 1u;
-    if (lane == leader && hit != ~(uint64_t)0)
-      atomicAdd(&g_int[hit], apply_sign(x[hit], __popc(peers)));
+    const uint64_t below = __shfl_up_sync(kFullWarp, hit, 1);
+    const bool first = lane == 0 || below != hit;
+    const unsigned firsts = __ballot_sync(kFullWarp, first);
+    if (first && hit != none) {
+      const unsigned above = firsts & ~((2u << lane) - 1u); /* lane 31: 0 */
+      const unsigned next = above ? lowest_set_lane(above) : 32u;
+      atomicAdd(&g_int[hit], apply_sign(x[hit], (int32_t)(next - lane)));
+    }
   }
 }
 
@@ -144,7 +153,6 @@ __global__ void commit_kernel(float *accum, const float *x, const int32_t *g_int
 
 }  // namespace mcgq_stage_quantize
 
-#if defined(__CUDACC__)  /* tests/emulation includes the stages above as host code */
 using namespace mcgq_stage_quantize;
 
 #define T_ELEM MCGQ_TUNE_ELEMENT_THREADS
@@ -174,8 +182,14 @@ void mcgq_launch_sample(const mcgq_gpu_layer_t *L, const float *x, const uint64_
                         const mcgq_layer_state *st, int32_t *g_int, cudaStream_t s) {
   cudaMemsetAsync(g_int, 0, L->n * sizeof(int32_t), s);
   unsigned t = MCGQ_TUNE_SAMPLE_THREADS;
-  /* a dynamic K's N is known on the device only: size for the largest */
-  uint64_t bound = L->dynamic_k ? MCGQ_MAX_SAMPLES : L->samples;
+  /* A dynamic K's N is known on the device only: size the grid for
+   * ceil(n * k_max), where the K update keeps it.  Only the grid's size
+   * depends on this: the grid-stride loop covers any N. */
+  uint64_t bound = L->samples;
+  if (L->dynamic_k) {
+    double most = ceil((double)L->n * L->k_max);
+    bound = most < (double)MCGQ_MAX_SAMPLES ? (uint64_t)most : MCGQ_MAX_SAMPLES;
+  }
   sample_kernel<<<grid_for(bound, t), t, 0, s>>>(x, C, L->n, L->u, st, g_int);
 }
 void mcgq_launch_commit(const mcgq_gpu_layer_t *L, const float *x, const int32_t *g_int,
@@ -183,4 +197,3 @@ void mcgq_launch_commit(const mcgq_gpu_layer_t *L, const float *x, const int32_t
   commit_kernel<<<grid_for(L->n, T_ELEM), T_ELEM, 0, s>>>(L->accum, x, g_int, L->n,
                                                           L->accumulate, st);
 }
-#endif  /* __CUDACC__ */

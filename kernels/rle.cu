@@ -4,7 +4,7 @@
  *                 (dispatch.cu) turns them into last[k] = 1 + the last
  *                 nonzero index <= k, so a zero at k starts its run at last[k]
  *                 and is the run head iff last[k] == k;
- *   measure       max|g_int|, nonzeros, runs, longest run (warp reductions,
+ *   measure       max|g_int|, nonzeros, runs, longest run (shuffle reductions,
  *                 then one integer atomic per warp: order-independent);
  *   token bits    bit length of the token starting at k (0 inside runs); a
  *                 CUB exclusive sum gives every token's stream position;
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "device/bits.cuh"
+#include "device/warp.cuh"
 #include "encode_state.h"
 #include "format.h"
 #include "tuning.h"
@@ -55,10 +56,10 @@ __global__ void measure_kernel(const int32_t *g_int, const uint32_t *last,
         if (end) run = (uint32_t)(k + 1 - last[k]);
       }
     }
-    mag = __reduce_max_sync(0xffffffffu, mag);
-    run = __reduce_max_sync(0xffffffffu, run);
-    nz = __reduce_add_sync(0xffffffffu, nz);
-    head = __reduce_add_sync(0xffffffffu, head);
+    mag = mcgq_dev::warp_max_u32(mag);
+    run = mcgq_dev::warp_max_u32(run);
+    nz = mcgq_dev::warp_sum_u32(nz);
+    head = mcgq_dev::warp_sum_u32(head);
     if (lane == 0) {
       if (mag) atomicMax(&st->max_mag, mag);
       if (run) atomicMax(&st->longest, run);
@@ -135,7 +136,6 @@ __global__ void write_tokens_kernel(const int32_t *g_int, const uint32_t *last,
 
 }  // namespace mcgq_stage_rle
 
-#if defined(__CUDACC__)  /* tests/emulation includes the stages above as host code */
 using namespace mcgq_stage_rle;
 
 #define T_ELEM MCGQ_TUNE_ELEMENT_THREADS
@@ -158,4 +158,3 @@ void mcgq_launch_write_tokens(const int32_t *g_int, const uint32_t *last,
   write_tokens_kernel<<<grid_for(n, T_ELEM), T_ELEM, 0, s>>>(g_int, last, offsets, n,
                                                              st, msg);
 }
-#endif  /* __CUDACC__ */

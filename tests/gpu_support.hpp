@@ -36,6 +36,26 @@ inline bool have_gpu() {
       GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount failed or is 0)"; \
   } while (0)
 
+// GPGPU-Sim (the functional simulator of the gpusim ctest label, see
+// scripts/gpusim.sh) names its device "GPGPU-Sim_v<version>".
+inline bool on_gpu_simulator() {
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return std::strncmp(prop.name, "GPGPU-Sim", 9) == 0;
+}
+
+// What the simulator cannot run (CUDA graphs and stream capture: the process
+// dies on the missing symbol; NCCL) needs a real device.
+#define MCGQ_REQUIRE_REAL_GPU(what)                                               \
+  do {                                                                            \
+    MCGQ_REQUIRE_GPU();                                                           \
+    if (gpu_test::on_gpu_simulator())                                             \
+      GTEST_SKIP() << "GPU simulator: " what " is not simulated; needs a real GPU"; \
+  } while (0)
+
 #define CUDA_OK(call) ASSERT_EQ(cudaSuccess, (call)) << #call
 
 template <class T>

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "mcgq.h"
+#include "gpu_support.hpp"
 #include "mcgq_nccl.h"
 
 namespace {
@@ -146,9 +147,9 @@ void run_rank(ncclComm_t nccl, int dev, int rank, uint64_t steps, uint64_t seed,
 }
 
 TEST(CommNccl, EqualsCpuSimulation) {
+  MCGQ_REQUIRE_REAL_GPU("NCCL");
   int ndev = 0;
-  if (!mcgqGpuAvailable() || cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1)
-    GTEST_SKIP() << "no GPU";
+  ASSERT_EQ(cudaSuccess, cudaGetDeviceCount(&ndev));
   const int P = ndev;
   const uint64_t steps = 4, seed = 2024;
   std::vector<ncclComm_t> comms(P);

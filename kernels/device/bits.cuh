@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include "u128.cuh"
+
 namespace mcgq_dev {
 
 __device__ __forceinline__ uint32_t bitlen32(uint32_t x) {
@@ -58,14 +60,14 @@ __device__ __forceinline__ uint32_t get_bits(const uint8_t *bytes, uint64_t pos,
  * y ~ N*C/T is a start for Q that is corrected, so no 128-bit division. */
 __device__ __forceinline__ uint64_t exact_b(uint64_t C, uint64_t N, uint64_t T,
                                             uint32_t u, double y) {
-  typedef unsigned __int128 u128;
-  u128 P = (u128)N * C;
+  const u128 P = u128_mul64(N, C);
+  const u128 step = u128_from64(T);
   uint64_t Q = y > 0.0 ? (uint64_t)y : 0;
-  u128 QT = (u128)Q * T;
-  while (QT > P) { --Q; QT -= T; }
-  while (QT + T <= P) { ++Q; QT += T; }
-  uint64_t R = (uint64_t)(P - QT);
-  uint64_t b = Q + ((((u128)R) << 32) > (u128)u * T ? 1 : 0);
+  u128 QT = u128_mul64(Q, T);
+  while (u128_less(P, QT)) { --Q; QT = u128_sub(QT, step); }
+  while (!u128_less(P, u128_add(QT, step))) { ++Q; QT = u128_add(QT, step); }
+  const uint64_t R = u128_sub(P, QT).lo; /* R < T < 2^64 */
+  const uint64_t b = Q + (u128_less(u128_mul64(u, T), u128_shl32(u128_from64(R))) ? 1 : 0);
   return b > N ? N : b;
 }
 
