@@ -3,13 +3,18 @@
 #   1. scripts/setup.sh (installs what is missing)
 #   2. build-ci: release build (+ CUDA for one architecture, sm_90, when nvcc
 #      exists), ctest -L 'cpu|mpi|gpu' (gpu tests skip without a device)
+#   gpusim. scripts/gpusim.sh: the GPU tests executed on GPGPU-Sim (functional
+#      mode), bit for bit against the CPU reference; installs the simulator
+#      harness from ../shared/gpgpusim on first use (3-9 min); kernel
+#      launches per call
 #   3. build-asan: ASan + UBSan build of the host code, ctest -L cpu
 #   4. build-fuzz: clang + libFuzzer, ctest -L fuzz (MCGQ_FUZZ_SECONDS, 60 s)
 #   5. pytest python/tests against build-ci's libmcgq
 # A stage whose part of the tree or toolchain is missing is skipped and says
 # so.  Exit status: nonzero if any stage failed.
 # Environment: MCGQ_SKIP_SETUP=1, MCGQ_FUZZ_SECONDS=N, JOBS=N,
-#              MCGQ_CUDA_ARCH (default 90), MCGQ_STAGES="build asan fuzz python".
+#              MCGQ_CUDA_ARCH (default 90),
+#              MCGQ_STAGES="build gpusim asan fuzz python".
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +22,7 @@ cd "$ROOT"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 FUZZ_SECONDS=${MCGQ_FUZZ_SECONDS:-60}
 CUDA_ARCH=${MCGQ_CUDA_ARCH:-90}
-STAGES=${MCGQ_STAGES:-"build asan fuzz python"}
+STAGES=${MCGQ_STAGES:-"build gpusim asan fuzz python"}
 export CTEST_OUTPUT_ON_FAILURE=1
 if [[ $(id -u) == 0 ]]; then
   # mpirun refuses root unless told; CI runs as root.
@@ -40,6 +45,18 @@ elapsed() { local s=$((SECONDS - $1)); printf '%dm%02ds' $((s / 60)) $((s % 60))
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 
+# ctest_counts <ctest output file>: "N passed, F failed, S skipped" from
+# ctest's summary ("X% tests passed, F tests failed out of T") and its list
+# of skipped tests (skipped ones count as passed in ctest's summary).
+ctest_counts() {
+  local total failed skipped
+  total=$(grep -oE 'tests failed out of [0-9]+' "$1" | tail -1 | grep -oE '[0-9]+$')
+  failed=$(grep -oE '[0-9]+ tests failed out of' "$1" | tail -1 | grep -oE '^[0-9]+')
+  skipped=$(grep -cE '\(Skipped\)$' "$1")
+  [[ -z $total ]] && { echo "no ctest summary"; return; }
+  echo "$((total - failed - skipped)) passed, ${failed} failed, ${skipped} skipped"
+}
+
 # configure_build_test <stage> <dir> <ctest label regex> <cmake args...>
 configure_build_test() {
   local stage=$1 dir=$2 labels=$3 t=$SECONDS
@@ -53,10 +70,12 @@ configure_build_test() {
     record "$stage" FAIL "build failed ($dir)"; return 1
   fi
   banner "$stage: ctest -L '$labels' in $dir"
-  if ctest --test-dir "$dir" -L "$labels" --output-on-failure --timeout 300; then
-    record "$stage" PASS "ctest -L '$labels' in $dir ($(elapsed "$t"))"
+  local out="$dir/ctest-$stage.txt"
+  ctest --test-dir "$dir" -L "$labels" --output-on-failure --timeout 300 | tee "$out"
+  if [[ ${PIPESTATUS[0]} == 0 ]]; then
+    record "$stage" PASS "ctest -L '$labels' in $dir: $(ctest_counts "$out") ($(elapsed "$t"))"
   else
-    record "$stage" FAIL "ctest -L '$labels' in $dir ($(elapsed "$t"))"
+    record "$stage" FAIL "ctest -L '$labels' in $dir: $(ctest_counts "$out") ($(elapsed "$t"))"
   fi
 }
 
@@ -84,6 +103,23 @@ if wanted build; then
     "${CUDA_ARGS[@]}"
 else
   record build SKIP "not in MCGQ_STAGES"
+fi
+
+# ------------------------------------------- GPU tests on the GPU simulator
+if ! wanted gpusim; then
+  record gpusim SKIP "not in MCGQ_STAGES"
+elif [[ ! -x ${MCGQ_GPUSIM_PREFIX:-/opt/gpgpusim}/bin/gsim-run && ! -x ../shared/gpgpusim/setup.sh ]]; then
+  record gpusim SKIP "no simulator installed and no harness at ../shared/gpgpusim"
+else
+  banner "gpusim: scripts/gpusim.sh (GPU tests on GPGPU-Sim)"
+  t=$SECONDS
+  mkdir -p build-gpusim
+  JOBS=$JOBS scripts/gpusim.sh 2>&1 | tee build-gpusim/gpusim-stage.txt
+  if [[ ${PIPESTATUS[0]} == 0 ]]; then
+    record gpusim PASS "ctest -L gpusim in build-gpusim: $(ctest_counts build-gpusim/gpusim-stage.txt) ($(elapsed "$t"))"
+  else
+    record gpusim FAIL "ctest -L gpusim in build-gpusim: $(ctest_counts build-gpusim/gpusim-stage.txt) ($(elapsed "$t"))"
+  fi
 fi
 
 # ------------------------------------------------------ ASan + UBSan (cpu)

@@ -2,7 +2,10 @@
 // reference (mcgqDecodeAverageHost): identical floats for P = 1..4 messages,
 // the CPU's error codes for corrupt messages, and a CUDA graph holding an
 // encode and a decode that replays to the same bits.  Skips without a GPU.
+#include <cstdio>
+
 #include "gpu_support.hpp"
+#include "support/crafted.hpp"
 
 using namespace gpu_test;
 
@@ -79,15 +82,24 @@ TEST(GpuDecode, AverageMatchesCpuForOneToFourRanks) {
 // result (0 where the change leaves a valid message, then equal floats).
 TEST(GpuDecode, CorruptMessagesGiveCpuErrorCodes) {
   MCGQ_REQUIRE_GPU();
+  // On the simulator (where a decode of this table takes about a second:
+  // one thread per 2^13-element chunk) smaller layers, still two chunks in
+  // the first, and a subset of positions: every header and directory byte
+  // gets one of the two flips and the payload 24 positions get both; on a
+  // GPU every byte of the first 400 and 150 payload positions get both.
+  const bool sim = on_gpu_simulator();
   table t;
-  t.sizes = {20000, 50, 9000};
+  t.sizes = sim ? std::vector<uint64_t>{9000, 50, 3000} : std::vector<uint64_t>{20000, 50, 9000};
   std::vector<uint8_t> good = rank_message(0, t.sizes, t.data(0), 1);
   std::vector<uint8_t> good_nocrc = rank_message(1, t.sizes, t.data(1), 0);
+  const size_t dense = sim ? 32 + 56 * t.sizes.size() : 400;
+  const size_t spread = sim ? 24 : 150;
   int checked = 0;
   for (const auto *base : {&good, &good_nocrc}) {
-    size_t step = base->size() / 150 + 1;
-    for (size_t at = 0; at < base->size(); at += (at < 400 ? 1 : step)) {
+    size_t step = (base->size() - dense) / spread + 1;
+    for (size_t at = 0; at < base->size(); at += (at < dense ? 1 : step)) {
       for (uint8_t flip : {0x01, 0x80}) {
+        if (sim && at < dense && (flip == 0x80) == (at % 2 == 0)) continue;
         std::vector<std::vector<uint8_t>> msgs = {*base, *base};
         msgs[1][at] ^= flip;
         std::vector<float> cpu, gpu;
@@ -102,7 +114,8 @@ TEST(GpuDecode, CorruptMessagesGiveCpuErrorCodes) {
       }
     }
   }
-  EXPECT_GT(checked, 500);
+  EXPECT_GT(checked, sim ? 400 : 1500);
+  std::printf("%d corrupted messages decoded%s\n", checked, sim ? " (simulator subset)" : "");
   // Truncated and wrong-n inputs.
   std::vector<float> out;
   std::vector<std::vector<uint8_t>> cut = {good};
@@ -111,6 +124,73 @@ TEST(GpuDecode, CorruptMessagesGiveCpuErrorCodes) {
   EXPECT_EQ(cpu_average(cut, t.total(), &cpu), gpu_decode_average(cut, t.total(), &out));
   std::vector<std::vector<uint8_t>> one = {good};
   EXPECT_EQ((uint32_t)mcgqInvalidArgument, gpu_decode_average(one, t.total() + 1, &out));
+}
+
+// Streams the encoder never writes, one canonical-stream rule each
+// (DESIGN.md 3), as rank 1 of three: the GPU decoder's status equals the
+// CPU decoder's, which rejects every one of them; the canonical original
+// decodes to the CPU's floats.
+TEST(GpuDecode, NonCanonicalStreamsGiveCpuErrorCodes) {
+  MCGQ_REQUIRE_GPU();
+  using crafted::Token;
+  // g_int = [2, -1, 0, 0, 0, 3, 0, 1, 0 x 20, 5]: B_g = 4, B_RLE = 5, 111
+  // paper bits against 116 fixed-width bits, samples = 12.
+  const uint64_t n = 29;
+  const std::vector<Token> tokens = {{2, 0}, {-1, 0}, {0, 3}, {3, 0}, {0, 1}, {1, 0},
+                                     {0, 20}, {5, 0}};
+  auto rle = [&](std::vector<Token> t, unsigned bg, unsigned br, uint64_t samples,
+                 bool dirty = false) {
+    crafted::BitWriter w = crafted::paper_stream(t, bg, br);
+    return crafted::one_layer_message({n, samples, 0.25f, 0, bg, br, w.bits, w.padded(dirty)});
+  };
+  auto with = [&](size_t at, std::vector<Token> replacement, size_t drop = 1) {
+    std::vector<Token> t = tokens;
+    t.erase(t.begin() + at, t.begin() + at + drop);
+    t.insert(t.begin() + at, replacement.begin(), replacement.end());
+    return t;
+  };
+  const crafted::Bytes canonical = rle(tokens, 4, 5, 12);
+  std::vector<int32_t> dense(n, 0);
+  dense[0] = 2; dense[1] = -1; dense[5] = 3; dense[7] = 1; dense[28] = 5;
+  crafted::BitWriter fixed = crafted::fixed_stream(dense, 4);
+  crafted::BitWriter ones = crafted::paper_stream({{1, 0}, {1, 0}, {1, 0}, {1, 0}}, 2, 0);
+  const struct {
+    const char *rule;
+    crafted::Bytes msg;
+    uint64_t n;
+  } cases[] = {
+      {"B_g wider than the values need", rle(tokens, 5, 5, 12), n},
+      {"B_RLE wider than the longest run needs", rle(tokens, 4, 6, 12), n},
+      {"two runs in a row", rle(with(6, {{0, 10}, {0, 10}}), 4, 5, 12), n},
+      {"a run of length 0", rle(with(1, {{0, 0}, {-1, 0}}), 4, 5, 12), n},
+      {"the value -2^(B_g-1)", rle(with(7, {{-8, 0}}), 4, 5, 15), n},
+      {"nonzero padding bits", rle(tokens, 4, 5, 12, true), n},
+      {"a token past n elements", rle(with(7, {{5, 0}, {1, 0}}), 4, 5, 13), n},
+      {"missing tokens", rle(with(7, {}), 4, 5, 7), n},
+      {"a run crossing n", rle(with(6, {{0, 22}}, 2), 4, 5, 7), n},
+      {"B_g = 0 with n > 0", rle(tokens, 0, 5, 12), n},
+      {"samples not the sum of |g_int|", rle(tokens, 4, 5, 11), n},
+      {"fixed width where the paper stream is smaller",
+       crafted::one_layer_message({n, 12, 0.25f, 1, 4, 0, fixed.bits, fixed.padded(false)}), n},
+      {"paper stream where fixed width is smaller",
+       crafted::one_layer_message({4, 4, 0.25f, 0, 2, 0, ones.bits, ones.padded(false)}), 4},
+  };
+  std::vector<float> cpu, gpu;
+  ASSERT_EQ(0u, cpu_average({canonical, canonical, canonical}, n, &cpu))
+      << mcgqGetLastErrorDetail();
+  ASSERT_EQ(0u, gpu_decode_average({canonical, canonical, canonical}, n, &gpu));
+  EXPECT_TRUE(same_bits(cpu, gpu));
+  for (const auto &c : cases) {
+    // Rank 0 and 2 hold a valid message of the same length as the case.
+    crafted::Bytes good =
+        c.n == n ? canonical
+                 : crafted::one_layer_message(
+                       {4, 4, 0.25f, 1, 2, 0, 8, crafted::Bytes{0x55, 0, 0, 0, 0, 0, 0, 0}});
+    std::vector<std::vector<uint8_t>> msgs = {good, c.msg, good};
+    uint32_t want = cpu_average(msgs, c.n, &cpu);
+    EXPECT_NE(0u, want) << c.rule << ": the CPU decoder accepted it";
+    EXPECT_EQ(want, gpu_decode_average(msgs, c.n, &gpu)) << c.rule;
+  }
 }
 
 // Encode on the GPU and decode on the GPU inside one captured graph; the

@@ -2,7 +2,9 @@
 // (mcgqEncodeHost, mcgqQuantizeHost): the container bytes and the stats must
 // be identical bit for bit (DESIGN.md 2: everything after q_k is integer
 // arithmetic).  Every test skips without a CUDA device.
+#include <cstdio>
 #include <cstdlib>
+#include <memory>
 
 #include "gpu_support.hpp"
 
@@ -80,25 +82,72 @@ void check_one(dist d, uint64_t n, double k, int algo, uint32_t seed) {
   EXPECT_TRUE(ref == got) << what;
 }
 
-const uint64_t kSizes[] = {1, 31, 32, 33, 1023, 4097, (1u << 20) + 7};
+// Sizes around the warp (32), the 2^13-element chunk of the chunk index
+// and a prime past several chunks; every K and distribution at each.
+const uint64_t kSizes[] = {1, 31, 32, 33, 1023, 8191, 8192, 8193, 65543};
 const double kKs[] = {0.01, 0.1, 1.0, 8.0};
+
+std::string algo_name(int algo) { return algo == MCGQ_ALGO_SAMPLE ? "card" : "fused"; }
 
 }  // namespace
 
-TEST(GpuEncode, FusedMatchesCpuReference) {
-  MCGQ_REQUIRE_GPU();
-  uint32_t seed = 1;
-  for (uint64_t n : kSizes)
-    for (double k : kKs)
-      for (dist d : all_dists) check_one(d, n, k, MCGQ_ALGO_FUSED, seed++);
+// One ctest entry per (algorithm, size), so the simulator's runs spread over
+// the cores: 4 K x 7 distributions each.
+class GpuEncodeSizes : public ::testing::TestWithParam<std::tuple<int, uint64_t>> {};
+
+// The simulator encodes about 7000 elements (or card-path samples) per
+// second, so there the layers of 2^13 and more elements run half of the
+// (K, distribution) pairs (each K with 3-4 distributions, each distribution
+// with 2 K values), and the card path's K = 8 (8 samples per element) stops
+// at n = 8193.  A real GPU runs every pair.
+bool simulator_skips(int algo, uint64_t n, int k_index, int d_index) {
+  if (!on_gpu_simulator() || n < 8191) return false;
+  if ((k_index + d_index) % 2 != 0) return true;
+  return algo == MCGQ_ALGO_SAMPLE && kKs[k_index] > 1.0 && n > 8193;
 }
 
-TEST(GpuEncode, CardPathMatchesCpuReference) {
+TEST_P(GpuEncodeSizes, MatchesCpuReference) {
   MCGQ_REQUIRE_GPU();
-  uint32_t seed = 1;
-  for (uint64_t n : kSizes)
-    for (double k : kKs)
-      for (dist d : all_dists) check_one(d, n, k, MCGQ_ALGO_SAMPLE, seed++);
+  const int algo = std::get<0>(GetParam());
+  const uint64_t n = std::get<1>(GetParam());
+  uint32_t seed = (uint32_t)n * 131u + (uint32_t)algo;
+  int ran = 0, skipped = 0;
+  for (int ki = 0; ki < 4; ++ki)
+    for (int di = 0; di < 7; ++di, ++seed) {
+      if (simulator_skips(algo, n, ki, di)) {
+        ++skipped;
+        continue;
+      }
+      check_one(all_dists[di], n, kKs[ki], algo, seed);
+      ++ran;
+    }
+  if (skipped) std::printf("GPU simulator: %d of %d (K, distribution) pairs\n", ran, ran + skipped);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllSizes, GpuEncodeSizes,
+    ::testing::Combine(::testing::Values(MCGQ_ALGO_FUSED, MCGQ_ALGO_SAMPLE),
+                       ::testing::ValuesIn(kSizes)),
+    [](const ::testing::TestParamInfo<std::tuple<int, uint64_t>> &info) {
+      return algo_name(std::get<0>(info.param)) + "_n" +
+             std::to_string(std::get<1>(info.param));
+    });
+
+// A layer past 2^20 elements (many CUB tiles, 128 chunk-index entries),
+// one test per path so they run side by side.  One or two (K, distribution)
+// pairs each: on the simulator one such encode takes about two minutes.
+TEST(GpuEncode, MebiElementLayerFusedMatchesCpu) {
+  MCGQ_REQUIRE_GPU();
+  const uint64_t n = (1u << 20) + 7;
+  check_one(dist::heavy, n, 1.0, MCGQ_ALGO_FUSED, 71);
+  if (!on_gpu_simulator()) check_one(dist::normal, n, 8.0, MCGQ_ALGO_FUSED, 72);
+}
+
+TEST(GpuEncode, MebiElementLayerCardMatchesCpu) {
+  MCGQ_REQUIRE_GPU();
+  const uint64_t n = (1u << 20) + 7;
+  check_one(dist::normal, n, 0.01, MCGQ_ALGO_SAMPLE, 73);
+  if (!on_gpu_simulator()) check_one(dist::sparse, n, 1.0, MCGQ_ALGO_SAMPLE, 74);
 }
 
 TEST(GpuEncode, Large2e26BehindEnv) {
@@ -158,6 +207,11 @@ TEST(GpuEncode, MultiLayerAccumulatedStepsMatchCpu) {
 
 TEST(GpuEncode, HundredRepeatsIdentical) {
   MCGQ_REQUIRE_GPU();
+  // Repeats look for races and stale scratch; the simulator runs blocks one
+  // after another and lanes in order (no races to find), so there a few
+  // repeats check the stale-scratch half at a thousandth of the cost.
+  const int repeats = on_gpu_simulator() ? 3 : 100;
+  if (repeats < 100) std::printf("GPU simulator: %d repeats instead of 100\n", repeats);
   const uint64_t n = 50000;
   std::vector<float> g = make_data(dist::heavy, n, 3);
   dbuf<float> d_g(n);
@@ -167,7 +221,7 @@ TEST(GpuEncode, HundredRepeatsIdentical) {
     d.g = d_g.p;
     gpu_encoded first = gpu_encode({d});
     ASSERT_EQ(mcgqSuccess, first.result);
-    for (int r = 0; r < 100; ++r) {
+    for (int r = 0; r < repeats; ++r) {
       gpu_encoded again = gpu_encode({d});
       ASSERT_TRUE(again.msg == first.msg) << "repeat " << r << " algo " << algo;
     }
@@ -235,7 +289,9 @@ TEST(GpuEncode, AvailabilityAgreesWithRuntime) {
 // messages, the exact W1 and the K state equal the CPU reference's bits.
 TEST(GpuEncode, DynamicKMatchesCpuOverSteps) {
   MCGQ_REQUIRE_GPU();
-  const uint64_t sizes[] = {5000, 70000};
+  // The simulator takes about 15 s per merge sort of 70000 keys (two per
+  // layer and step): a smaller second layer there, still 5 sort tiles.
+  const uint64_t sizes[] = {5000, on_gpu_simulator() ? 20000u : 70000u};
   const int L = 2;
   std::vector<mcgqKState_t> ks_cpu(L);
   std::vector<std::vector<float>> acc_cpu(L);
@@ -291,4 +347,74 @@ TEST(GpuEncode, DynamicKMatchesCpuOverSteps) {
     }
   }
   for (int i = 0; i < L; ++i) { delete d_g[i]; delete d_acc[i]; }
+}
+
+// Sixty layers of mixed sizes, algorithms, K, accumulation modes and
+// distributions in one call (CRC on, every seventh layer with dynamic K),
+// over two steps: message, stats, accumulators and K states equal the CPU
+// reference's bits.  (No FLT_MAX-range layer: there the CPU refuses the
+// whole call while the GPU marks the one layer; check_one covers that.)
+TEST(GpuEncode, SixtyMixedLayersInOneCallMatchCpu) {
+  MCGQ_REQUIRE_GPU();
+  const int L = 60;
+  const uint64_t sizes[] = {1, 7, 31, 32, 33, 100, 1023, 4097, 8192, 8193, 20000};
+  const int modes[] = {MCGQ_ACCUM_NONE, MCGQ_ACCUM_RESET, MCGQ_ACCUM_RESIDUAL};
+  const dist dists[] = {dist::normal, dist::heavy, dist::sparse, dist::one_nonzero,
+                        dist::all_zero, dist::denormal};
+  std::vector<uint64_t> n(L);
+  std::vector<std::vector<float>> acc_cpu(L);
+  std::vector<mcgqKState_t> ks_cpu(L);
+  std::vector<std::unique_ptr<dbuf<float>>> d_g, d_acc;
+  for (int i = 0; i < L; ++i) {
+    n[i] = sizes[(7 * i) % 11];
+    acc_cpu[i].assign(n[i], 0.0f);
+    d_g.emplace_back(new dbuf<float>(n[i]));
+    d_acc.emplace_back(new dbuf<float>(n[i]));
+    d_acc[i]->upload(acc_cpu[i]);
+    mcgqLayerConfig_t cfg = MCGQ_LAYER_CONFIG_INITIALIZER;
+    cfg.k = kKs[i % 4];
+    cfg.dynamic_k = 1;
+    ASSERT_EQ(mcgqSuccess, mcgqKStateInit(&cfg, &ks_cpu[i]));
+  }
+  dbuf<mcgqKState_t> d_ks(L);
+  d_ks.upload(ks_cpu);
+  for (int step = 0; step < 2; ++step) {
+    std::vector<std::vector<float>> g(L);
+    std::vector<mcgqLayerDesc_t> host(L), dev(L);
+    for (int i = 0; i < L; ++i) {
+      g[i] = make_data(dists[(i / 2) % 6], n[i], 1000u * step + (uint32_t)i);
+      d_g[i]->upload(g[i]);
+      host[i] = make_desc(n[i], kKs[i % 4], mcgqRandomWord(21, step, i, 0), (i / 3) % 2);
+      host[i].cfg.accumulate = modes[i % 3];
+      host[i].cfg.checksum = 1;
+      host[i].cfg.dynamic_k = i % 7 == 3;
+      host[i].cfg.delta_k = 4.0;
+      dev[i] = host[i];
+      host[i].g = g[i].data();
+      dev[i].g = d_g[i]->p;
+      if (host[i].cfg.dynamic_k) {
+        host[i].kstate = &ks_cpu[i];
+        dev[i].kstate = d_ks.p + i;
+      }
+      if (modes[i % 3] != MCGQ_ACCUM_NONE) {
+        host[i].accum = acc_cpu[i].data();
+        dev[i].accum = d_acc[i]->p;
+      }
+    }
+    mcgqResult_t res;
+    std::vector<mcgqLayerStats_t> cs;
+    std::vector<uint8_t> cmsg = cpu_encode(host, &res, &cs);
+    ASSERT_EQ(mcgqSuccess, res) << mcgqGetLastErrorDetail();
+    gpu_encoded ge = gpu_encode(dev);
+    ASSERT_EQ(mcgqSuccess, ge.result) << mcgqGetLastErrorDetail();
+    EXPECT_TRUE(cmsg == ge.msg) << "step " << step;
+    std::vector<mcgqKState_t> ks_gpu = d_ks.download(L);
+    for (int i = 0; i < L; ++i) {
+      std::string what = "step " + std::to_string(step) + " layer " + std::to_string(i);
+      expect_same_stats(cs[i], ge.stats[i], what);
+      EXPECT_EQ(0, std::memcmp(&cs[i].w1, &ge.stats[i].w1, sizeof(double))) << what;
+      EXPECT_TRUE(same_bits(acc_cpu[i], d_acc[i]->download(n[i]))) << "accumulator, " << what;
+      EXPECT_EQ(0, std::memcmp(&ks_cpu[i], &ks_gpu[i], sizeof(mcgqKState_t))) << "K state, " << what;
+    }
+  }
 }

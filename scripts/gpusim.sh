@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# gpusim.sh - run the GPU tests on a GPU simulator, on a machine without a GPU.
+#
+#   1. installs the harness at $MCGQ_GPUSIM_PREFIX (default /opt/gpgpusim) when
+#      its gsim-run is missing: ../shared/gpgpusim/setup.sh builds GPGPU-Sim
+#      (functional mode, patched) and a private CUDA 11.8 toolchain, 3-9 min;
+#   2. configures and builds build-gpusim: the same sources, compiled by that
+#      nvcc 11.8 for sm_70 with PTX embedded and the shared cudart (the
+#      simulator stands in for libcudart.so), MCGQ_GPUSIM_RUN set so that the
+#      gpu tests get the label gpusim and run through tests/gpusim/run_gtest.sh;
+#   3. ctest -L gpusim: every GPU test case on the simulator, bit for bit
+#      against the CPU reference (graph-capture and NCCL tests skip there,
+#      saying why);
+#   4. counts kernel launches per mcgqEncodeAsync / mcgqDecodeAverageAsync
+#      call for 1, 10 and 161 (ResNet-50) layers from the simulator's log
+#      (tests/gpusim/launch_probe.c), printed one line per case.
+#
+# What it proves: the kernels' PTX computes the CPU reference's bits; CUB
+# 1.x, warp intrinsics, atomics, launch configurations and scratch layouts
+# work; how many kernels a call launches.  What it cannot: races (blocks run
+# one after another), real timing, ptxas code generation, CUDA graphs, NCCL.
+#
+# Environment: MCGQ_GPUSIM_PREFIX, JOBS (ctest -j and build), MCGQ_GPUSIM_DIR
+# (build folder, default build-gpusim), MCGQ_GPUSIM_FILTER (a ctest -R regex,
+# for a quick subset), MCGQ_GPUSIM_LAUNCHES_OUT (also write the launch table
+# to this file).  Exit status: nonzero if the harness, the build, a test or
+# the launch count failed.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PREFIX=${MCGQ_GPUSIM_PREFIX:-/opt/gpgpusim}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+BUILD=${MCGQ_GPUSIM_DIR:-build-gpusim}
+HARNESS="$ROOT/../shared/gpgpusim/setup.sh"
+say() { printf '\n==== gpusim.sh: %s\n' "$*"; }
+
+# ---------------------------------------------------------------- 1. harness
+if [[ ! -x $PREFIX/bin/gsim-run || ! -x $PREFIX/cuda-11.8/bin/nvcc ]]; then
+  if [[ ! -x $HARNESS ]]; then
+    echo "gpusim.sh: no simulator at $PREFIX and no harness at $HARNESS" >&2
+    exit 3
+  fi
+  say "installing the GPU simulator harness at $PREFIX (3-9 minutes)"
+  if ! PREFIX="$PREFIX" JOBS="$JOBS" "$HARNESS"; then
+    echo "gpusim.sh: harness setup failed" >&2
+    exit 1
+  fi
+fi
+
+# ---------------------------------------------------------- 2. configure+build
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+say "configure $BUILD (nvcc 11.8, sm_70 + PTX, shared cudart)"
+cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DMCGQ_ENABLE_CUDA=ON \
+  -DCMAKE_CUDA_COMPILER="$PREFIX/cuda-11.8/bin/nvcc" \
+  -DCMAKE_CUDA_HOST_COMPILER=g++-11 \
+  -DCMAKE_CUDA_ARCHITECTURES=70 \
+  -DCMAKE_CUDA_RUNTIME_LIBRARY=Shared \
+  -DMCGQ_GPUSIM_RUN="$PREFIX/bin/gsim-run" \
+  -DMCGQ_ENABLE_MPI=OFF -DMCGQ_ENABLE_BENCH=OFF -DMCGQ_ENABLE_EXAMPLES=OFF \
+  -DMCGQ_ENABLE_TOOLS=OFF || exit 1
+say "build $BUILD"
+cmake --build "$BUILD" -j "$JOBS" || exit 1
+# The simulator replaces libcudart.so.11.0; a binary that picked up another
+# runtime would fail every CUDA call with "driver insufficient".
+for bin in "$BUILD"/tests/mcgq_test_gpu_*; do
+  if ! readelf -d "$bin" | grep -q 'libcudart.so.11.0'; then
+    echo "gpusim.sh: $bin is not linked against libcudart.so.11.0" >&2
+    exit 1
+  fi
+done
+
+# --------------------------------------------------------------- 3. the tests
+say "ctest -L gpusim -j $JOBS (simulator logs: $BUILD/gpusim-logs)"
+rm -rf "$BUILD/gpusim-logs"
+ctest --test-dir "$BUILD" -L gpusim -j "$JOBS" --output-on-failure \
+  ${MCGQ_GPUSIM_FILTER:+-R "$MCGQ_GPUSIM_FILTER"} | tee "$BUILD/gpusim-ctest.txt"
+tests_rc=${PIPESTATUS[0]}
+
+# ------------------------------------------------------- 4. launches per call
+say "kernel launches per call (counted in the simulator's log)"
+probe_log="$BUILD/gpusim-logs/launch_probe.log"
+mkdir -p "$BUILD/gpusim-logs"
+PYTORCH_BIN="$ROOT/$BUILD/host/libmcgq.so" GSIM_QUIET=1 GSIM_LOG="$probe_log" \
+  "$PREFIX/bin/gsim-run" "$BUILD/tests/mcgq_gpusim_launch_probe" \
+  "$ROOT/bench/models/resnet50.txt"
+probe_rc=$?
+table=$(python3 "$ROOT/tests/gpusim/count_launches.py" "$probe_log")
+count_rc=$?
+[[ $probe_rc != 0 ]] && { echo "gpusim.sh: launch probe exited $probe_rc (log: $probe_log)"; count_rc=1; }
+echo "$table"
+if [[ -n ${MCGQ_GPUSIM_LAUNCHES_OUT:-} ]]; then
+  echo "$table" > "$MCGQ_GPUSIM_LAUNCHES_OUT"
+fi
+
+say "summary"
+# ctest's own summary lines, last, for test.sh and the reader
+grep -E 'tests passed|tests failed out of|^Total Test time' "$BUILD/gpusim-ctest.txt"
+if [[ $tests_rc != 0 || $count_rc != 0 ]]; then
+  echo "gpusim.sh: FAILED (ctest exit $tests_rc, launch count exit $count_rc)"
+  exit 1
+fi
+echo "gpusim.sh: all gpusim tests passed"

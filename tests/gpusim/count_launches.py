@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""count_launches.py LOG - kernel launches per API call in a GPU-simulator log.
+
+Reads the log of tests/gpusim/launch_probe.c run under gsim-run: the probe
+prints "MCGQ_PROBE begin|end encode|decode <layers> <sizes>" around each call,
+and GPGPU-Sim prints "GPGPU-Sim PTX: cudaLaunch ..." once per kernel launch.
+Prints one line per call,
+    launches per encode call: <layers> layers -> <N> launches (<sizes>)
+and exits nonzero if a call has no end marker, or if capping the layer sizes
+changed a count (the probe runs 10 layers with real and with capped sizes).
+"""
+import re
+import sys
+
+
+def main(path):
+    counts, order, open_call, n = {}, [], None, 0
+    with open(path, errors="replace") as log:
+        for line in log:
+            if line.startswith("GPGPU-Sim PTX: cudaLaunch"):
+                n += 1
+                continue
+            m = re.match(r"MCGQ_PROBE (begin|end) (encode|decode) (\d+) (\S+)", line)
+            if not m:
+                continue
+            edge, call, layers, sizes = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+            key = (call, layers, sizes)
+            if edge == "begin":
+                open_call, n = key, 0
+            elif open_call == key:
+                counts[key] = n
+                order.append(key)
+                open_call = None
+    if open_call is not None or not order:
+        print(f"count_launches: incomplete probe log {path}", file=sys.stderr)
+        return 1
+    for call in ("encode", "decode"):
+        for key in order:
+            if key[0] == call:
+                print(f"launches per {call} call: {key[1]} layers -> {counts[key]} launches ({key[2]})")
+    rc = 0
+    for call in ("encode", "decode"):
+        same = [counts[k] for k in order if k[0] == call and k[1] == 10]
+        if len(set(same)) > 1:
+            print(f"count_launches: capping the sizes changed the {call} count: {same}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]) if len(sys.argv) == 2 else 2)
