@@ -96,6 +96,8 @@ if [[ -n ${MCGQ_GPUSIM_LAUNCHES_OUT:-} ]]; then
 fi
 
 say "summary"
+# why tests skipped on the simulator (their own words, from the logs)
+grep -h '^GPU simulator: .*needs a real GPU' "$BUILD"/gpusim-logs/*.log 2>/dev/null | sort | uniq -c
 # ctest's own summary lines, last, for test.sh and the reader
 grep -E 'tests passed|tests failed out of|^Total Test time' "$BUILD/gpusim-ctest.txt"
 if [[ $tests_rc != 0 || $count_rc != 0 ]]; then

@@ -4,9 +4,9 @@
 Reads the log of tests/gpusim/launch_probe.c run under gsim-run: the probe
 prints "MCGQ_PROBE begin|end encode|decode <layers> <sizes>" around each call,
 and GPGPU-Sim prints "GPGPU-Sim PTX: cudaLaunch ..." once per kernel launch.
-Prints one line per call,
-    launches per encode call: <layers> layers -> <N> launches (<sizes>)
-and exits nonzero if a call has no end marker, or if capping the layer sizes
+Prints one line per call and layer count,
+    launches per encode call: <layers> layers -> <N> launches
+(real sizes where the probe ran them, else capped ones, said in a note) and exits nonzero if a call has no end marker, or if capping the layer sizes
 changed a count (the probe runs 10 layers with real and with capped sizes).
 """
 import re
@@ -34,16 +34,28 @@ def main(path):
     if open_call is not None or not order:
         print(f"count_launches: incomplete probe log {path}", file=sys.stderr)
         return 1
+    rc, notes = 0, []
     for call in ("encode", "decode"):
-        for key in order:
-            if key[0] == call:
-                print(f"launches per {call} call: {key[1]} layers -> {counts[key]} launches ({key[2]})")
-    rc = 0
-    for call in ("encode", "decode"):
-        same = [counts[k] for k in order if k[0] == call and k[1] == 10]
-        if len(set(same)) > 1:
-            print(f"count_launches: capping the sizes changed the {call} count: {same}", file=sys.stderr)
-            rc = 1
+        shown = {}
+        for key in order:  # one line per layer count: real sizes where measured
+            if key[0] == call and (key[1] not in shown or key[2] == "real"):
+                shown[key[1]] = key
+        for layers in sorted(shown):
+            print(f"launches per {call} call: {layers} layers -> {counts[shown[layers]]} launches")
+        for layers, key in sorted(shown.items()):
+            if key[2] != "real":
+                notes.append(f"{call}, {layers} layers: sizes {key[2]}")
+        for layers in shown:
+            both = {k[2]: counts[k] for k in order if k[0] == call and k[1] == layers}
+            if len(both) > 1:
+                if len(set(both.values())) > 1:
+                    print(f"count_launches: capping the sizes changed the {call} count "
+                          f"of {layers} layers: {both}", file=sys.stderr)
+                    rc = 1
+                else:
+                    notes.append(f"{call}, {layers} layers: the same count with real and capped sizes")
+    for note in notes:
+        print(f"  ({note})")
     return rc
 
 

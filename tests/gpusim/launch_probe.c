@@ -22,7 +22,7 @@
 #include "mcgq.h"
 
 enum { kMaxLayers = 512, kRanks = 2 };
-static const uint64_t kCap = 8192;
+static const uint64_t kCap = 4097; /* one item past DeviceReduce's single tile */
 
 #define PROBE_CHECK(cond, ...)                 \
   do {                                         \
