@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # gpusim.sh - run the GPU tests on a GPU simulator, on a machine without a GPU.
 #
-#   1. installs the harness at $MCGQ_GPUSIM_PREFIX (default /opt/gpgpusim) when
-#      its gsim-run is missing: ../shared/gpgpusim/setup.sh builds GPGPU-Sim
-#      (functional mode, patched) and a private CUDA 11.8 toolchain, 3-9 min;
+#   1. installs the harness at $MCGQ_GPUSIM_PREFIX (default /opt/gpgpusim), or
+#      brings it up to date: ../shared/gpgpusim/setup.sh builds GPGPU-Sim
+#      (functional mode, with the shared patches and the project's own in
+#      tests/gpusim/patches/) and a private CUDA 11.8 toolchain, 3-9 min once;
 #   2. configures and builds build-gpusim: the same sources, compiled by that
 #      nvcc 11.8 for sm_70 with PTX embedded and the shared cudart (the
 #      simulator stands in for libcudart.so), MCGQ_GPUSIM_RUN set so that the
@@ -36,16 +37,27 @@ HARNESS="$ROOT/../shared/gpgpusim/setup.sh"
 say() { printf '\n==== gpusim.sh: %s\n' "$*"; }
 
 # ---------------------------------------------------------------- 1. harness
-if [[ ! -x $PREFIX/bin/gsim-run || ! -x $PREFIX/cuda-11.8/bin/nvcc ]]; then
-  if [[ ! -x $HARNESS ]]; then
-    echo "gpusim.sh: no simulator at $PREFIX and no harness at $HARNESS" >&2
-    exit 3
-  fi
-  say "installing the GPU simulator harness at $PREFIX (3-9 minutes)"
-  if ! PREFIX="$PREFIX" JOBS="$JOBS" "$HARNESS"; then
+# The shared harness plus the project's own simulator patches
+# (tests/gpusim/patches/*.patch): setup.sh applies every *.patch beside it in
+# name order and rebuilds the simulator when any patch changes, so it runs
+# from a folder that holds both; when everything is current it only checks
+# (a few seconds, no download).
+if [[ -x $HARNESS ]]; then
+  staged="${TMPDIR:-/tmp}/mcgq-gpusim-harness"
+  rm -rf "$staged" && mkdir -p "$staged"
+  cp "$(dirname "$HARNESS")"/setup.sh "$(dirname "$HARNESS")"/*.patch "$staged"/
+  ln -s "$(dirname "$HARNESS")"/gpgpu-sim-*.tar.gz "$staged"/
+  cp "$ROOT"/tests/gpusim/patches/*.patch "$staged"/
+  say "GPU simulator harness at $PREFIX (first install or a changed patch: 3-9 minutes)"
+  if ! PREFIX="$PREFIX" JOBS="$JOBS" "$staged/setup.sh"; then
     echo "gpusim.sh: harness setup failed" >&2
     exit 1
   fi
+elif [[ -x $PREFIX/bin/gsim-run && -x $PREFIX/cuda-11.8/bin/nvcc ]]; then
+  echo "gpusim.sh: no harness at $HARNESS: using the simulator installed at $PREFIX as it is"
+else
+  echo "gpusim.sh: no simulator at $PREFIX and no harness at $HARNESS" >&2
+  exit 3
 fi
 
 # ---------------------------------------------------------- 2. configure+build
@@ -65,7 +77,8 @@ say "build $BUILD"
 cmake --build "$BUILD" -j "$JOBS" || exit 1
 # The simulator replaces libcudart.so.11.0; a binary that picked up another
 # runtime would fail every CUDA call with "driver insufficient".
-for bin in "$BUILD"/tests/mcgq_test_gpu_*; do
+for bin in "$BUILD"/tests/mcgq_test_gpu_encode "$BUILD"/tests/mcgq_test_gpu_decode \
+           "$BUILD"/tests/mcgq_gpusim_launch_probe; do
   if ! readelf -d "$bin" | grep -q 'libcudart.so.11.0'; then
     echo "gpusim.sh: $bin is not linked against libcudart.so.11.0" >&2
     exit 1
