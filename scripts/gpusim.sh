@@ -75,6 +75,7 @@ cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMCGQ_ENABLE_TOOLS=OFF || exit 1
 say "build $BUILD"
 cmake --build "$BUILD" -j "$JOBS" || exit 1
+BUILD="$(cd "$BUILD" && pwd)"  # gsim-run runs programs in a folder of its own
 # The simulator replaces libcudart.so.11.0; a binary that picked up another
 # runtime would fail every CUDA call with "driver insufficient".
 for bin in "$BUILD"/tests/mcgq_test_gpu_encode "$BUILD"/tests/mcgq_test_gpu_decode \
@@ -96,7 +97,7 @@ tests_rc=${PIPESTATUS[0]}
 say "kernel launches per call (counted in the simulator's log)"
 probe_log="$BUILD/gpusim-logs/launch_probe.log"
 mkdir -p "$BUILD/gpusim-logs"
-PYTORCH_BIN="$ROOT/$BUILD/host/libmcgq.so" GSIM_QUIET=1 GSIM_LOG="$probe_log" \
+PYTORCH_BIN="$BUILD/host/libmcgq.so" GSIM_QUIET=1 GSIM_LOG="$probe_log" \
   "$PREFIX/bin/gsim-run" "$BUILD/tests/mcgq_gpusim_launch_probe" \
   "$ROOT/bench/models/resnet50.txt"
 probe_rc=$?

@@ -285,6 +285,39 @@ TEST(GpuEncode, AvailabilityAgreesWithRuntime) {
   EXPECT_EQ(have_gpu() ? 1 : 0, mcgqGpuAvailable());
 }
 
+namespace {
+
+// One step of layers with K states (device array d_ks) and accumulators on
+// both paths: the message, the stats (W1 too), every accumulator and every
+// K state equal the CPU reference's bits.  host/dev hold the same layers
+// with host and device pointers.
+void expect_step_matches_cpu(const std::vector<mcgqLayerDesc_t> &host,
+                             const std::vector<mcgqLayerDesc_t> &dev,
+                             const std::vector<mcgqKState_t> &ks_cpu,
+                             const dbuf<mcgqKState_t> &d_ks,
+                             const std::vector<std::vector<float>> &acc_cpu,
+                             const std::vector<std::unique_ptr<dbuf<float>>> &d_acc,
+                             int step) {
+  const int L = (int)host.size();
+  mcgqResult_t res;
+  std::vector<mcgqLayerStats_t> cs;
+  std::vector<uint8_t> cmsg = cpu_encode(host, &res, &cs);
+  ASSERT_EQ(mcgqSuccess, res) << mcgqGetLastErrorDetail();
+  gpu_encoded ge = gpu_encode(dev);
+  ASSERT_EQ(mcgqSuccess, ge.result) << mcgqGetLastErrorDetail();
+  EXPECT_TRUE(cmsg == ge.msg) << "step " << step;
+  std::vector<mcgqKState_t> ks_gpu = d_ks.download(L);
+  for (int i = 0; i < L; ++i) {
+    std::string what = "step " + std::to_string(step) + " layer " + std::to_string(i);
+    expect_same_stats(cs[i], ge.stats[i], what);
+    EXPECT_EQ(0, std::memcmp(&cs[i].w1, &ge.stats[i].w1, sizeof(double))) << what;
+    EXPECT_TRUE(same_bits(acc_cpu[i], d_acc[i]->download(host[i].n))) << "accumulator, " << what;
+    EXPECT_EQ(0, std::memcmp(&ks_cpu[i], &ks_gpu[i], sizeof(mcgqKState_t))) << "K state, " << what;
+  }
+}
+
+}  // namespace
+
 // Dynamic K (Alg 3) with the K state in device memory: over five steps the
 // messages, the exact W1 and the K state equal the CPU reference's bits.
 TEST(GpuEncode, DynamicKMatchesCpuOverSteps) {
@@ -296,15 +329,15 @@ TEST(GpuEncode, DynamicKMatchesCpuOverSteps) {
   std::vector<mcgqKState_t> ks_cpu(L);
   std::vector<std::vector<float>> acc_cpu(L);
   dbuf<mcgqKState_t> d_ks(L);
-  std::vector<dbuf<float> *> d_g, d_acc;
+  std::vector<std::unique_ptr<dbuf<float>>> d_g, d_acc;
   for (int i = 0; i < L; ++i) {
     mcgqLayerConfig_t cfg = MCGQ_LAYER_CONFIG_INITIALIZER;
     cfg.k = 0.2;
     cfg.dynamic_k = 1;
     ASSERT_EQ(mcgqSuccess, mcgqKStateInit(&cfg, &ks_cpu[i]));
     acc_cpu[i].assign(sizes[i], 0.0f);
-    d_g.push_back(new dbuf<float>(sizes[i]));
-    d_acc.push_back(new dbuf<float>(sizes[i]));
+    d_g.emplace_back(new dbuf<float>(sizes[i]));
+    d_acc.emplace_back(new dbuf<float>(sizes[i]));
     d_acc[i]->upload(acc_cpu[i]);
   }
   d_ks.upload(ks_cpu);
@@ -328,25 +361,8 @@ TEST(GpuEncode, DynamicKMatchesCpuOverSteps) {
         dev[i].accum = d_acc[i]->p;
       }
     }
-    mcgqResult_t res;
-    std::vector<mcgqLayerStats_t> cs;
-    std::vector<uint8_t> cmsg = cpu_encode(host, &res, &cs);
-    ASSERT_EQ(mcgqSuccess, res) << mcgqGetLastErrorDetail();
-    gpu_encoded ge = gpu_encode(dev);
-    ASSERT_EQ(mcgqSuccess, ge.result) << mcgqGetLastErrorDetail();
-    EXPECT_TRUE(cmsg == ge.msg) << "step " << step;
-    std::vector<mcgqKState_t> ks_gpu = d_ks.download(L);
-    for (int i = 0; i < L; ++i) {
-      std::string what = "step " + std::to_string(step) + " layer " + std::to_string(i);
-      expect_same_stats(cs[i], ge.stats[i], what);
-      EXPECT_EQ(0, std::memcmp(&cs[i].w1, &ge.stats[i].w1, sizeof(double))) << what;
-      EXPECT_EQ(0, std::memcmp(&ks_cpu[i].k, &ks_gpu[i].k, sizeof(double))) << what;
-      EXPECT_EQ(0, std::memcmp(&ks_cpu[i].d_prev, &ks_gpu[i].d_prev, sizeof(double)))
-          << what;
-      EXPECT_EQ(ks_cpu[i].started, ks_gpu[i].started) << what;
-    }
+    expect_step_matches_cpu(host, dev, ks_cpu, d_ks, acc_cpu, d_acc, step);
   }
-  for (int i = 0; i < L; ++i) { delete d_g[i]; delete d_acc[i]; }
 }
 
 // Sixty layers of mixed sizes, algorithms, K, accumulation modes and
@@ -401,20 +417,6 @@ TEST(GpuEncode, SixtyMixedLayersInOneCallMatchCpu) {
         dev[i].accum = d_acc[i]->p;
       }
     }
-    mcgqResult_t res;
-    std::vector<mcgqLayerStats_t> cs;
-    std::vector<uint8_t> cmsg = cpu_encode(host, &res, &cs);
-    ASSERT_EQ(mcgqSuccess, res) << mcgqGetLastErrorDetail();
-    gpu_encoded ge = gpu_encode(dev);
-    ASSERT_EQ(mcgqSuccess, ge.result) << mcgqGetLastErrorDetail();
-    EXPECT_TRUE(cmsg == ge.msg) << "step " << step;
-    std::vector<mcgqKState_t> ks_gpu = d_ks.download(L);
-    for (int i = 0; i < L; ++i) {
-      std::string what = "step " + std::to_string(step) + " layer " + std::to_string(i);
-      expect_same_stats(cs[i], ge.stats[i], what);
-      EXPECT_EQ(0, std::memcmp(&cs[i].w1, &ge.stats[i].w1, sizeof(double))) << what;
-      EXPECT_TRUE(same_bits(acc_cpu[i], d_acc[i]->download(n[i]))) << "accumulator, " << what;
-      EXPECT_EQ(0, std::memcmp(&ks_cpu[i], &ks_gpu[i], sizeof(mcgqKState_t))) << "K state, " << what;
-    }
+    expect_step_matches_cpu(host, dev, ks_cpu, d_ks, acc_cpu, d_acc, step);
   }
 }
