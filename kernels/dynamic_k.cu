@@ -5,15 +5,16 @@
  *   signed q      a_k = sign(g_k) q_k for the exact W1;
  *   (CUB merge sorts of a and g_int, dispatch.cu)
  *   W1 sum        S = sum |N*a_i - T*g_int_i| in 128 bits (each thread sums
- *                 its elements, then adds to a 128-bit total with two 64-bit
- *                 atomics and a carry: integer sums are order-independent);
+ *                 its elements, the block sums the threads, and thread 0 adds
+ *                 to a 128-bit total with two 64-bit atomics and a carry:
+ *                 integer sums are order-independent);
  *   update        d = S / ((n*N)*T) in DESIGN.md's order, then
  *                 K = clamp(K + delta_k*(d_prev - d)), d_prev = d, only for
  *                 layers whose status is 0. */
 #include <stdint.h>
 
 #include "device/bits.cuh"
-#include "device/u128.cuh"
+#include "device/block.cuh"
 #include "encode_state.h"
 #include "tuning.h"
 
@@ -72,10 +73,13 @@ __device__ __forceinline__ uint64_t magnitude(int32_t v) {
   return v < 0 ? (uint64_t)(-(int64_t)v) : (uint64_t)v;
 }
 
+/* Per-thread 128-bit sums, a block sum, and one pair of 64-bit atomics per
+ * block (low word, then high word with the carry out of the low one). */
 __global__ void w1_sum_kernel(const int32_t *a, const int32_t *b, uint64_t n,
                               mcgq_layer_state *st) {
   using namespace mcgq_dev;
-  if (st->zero) return;
+  __shared__ u128 scratch[32];
+  if (st->zero) return; /* uniform across the grid */
   const uint64_t N = st->N, T = st->T;
   u128 sum = u128_from64(0);
   for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
@@ -84,7 +88,8 @@ __global__ void w1_sum_kernel(const int32_t *a, const int32_t *b, uint64_t n,
     const u128 y = u128_mul64(T, magnitude(b[k]));
     sum = u128_add(sum, (a[k] < 0) != (b[k] < 0) ? u128_add(x, y) : u128_absdiff(x, y));
   }
-  if (sum.hi == 0 && sum.lo == 0) return;
+  sum = block_sum_u128(sum, scratch);
+  if (threadIdx.x != 0 || (sum.hi == 0 && sum.lo == 0)) return;
   unsigned long long lo = sum.lo, hi = sum.hi;
   unsigned long long old = atomicAdd(&st->w1_lo, lo);
   if (old + lo < old) hi += 1; /* carry out of the low word */

@@ -4,8 +4,8 @@
  *                 (dispatch.cu) turns them into last[k] = 1 + the last
  *                 nonzero index <= k, so a zero at k starts its run at last[k]
  *                 and is the run head iff last[k] == k;
- *   measure       max|g_int|, nonzeros, runs, longest run (shuffle reductions,
- *                 then one integer atomic per warp: order-independent);
+ *   measure       max|g_int|, nonzeros, runs, longest run (block reductions,
+ *                 then one integer atomic per block: order-independent);
  *   token bits    bit length of the token starting at k (0 inside runs); a
  *                 CUB exclusive sum gives every token's stream position;
  *   write         every token ORed into the zeroed region at its position,
@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "device/bits.cuh"
-#include "device/warp.cuh"
+#include "device/block.cuh"
 #include "encode_state.h"
 #include "format.h"
 #include "tuning.h"
@@ -37,35 +37,35 @@ __global__ void run_markers_kernel(const int32_t *g_int, uint64_t n, uint32_t *m
     marks[k] = g_int[k] != 0 ? (uint32_t)(k + 1) : 0u;
 }
 
-/* Whole warps iterate together so the warp reductions see every lane. */
+/* Each thread folds its elements of the grid-stride loop, then the block
+ * reduces and thread 0 makes one atomic per quantity: one atomic per block
+ * on each of the four addresses, not one per warp and iteration.  (Block
+ * sums fit 32 bits: n < 2^32.) */
 __global__ void measure_kernel(const int32_t *g_int, const uint32_t *last,
                                uint64_t n, mcgq_layer_state *st) {
-  const unsigned lane = threadIdx.x & 31u;
-  for (uint64_t base = (uint64_t)blockIdx.x * blockDim.x; base < n;
-       base += (uint64_t)gridDim.x * blockDim.x) {
-    uint64_t k = base + threadIdx.x;
-    uint32_t mag = 0, nz = 0, head = 0, run = 0;
-    if (k < n) {
-      int32_t v = g_int[k];
-      if (v != 0) {
-        mag = magnitude(v);
-        nz = 1;
-      } else {
-        head = last[k] == (uint32_t)k;
-        int end = k + 1 == n || g_int[k + 1] != 0;
-        if (end) run = (uint32_t)(k + 1 - last[k]);
-      }
+  __shared__ uint32_t scratch[32];
+  uint32_t mag = 0, nz = 0, heads = 0, run = 0;
+  for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
+       k += (uint64_t)gridDim.x * blockDim.x) {
+    int32_t v = g_int[k];
+    if (v != 0) {
+      mag = max(mag, magnitude(v));
+      ++nz;
+    } else {
+      heads += last[k] == (uint32_t)k;
+      int end = k + 1 == n || g_int[k + 1] != 0;
+      if (end) run = max(run, (uint32_t)(k + 1 - last[k]));
     }
-    mag = mcgq_dev::warp_max_u32(mag);
-    run = mcgq_dev::warp_max_u32(run);
-    nz = mcgq_dev::warp_sum_u32(nz);
-    head = mcgq_dev::warp_sum_u32(head);
-    if (lane == 0) {
-      if (mag) atomicMax(&st->max_mag, mag);
-      if (run) atomicMax(&st->longest, run);
-      if (nz) atomicAdd((unsigned long long *)&st->nonzeros, (unsigned long long)nz);
-      if (head) atomicAdd((unsigned long long *)&st->runs, (unsigned long long)head);
-    }
+  }
+  mag = mcgq_dev::block_max_u32(mag, scratch);
+  run = mcgq_dev::block_max_u32(run, scratch);
+  nz = mcgq_dev::block_sum_u32(nz, scratch);
+  heads = mcgq_dev::block_sum_u32(heads, scratch);
+  if (threadIdx.x == 0) {
+    if (mag) atomicMax(&st->max_mag, mag);
+    if (run) atomicMax(&st->longest, run);
+    if (nz) atomicAdd((unsigned long long *)&st->nonzeros, (unsigned long long)nz);
+    if (heads) atomicAdd((unsigned long long *)&st->runs, (unsigned long long)heads);
   }
 }
 
