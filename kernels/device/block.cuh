@@ -16,28 +16,6 @@
 
 namespace mcgq_dev {
 
-__device__ __forceinline__ uint32_t block_max_u32(uint32_t v, uint32_t *scratch) {
-  const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
-  v = warp_max_u32(v);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < (blockDim.x >> 5) ? scratch[threadIdx.x] : 0u;
-  if (warp == 0) v = warp_max_u32(v);
-  __syncthreads(); /* scratch may be reused */
-  return v;
-}
-
-__device__ __forceinline__ uint32_t block_sum_u32(uint32_t v, uint32_t *scratch) {
-  const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
-  v = warp_sum_u32(v);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < (blockDim.x >> 5) ? scratch[threadIdx.x] : 0u;
-  if (warp == 0) v = warp_sum_u32(v);
-  __syncthreads();
-  return v;
-}
-
 __device__ __forceinline__ u128 warp_sum_u128(u128 v) {
   for (int d = 16; d > 0; d >>= 1) {
     u128 o;
@@ -48,16 +26,40 @@ __device__ __forceinline__ u128 warp_sum_u128(u128 v) {
   return v;
 }
 
-/* `scratch`: __shared__ room for 32 u128 values. */
-__device__ __forceinline__ u128 block_sum_u128(u128 v, u128 *scratch) {
+struct WarpMaxU32 {
+  __device__ __forceinline__ uint32_t operator()(uint32_t v) const { return warp_max_u32(v); }
+};
+struct WarpSumU32 {
+  __device__ __forceinline__ uint32_t operator()(uint32_t v) const { return warp_sum_u32(v); }
+};
+struct WarpSumU128 {
+  __device__ __forceinline__ u128 operator()(u128 v) const { return warp_sum_u128(v); }
+};
+
+/* Every thread's v combined by warp_reduce (a warp-wide reduction that
+ * gives every lane the result), `identity` for the empty warp slots. */
+template <class T, class WarpReduce>
+__device__ __forceinline__ T block_reduce(T v, T identity, T *scratch,
+                                          WarpReduce warp_reduce) {
   const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
-  v = warp_sum_u128(v);
+  v = warp_reduce(v);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = threadIdx.x < (blockDim.x >> 5) ? scratch[threadIdx.x] : u128_from64(0);
-  if (warp == 0) v = warp_sum_u128(v);
-  __syncthreads();
+  v = threadIdx.x < (blockDim.x >> 5) ? scratch[threadIdx.x] : identity;
+  if (warp == 0) v = warp_reduce(v);
+  __syncthreads(); /* scratch may be reused */
   return v;
+}
+
+__device__ __forceinline__ uint32_t block_max_u32(uint32_t v, uint32_t *scratch) {
+  return block_reduce(v, 0u, scratch, WarpMaxU32{});
+}
+__device__ __forceinline__ uint32_t block_sum_u32(uint32_t v, uint32_t *scratch) {
+  return block_reduce(v, 0u, scratch, WarpSumU32{});
+}
+/* `scratch`: __shared__ room for 32 u128 values. */
+__device__ __forceinline__ u128 block_sum_u128(u128 v, u128 *scratch) {
+  return block_reduce(v, u128_from64(0), scratch, WarpSumU128{});
 }
 
 }  // namespace mcgq_dev
