@@ -89,12 +89,6 @@ const double kKs[] = {0.01, 0.1, 1.0, 8.0};
 
 std::string algo_name(int algo) { return algo == MCGQ_ALGO_SAMPLE ? "card" : "fused"; }
 
-}  // namespace
-
-// One ctest entry per (algorithm, size), so the simulator's runs spread over
-// the cores: 4 K x 7 distributions each.
-class GpuEncodeSizes : public ::testing::TestWithParam<std::tuple<int, uint64_t>> {};
-
 // The simulator encodes about 7000 elements (or card-path samples) per
 // second, so there the layers of 2^13 and more elements run half of the
 // (K, distribution) pairs (each K with 3-4 distributions, each distribution
@@ -105,6 +99,12 @@ bool simulator_skips(int algo, uint64_t n, int k_index, int d_index) {
   if ((k_index + d_index) % 2 != 0) return true;
   return algo == MCGQ_ALGO_SAMPLE && kKs[k_index] > 1.0 && n > 8193;
 }
+
+}  // namespace
+
+// One ctest entry per (algorithm, size), so the simulator's runs spread over
+// the cores: 4 K x 7 distributions each.
+class GpuEncodeSizes : public ::testing::TestWithParam<std::tuple<int, uint64_t>> {};
 
 TEST_P(GpuEncodeSizes, MatchesCpuReference) {
   MCGQ_REQUIRE_GPU();
