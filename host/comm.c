@@ -4,8 +4,10 @@
  *
  * One host step, every rank in the same order:
  *   1. allgather of a fixed fingerprint of the layer table (count, every n,
- *      accumulation and dynamic-K modes, format version, capacity): a
- *      mismatch is mcgqInvalidUsage on every rank before any payload moves.
+ *      accumulation and dynamic-K modes, format version, capacity), of every
+ *      layer's sampling settings (K or samples, dynamic-K parameters,
+ *      checksum flag, dtype) and of the step counter: a mismatch is
+ *      mcgqInvalidUsage on every rank before any payload moves.
  *   2. local two-phase encode, prepare only: nothing of the caller's changes.
  *   3. allgather of (status, message size) of every rank, then allreduce-max
  *      of a flag that also covers this rank's receive buffer: any failure on
@@ -30,7 +32,7 @@
  * rank reports mcgqNonFinite when some rank saw NaN/Inf. */
 #define MCGQ_FLAG_NONFINITE INT32_MAX
 
-enum { FINGERPRINT_WORDS = 6 };
+enum { FINGERPRINT_WORDS = 8 };
 static const uint64_t kFingerprintMagic = 0x4d4347512d434f4dull; /* MCGQ-COM */
 
 struct mcgqComm {
@@ -317,27 +319,58 @@ fail:
 
 /* ------------------------------------------------------------ step 1 */
 
-/* FNV-1a over the per-layer fields that must agree across ranks. */
+/* FNV-1a of 64-bit words, continued from h. */
+static uint64_t fnv1a_words(uint64_t h, const uint64_t *words, size_t count) {
+  const unsigned char *b = (const unsigned char *)words;
+  for (size_t j = 0; j < count * sizeof *words; ++j) {
+    h ^= b[j];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+static uint64_t double_bits(double x) {
+  uint64_t b;
+  memcpy(&b, &x, sizeof b);
+  return b;
+}
+
+/* The layer table's shape: what the message layout depends on. */
 static uint64_t table_hash(const mcgqLayer_t *layers, int count) {
   uint64_t h = 1469598103934665603ull;
   for (int i = 0; i < count; ++i) {
     uint64_t words[3] = {layers[i].n, (uint64_t)(uint32_t)layers[i].cfg.accumulate,
                          (uint64_t)(layers[i].cfg.dynamic_k != 0)};
-    const unsigned char *b = (const unsigned char *)words;
-    for (size_t j = 0; j < sizeof words; ++j) {
-      h ^= b[j];
-      h *= 1099511628211ull;
-    }
+    h = fnv1a_words(h, words, 3);
   }
   return h;
 }
 
-static mcgqResult_t check_tables_agree(mcgqComm_t comm) {
+/* Every layer's sampling settings: the same K (or N) on every rank, or the
+ * same dynamic-K parameters (each rank's K state then evolves from its own
+ * gradients), the same checksum flag and input type.  The GPU algorithm is
+ * left out: both give the same bytes. */
+static uint64_t config_hash(const mcgqLayer_t *layers, int count) {
+  uint64_t h = 1469598103934665603ull;
+  for (int i = 0; i < count; ++i) {
+    const mcgqLayerConfig_t *c = &layers[i].cfg;
+    const int dynamic = c->dynamic_k != 0;
+    uint64_t words[7] = {dynamic ? 0 : double_bits(c->k), dynamic ? 0 : c->samples,
+                         dynamic ? double_bits(c->k_min) : 0,
+                         dynamic ? double_bits(c->k_max) : 0,
+                         dynamic ? double_bits(c->delta_k) : 0,
+                         (uint64_t)(c->checksum != 0), (uint64_t)(uint32_t)c->dtype};
+    h = fnv1a_words(h, words, 7);
+  }
+  return h;
+}
+
+static mcgqResult_t check_tables_agree(mcgqComm_t comm, uint64_t step) {
   static const char fn[] = "mcgqCommStep";
   uint64_t mine[FINGERPRINT_WORDS] = {
       kFingerprintMagic, MCGQ_FORMAT_VERSION, (uint64_t)comm->count,
       comm->total_n, table_hash(comm->layers, comm->count),
-      (uint64_t)comm->capacity_per_rank};
+      (uint64_t)comm->capacity_per_rank, config_hash(comm->layers, comm->count), step};
   mcgqResult_t res = comm->ops->allgather(comm->ctx, mine, comm->fingerprints,
                                           sizeof mine, comm->detail,
                                           sizeof comm->detail);
@@ -360,11 +393,23 @@ static mcgqResult_t check_tables_agree(mcgqComm_t comm) {
                             "%s: layer tables differ between rank %d and rank %d "
                             "(a layer's n, accumulation or dynamic-K mode)",
                             fn, r, comm->rank);
+    if (theirs[5] != mine[5])
+      return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                            "%s: fixed capacity differs: rank %d %llu bytes, rank "
+                            "%d %llu",
+                            fn, r, (unsigned long long)theirs[5], comm->rank,
+                            (unsigned long long)mine[5]);
+    if (theirs[6] != mine[6])
+      return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                            "%s: layer settings differ between rank %d and rank %d "
+                            "(a layer's K or samples, dynamic-K k_min/k_max/delta_k, "
+                            "checksum flag or dtype)",
+                            fn, r, comm->rank);
     return mcgq_comm_fail(comm, mcgqInvalidUsage,
-                          "%s: fixed capacity differs: rank %d %llu bytes, rank "
-                          "%d %llu",
-                          fn, r, (unsigned long long)theirs[5], comm->rank,
-                          (unsigned long long)mine[5]);
+                          "%s: step counters differ: rank %d is at step %llu, rank %d "
+                          "at step %llu",
+                          fn, r, (unsigned long long)theirs[7], comm->rank,
+                          (unsigned long long)mine[7]);
   }
   if (comm->count == 0)
     return mcgq_comm_fail(comm, mcgqInvalidUsage,
@@ -528,7 +573,7 @@ mcgqResult_t mcgqCommStep(mcgqComm_t comm, uint64_t step, uint64_t seed,
   comm->detail[0] = '\0';
   if (stats) memset(stats, 0, sizeof *stats);
   if (comm->ops->set_stream) comm->ops->set_stream(comm->ctx, stream);
-  MCGQ_CHECK(check_tables_agree(comm));
+  MCGQ_CHECK(check_tables_agree(comm, step));
   if (comm->capacity_per_rank != 0 && !comm->ops->step)
     return mcgq_comm_fail(comm, mcgqInvalidUsage,
                           "mcgqCommStep: fixed-capacity mode is not implemented "

@@ -14,8 +14,9 @@
 #include <string.h>
 
 #include "bitstream.h"
-#include "format.h"
 #include "internal.h"
+#include "range.h"
+#include "reader.h"
 
 typedef struct {
   const uint8_t *msg;
@@ -24,165 +25,125 @@ typedef struct {
   uint64_t total_n;
 } msg_header_t;
 
-typedef struct {
-  uint64_t n, n_coded, samples, bit_length, byte_offset, region_bytes;
-  float scale;
-  uint32_t crc, encoding, bits_value, bits_run, flags;
-} dir_entry_t;
+/* A directory entry as format/reader.h reads it. */
+typedef mcgq_entry_fields dir_entry_t;
 
-/* -------------------------------------------------------------- header */
+/* ----------------------------------------------- rules broken, in words */
+
+/* The message of a header rule (format/reader.h decided which). */
+static mcgqResult_t header_failure(const char *who, mcgq_rule rule, const uint8_t *in,
+                                   size_t in_bytes, const mcgq_header_fields *f) {
+  const mcgqResult_t status = mcgq_rule_status(rule);
+  switch (rule) {
+    case MCGQ_RULE_MAGIC:
+      return mcgq_fail(status, "%s: bad magic %02x %02x %02x %02x (expected 'MCGQ')", who,
+                       in[0], in[1], in[2], in[3]);
+    case MCGQ_RULE_SHORT:
+      return mcgq_fail(status, "%s: message of %zu bytes is shorter than the 32-byte header",
+                       who, in_bytes);
+    case MCGQ_RULE_VERSION:
+      return mcgq_fail(status, "%s: format version %u, this library reads version %u", who,
+                       f->version, (unsigned)MCGQ_FORMAT_VERSION);
+    case MCGQ_RULE_HEADER_FLAGS:
+      return mcgq_fail(status, "%s: unknown header flags 0x%04x", who, f->flags);
+    case MCGQ_RULE_LAYER_COUNT:
+      return mcgq_fail(status, "%s: layer_count = %u is not in [1, 2^31)", who,
+                       f->layer_count);
+    case MCGQ_RULE_HEADER_RESERVED:
+      return mcgq_fail(status, "%s: reserved header field is not 0", who);
+    case MCGQ_RULE_TOTAL_BYTES:
+      return mcgq_fail(status, "%s: header total_bytes = %" PRIu64 " but the message has "
+                       "%zu bytes (truncated or padded)", who, f->total_bytes, in_bytes);
+    case MCGQ_RULE_DIRECTORY_FIT:
+      return mcgq_fail(status, "%s: the directory of %u layers does not fit in %zu bytes",
+                       who, f->layer_count, in_bytes);
+    default:
+      return mcgq_fail(mcgqInternalError, "%s: header rule %d", who, (int)rule);
+  }
+}
+
+/* The message of a directory-entry rule for layer i. */
+static mcgqResult_t entry_failure(const char *who, uint32_t i, mcgq_rule rule,
+                                  const msg_header_t *h, uint64_t expected_offset,
+                                  const dir_entry_t *e) {
+  const mcgqResult_t status = mcgq_rule_status(rule);
+  const uint64_t fixed_bits = e->n_coded * e->bits_value;
+  switch (rule) {
+    case MCGQ_RULE_CHUNK_LOG2:
+      return mcgq_fail(status, "%s: layer %u: chunk_log2 = %u, version 1 uses %u", who, i,
+                       e->chunk_log2, (unsigned)MCGQ_CHUNK_LOG2);
+    case MCGQ_RULE_ENTRY_RESERVED:
+      return mcgq_fail(status, "%s: layer %u: reserved field is not 0", who, i);
+    case MCGQ_RULE_N:
+      return mcgq_fail(status, "%s: layer %u: n = %" PRIu64 " is not in [1, 2^32-1]", who,
+                       i, e->n);
+    case MCGQ_RULE_ENCODING:
+      return mcgq_fail(status, "%s: layer %u: unknown encoding %u", who, i, e->encoding);
+    case MCGQ_RULE_LAYER_FLAGS:
+      return mcgq_fail(status, "%s: layer %u: unknown layer flags 0x%04x", who, i,
+                       e->flags);
+    case MCGQ_RULE_FIXED_FLAG:
+      return mcgq_fail(status, "%s: layer %u: FIXED_WIDTH flag and encoding %u disagree",
+                       who, i, e->encoding);
+    case MCGQ_RULE_N_CODED:
+      return mcgq_fail(status, "%s: layer %u: n_coded = %" PRIu64 " with n = %" PRIu64
+                       " and CUT = %d", who, i, e->n_coded, e->n, mcgq_entry_is_cut(e));
+    case MCGQ_RULE_SAMPLES:
+      return mcgq_fail(status, "%s: layer %u: samples = %" PRIu64 " exceeds 2^31-1", who,
+                       i, e->samples);
+    case MCGQ_RULE_SCALE:
+      return mcgq_fail(status, "%s: layer %u: scale bits 0x%08x are negative or not "
+                       "finite", who, i, e->scale_bits);
+    case MCGQ_RULE_ZERO_SCALE:
+      return mcgq_fail(status, "%s: layer %u: all-zero layer (samples = 0) with scale %g "
+                       "!= +0", who, i, (double)e->scale);
+    case MCGQ_RULE_BITS_VALUE:
+      return mcgq_fail(status, "%s: layer %u: bits_value = %u with n_coded = %" PRIu64,
+                       who, i, e->bits_value, e->n_coded);
+    case MCGQ_RULE_FIXED_BITS_RUN:
+      return mcgq_fail(status, "%s: layer %u: fixed width with bits_run = %u != 0", who,
+                       i, e->bits_run);
+    case MCGQ_RULE_FIXED_LENGTH:
+      return mcgq_fail(status, "%s: layer %u: fixed width bit_length = %" PRIu64
+                       ", n_coded * B_g = %" PRIu64, who, i, e->bit_length, fixed_bits);
+    case MCGQ_RULE_BITS_RUN:
+      return mcgq_fail(status, "%s: layer %u: bits_run = %u > 32", who, i, e->bits_run);
+    case MCGQ_RULE_RLE_SHORT:
+      return mcgq_fail(status, "%s: layer %u: RLE bit_length = %" PRIu64
+                       " is shorter than the 64-bit stream header", who, i, e->bit_length);
+    case MCGQ_RULE_RLE_LONGER:
+      return mcgq_fail(status, "%s: layer %u: RLE stream of %" PRIu64 " bits where fixed "
+                       "width takes %" PRIu64 " (not canonical)", who, i, e->bit_length,
+                       fixed_bits);
+    case MCGQ_RULE_OFFSET:
+      return mcgq_fail(status, "%s: layer %u: byte_offset = %" PRIu64 ", regions are "
+                       "contiguous so it must be %" PRIu64, who, i, e->byte_offset,
+                       expected_offset);
+    case MCGQ_RULE_REGION_END:
+      return mcgq_fail(status, "%s: layer %u: region of %" PRIu64 " bytes at offset %"
+                       PRIu64 " passes the message end %zu", who, i, e->region_bytes,
+                       e->byte_offset, h->bytes);
+    case MCGQ_RULE_CRC_WITHOUT_FLAG:
+      return mcgq_fail(status, "%s: layer %u: crc32c = 0x%08x without the header's CRC "
+                       "flag", who, i, e->crc);
+    default:
+      return mcgq_fail(mcgqInternalError, "%s: layer %u: directory rule %d", who, i,
+                       (int)rule);
+  }
+}
+
+/* -------------------------------------------------------- header, directory */
 
 static mcgqResult_t parse_header(const char *who, const uint8_t *in,
                                  size_t in_bytes, msg_header_t *h) {
-  if (in_bytes >= 4 && (in[0] != MCGQ_MAGIC0 || in[1] != MCGQ_MAGIC1 ||
-                        in[2] != MCGQ_MAGIC2 || in[3] != MCGQ_MAGIC3))
-    return mcgq_fail(mcgqCorruptStream,
-                     "%s: bad magic %02x %02x %02x %02x (expected 'MCGQ')", who,
-                     in[0], in[1], in[2], in[3]);
-  if (in_bytes < MCGQ_HEADER_BYTES)
-    return mcgq_fail(mcgqCorruptStream,
-                     "%s: message of %zu bytes is shorter than the 32-byte header",
-                     who, in_bytes);
-  uint32_t version = mcgq_load_le16(in + MCGQ_HDR_VERSION);
-  if (version != MCGQ_FORMAT_VERSION)
-    return mcgq_fail(mcgqUnsupportedVersion,
-                     "%s: format version %u, this library reads version %u", who,
-                     version, (unsigned)MCGQ_FORMAT_VERSION);
+  mcgq_header_fields f;
+  mcgq_rule rule = mcgq_read_header(in, in_bytes, 1, &f);
+  if (rule != MCGQ_RULE_OK) return header_failure(who, rule, in, in_bytes, &f);
   h->msg = in;
   h->bytes = in_bytes;
-  h->flags = mcgq_load_le16(in + MCGQ_HDR_FLAGS);
-  h->layer_count = mcgq_load_le32(in + MCGQ_HDR_LAYER_COUNT);
-  h->total_n = mcgq_load_le64(in + MCGQ_HDR_TOTAL_N);
-  uint64_t total_bytes = mcgq_load_le64(in + MCGQ_HDR_TOTAL_BYTES);
-  if (h->flags & ~MCGQ_HDR_FLAG_CRC32C)
-    return mcgq_fail(mcgqCorruptStream, "%s: unknown header flags 0x%04x", who,
-                     h->flags);
-  if (h->layer_count == 0 || h->layer_count > (uint32_t)MCGQ_MAX_LAYERS)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer_count = %u is not in [1, 2^31)",
-                     who, h->layer_count);
-  if (mcgq_load_le32(in + MCGQ_HDR_RESERVED) != 0)
-    return mcgq_fail(mcgqCorruptStream, "%s: reserved header field is not 0", who);
-  if (total_bytes != (uint64_t)in_bytes)
-    return mcgq_fail(mcgqCorruptStream,
-                     "%s: header total_bytes = %" PRIu64 " but the message has "
-                     "%zu bytes (truncated or padded)", who, total_bytes, in_bytes);
-  if (mcgq_regions_start(h->layer_count) > (uint64_t)in_bytes)
-    return mcgq_fail(mcgqCorruptStream,
-                     "%s: the directory of %u layers does not fit in %zu bytes",
-                     who, h->layer_count, in_bytes);
-  return mcgqSuccess;
-}
-
-/* ----------------------------------------------------------- directory */
-
-static void load_entry(const msg_header_t *h, uint32_t i, dir_entry_t *e,
-                       uint32_t *reserved) {
-  const uint8_t *p = h->msg + MCGQ_HEADER_BYTES + (uint64_t)i * MCGQ_DIR_BYTES;
-  e->n = mcgq_load_le64(p + MCGQ_DIR_N);
-  e->n_coded = mcgq_load_le64(p + MCGQ_DIR_N_CODED);
-  e->samples = mcgq_load_le64(p + MCGQ_DIR_SAMPLES);
-  e->bit_length = mcgq_load_le64(p + MCGQ_DIR_BIT_LENGTH);
-  e->byte_offset = mcgq_load_le64(p + MCGQ_DIR_BYTE_OFFSET);
-  uint32_t scale_bits = mcgq_load_le32(p + MCGQ_DIR_SCALE);
-  memcpy(&e->scale, &scale_bits, sizeof e->scale);
-  e->crc = mcgq_load_le32(p + MCGQ_DIR_CRC32C);
-  e->encoding = p[MCGQ_DIR_ENCODING];
-  e->bits_value = p[MCGQ_DIR_BITS_VALUE];
-  e->bits_run = p[MCGQ_DIR_BITS_RUN];
-  e->flags = mcgq_load_le16(p + MCGQ_DIR_LAYER_FLAGS);
-  *reserved = (uint32_t)p[MCGQ_DIR_CHUNK_LOG2] << 16 |
-              mcgq_load_le16(p + MCGQ_DIR_RESERVED);
-}
-
-/* Fields that stand on their own: sizes, flags, scale. */
-static mcgqResult_t check_entry_fields(const char *who, uint32_t i,
-                                       const dir_entry_t *e, uint32_t extra) {
-  if ((extra >> 16) != MCGQ_CHUNK_LOG2)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: chunk_log2 = %u, version 1 "
-                     "uses %u", who, i, extra >> 16, (unsigned)MCGQ_CHUNK_LOG2);
-  if ((extra & 0xffffu) != 0)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: reserved field is not 0",
-                     who, i);
-  if (e->n == 0 || e->n > MCGQ_MAX_LAYER_ELEMENTS)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: n = %" PRIu64
-                     " is not in [1, 2^32-1]", who, i, e->n);
-  if (e->encoding > MCGQ_ENCODING_FIXED)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: unknown encoding %u", who,
-                     i, e->encoding);
-  if (e->flags & ~(MCGQ_DIR_FLAG_FIXED_WIDTH | MCGQ_DIR_FLAG_CUT))
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: unknown layer flags 0x%04x",
-                     who, i, e->flags);
-  if (((e->flags & MCGQ_DIR_FLAG_FIXED_WIDTH) != 0) !=
-      (e->encoding == MCGQ_ENCODING_FIXED))
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: FIXED_WIDTH flag and "
-                     "encoding %u disagree", who, i, e->encoding);
-  int cut = (e->flags & MCGQ_DIR_FLAG_CUT) != 0;
-  if (cut ? e->n_coded >= e->n : e->n_coded != e->n)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: n_coded = %" PRIu64
-                     " with n = %" PRIu64 " and CUT = %d", who, i, e->n_coded,
-                     e->n, cut);
-  if (e->samples > MCGQ_MAX_SAMPLES)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: samples = %" PRIu64
-                     " exceeds 2^31-1", who, i, e->samples);
-  uint32_t scale_bits;
-  memcpy(&scale_bits, &e->scale, sizeof scale_bits);
-  if ((scale_bits & 0x80000000u) || (scale_bits & 0x7f800000u) == 0x7f800000u)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: scale bits 0x%08x are "
-                     "negative or not finite", who, i, scale_bits);
-  if (e->samples == 0 && scale_bits != 0)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: all-zero layer (samples = "
-                     "0) with scale %g != +0", who, i, (double)e->scale);
-  return mcgqSuccess;
-}
-
-/* Widths and lengths; afterwards the region size cannot overflow. */
-static mcgqResult_t check_entry_bits(const char *who, uint32_t i,
-                                     const dir_entry_t *e) {
-  if (e->bits_value > 32 || (e->n_coded > 0) != (e->bits_value > 0))
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: bits_value = %u with "
-                     "n_coded = %" PRIu64, who, i, e->bits_value, e->n_coded);
-  uint64_t fixed_bits = e->n_coded * e->bits_value;
-  if (e->encoding == MCGQ_ENCODING_FIXED) {
-    if (e->bits_run != 0)
-      return mcgq_fail(mcgqCorruptStream, "%s: layer %u: fixed width with "
-                       "bits_run = %u != 0", who, i, e->bits_run);
-    if (e->bit_length != fixed_bits)
-      return mcgq_fail(mcgqCorruptStream, "%s: layer %u: fixed width bit_length = %"
-                       PRIu64 ", n_coded * B_g = %" PRIu64, who, i, e->bit_length,
-                       fixed_bits);
-    return mcgqSuccess;
-  }
-  if (e->bits_run > 32)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: bits_run = %u > 32", who, i,
-                     e->bits_run);
-  if (e->bit_length < MCGQ_RLE_HEADER_BITS)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: RLE bit_length = %" PRIu64
-                     " is shorter than the 64-bit stream header", who, i,
-                     e->bit_length);
-  if (e->bit_length > fixed_bits)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: RLE stream of %" PRIu64
-                     " bits where fixed width takes %" PRIu64 " (not canonical)",
-                     who, i, e->bit_length, fixed_bits);
-  return mcgqSuccess;
-}
-
-/* Region placement: right after the previous one, inside the message. */
-static mcgqResult_t check_entry_region(const char *who, const msg_header_t *h,
-                                       uint32_t i, uint64_t expected_offset,
-                                       dir_entry_t *e) {
-  if (e->byte_offset != expected_offset)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: byte_offset = %" PRIu64
-                     ", regions are contiguous so it must be %" PRIu64, who, i,
-                     e->byte_offset, expected_offset);
-  e->region_bytes = mcgq_region_bytes(e->encoding, e->n_coded, e->bit_length);
-  if (e->region_bytes > (uint64_t)h->bytes - e->byte_offset)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: region of %" PRIu64
-                     " bytes at offset %" PRIu64 " passes the message end %zu",
-                     who, i, e->region_bytes, e->byte_offset, h->bytes);
-  int crc = (h->flags & MCGQ_HDR_FLAG_CRC32C) != 0;
-  if (!crc && e->crc != 0)
-    return mcgq_fail(mcgqCorruptStream, "%s: layer %u: crc32c = 0x%08x without "
-                     "the header's CRC flag", who, i, e->crc);
+  h->flags = f.flags;
+  h->layer_count = f.layer_count;
+  h->total_n = f.total_n;
   return mcgqSuccess;
 }
 
@@ -199,11 +160,13 @@ static mcgqResult_t check_crc(const char *who, const msg_header_t *h,
 /* Entry i, validated against the message; *offset advances past it. */
 static mcgqResult_t read_entry(const char *who, const msg_header_t *h,
                                uint32_t i, uint64_t *offset, dir_entry_t *e) {
-  uint32_t extra = 0;
-  load_entry(h, i, e, &extra);
-  MCGQ_CHECK(check_entry_fields(who, i, e, extra));
-  MCGQ_CHECK(check_entry_bits(who, i, e));
-  MCGQ_CHECK(check_entry_region(who, h, i, *offset, e));
+  mcgq_header_fields f;
+  f.flags = h->flags;
+  f.total_bytes = h->bytes;
+  mcgq_load_entry(h->msg, i, e);
+  mcgq_rule rule = mcgq_check_entry(e);
+  if (rule == MCGQ_RULE_OK) rule = mcgq_check_entry_region(&f, *offset, e);
+  if (rule != MCGQ_RULE_OK) return entry_failure(who, i, rule, h, *offset, e);
   *offset += e->region_bytes;
   return mcgqSuccess;
 }
@@ -222,13 +185,18 @@ static mcgqResult_t parse_message(const char *who, const void *in,
     if (crc_layer < 0 || crc_layer == (int64_t)i)
       MCGQ_CHECK(check_crc(who, h, i, &e));
   }
-  if (offset != (uint64_t)in_bytes)
-    return mcgq_fail(mcgqCorruptStream, "%s: the regions end at byte %" PRIu64
-                     ", the message at %zu", who, offset, in_bytes);
-  if (sum_n != h->total_n)
-    return mcgq_fail(mcgqCorruptStream, "%s: header total_n = %" PRIu64
-                     ", the layers hold %" PRIu64, who, h->total_n, sum_n);
-  return mcgqSuccess;
+  mcgq_header_fields f;
+  f.total_bytes = h->bytes;
+  f.total_n = h->total_n;
+  switch (mcgq_check_directory_end(&f, offset, sum_n)) {
+    case MCGQ_RULE_OK: return mcgqSuccess;
+    case MCGQ_RULE_REGIONS_END:
+      return mcgq_fail(mcgqCorruptStream, "%s: the regions end at byte %" PRIu64
+                       ", the message at %zu", who, offset, in_bytes);
+    default:
+      return mcgq_fail(mcgqCorruptStream, "%s: header total_n = %" PRIu64
+                       ", the layers hold %" PRIu64, who, h->total_n, sum_n);
+  }
 }
 
 /* --------------------------------------------------------------- payload */
@@ -307,9 +275,7 @@ static mcgqResult_t decode_layer(const char *who, const msg_header_t *h,
 
 /* Entry i of an already parsed message (cannot fail then). */
 static void entry_at(const msg_header_t *h, uint32_t i, dir_entry_t *e) {
-  uint32_t extra = 0;
-  load_entry(h, i, e, &extra);
-  e->region_bytes = mcgq_region_bytes(e->encoding, e->n_coded, e->bit_length);
+  mcgq_load_entry(h->msg, i, e);
 }
 
 static void layer_label(char *buf, size_t size, const char *fn, int rank,
@@ -329,6 +295,26 @@ static uint64_t max_layer_n(const msg_header_t *h) {
     if (e.n > most) most = e.n;
   }
   return most;
+}
+
+/* FORMAT.md 4's range rule over the P messages' entries of every layer,
+ * checked before anything is written. */
+static mcgqResult_t check_range(const char *fn, const msg_header_t *hs, int nranks) {
+  for (uint32_t i = 0; i < hs[0].layer_count; ++i) {
+    double bound = 0.0;
+    for (int r = 0; r < nranks; ++r) {
+      dir_entry_t e;
+      entry_at(&hs[r], i, &e);
+      bound += mcgq_range_bound(e.scale, e.bits_value);
+    }
+    if (!mcgq_range_ok(bound, (uint32_t)nranks))
+      return mcgq_fail(mcgqRangeError,
+                       "%s: layer %u: sum over %d message(s) of scale * (2^(B_g-1) - 1) "
+                       "= %g exceeds %g: the decoded values could overflow float32 "
+                       "(docs/FORMAT.md, range rule)",
+                       fn, i, nranks, bound, mcgq_range_limit((uint32_t)nranks));
+  }
+  return mcgqSuccess;
 }
 
 /* ------------------------------------------------------------ public API */
@@ -452,6 +438,7 @@ mcgqResult_t mcgqDecodeHost(const void *in, size_t in_bytes, float *out,
   MCGQ_CHECK(parse_for_decode(fn, fn, in, in_bytes, n, &h));
   if (mcgq_ranges_overlap(in, in_bytes, out, (size_t)n * sizeof *out))
     return mcgq_fail(mcgqInvalidArgument, "%s: out overlaps in", fn);
+  MCGQ_CHECK(check_range(fn, &h, 1));
   int32_t *scratch = alloc_scratch(max_layer_n(&h));
   if (!scratch)
     return mcgq_fail(mcgqOutOfMemory, "%s: no memory for layer scratch", fn);
@@ -540,6 +527,7 @@ mcgqResult_t mcgqDecodeAverageHost(const void *const *in, const size_t *in_bytes
                             nranks);
   int32_t *scratch = NULL;
   mcgqResult_t res = parse_ranks(fn, in, in_bytes, nranks, out, n, hs);
+  if (res == mcgqSuccess) res = check_range(fn, hs, nranks);
   if (res == mcgqSuccess) {
     scratch = alloc_scratch(max_layer_n(&hs[0]));
     if (!scratch)

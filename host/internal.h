@@ -81,8 +81,6 @@ mcgqResult_t mcgq_quantize_ref(const float *g, uint64_t n, uint64_t N,
                                mcgqLayerStats_t *stats);
 /* Max |g_k| and a non-finite flag (1 when some value is NaN/Inf). */
 float mcgq_max_abs(const float *g, uint64_t n, int *nonfinite);
-/* q_k = rne(|g_k| / m * 2^24) as DESIGN.md 2.2 (m > 0, finite). */
-uint32_t mcgq_fixed_point(float g, float m);
 
 /* ------------------------------------------------------------ accumulate.c
  * Accumulation modes (DESIGN.md section 2).  mcgq_accum_add: ag = accum + g

@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "internal.h"
+#include "sampling.h"
 
 static mcgqResult_t check_update_args(const char *fn,
                                       const mcgqLayerConfig_t *cfg,
@@ -40,17 +41,14 @@ mcgqResult_t mcgqKStateUpdate(const mcgqLayerConfig_t *cfg,
     mcgq_clear_error();
     return mcgqSuccess;
   }
-  /* Alg 3 exactly as the paper writes it, in double, then clamped. */
   /* Pinned FP state: a denormal term must not be flushed on one rank only. */
   mcgq_fpenv_t env;
   mcgq_fpenv_enter(&env);
   /* volatile keeps the compiler from moving the arithmetic past the leave */
-  volatile double k_pinned = kstate->k + cfg->delta_k * (kstate->d_prev - d);
+  volatile double k_pinned = mcgq_dynamic_k_next(kstate->k, cfg->delta_k, kstate->d_prev,
+                                                 d, cfg->k_min, cfg->k_max);
   mcgq_fpenv_leave(&env);
-  double k = k_pinned;
-  if (k < cfg->k_min) k = cfg->k_min;
-  if (k > cfg->k_max) k = cfg->k_max;
-  kstate->k = k;
+  kstate->k = k_pinned;
   kstate->d_prev = d;
   mcgq_clear_error();
   return mcgqSuccess;

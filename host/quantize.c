@@ -22,7 +22,8 @@
 
 #include "bitstream.h"
 #include "internal.h"
-#include "u128.h"
+#include "range.h"
+#include "sampling.h"
 
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
@@ -40,17 +41,7 @@
 #define MCGQ_HAVE_AVX2_PATH 1
 #endif
 
-#define MCGQ_FIXED_ONE 16777216.0f /* 2^24: fixed-point value of m */
-#define MCGQ_BLOCK 2048            /* q values kept in L1 per block */
-
-/* Largest double that float conversion rounds to FLT_MAX: FLT_MAX plus half
- * an ulp would round (ties to even) to 2^128, i.e. overflow. */
-#define MCGQ_FLOAT_OVERFLOW 0x1.ffffffp+127
-
-/* |x - nearest integer| below this sends b_k to the exact 128-bit test.  The
- * double estimate is within 2^-19 of the exact value (2.5), so 2^-16 leaves
- * a margin of 8. */
-#define MCGQ_CEIL_GUARD 0x1p-16
+#define MCGQ_BLOCK 2048 /* q values kept in L1 per block */
 
 static uint32_t float_bits(float f) {
   uint32_t b;
@@ -122,21 +113,6 @@ float mcgq_max_abs(const float *g, uint64_t n, int *nonfinite) {
   return bits_float((uint32_t)max_bits);
 }
 
-/* Round-to-nearest-even of y in [0, 2^24] without libm: below 2^23, adding
- * and subtracting 2^23 rounds to an integer in the current (pinned, nearest)
- * mode; from 2^23 on every float is an integer already. */
-static inline uint32_t round_fixed(float y) {
-  float r = y < 8388608.0f ? (y + 8388608.0f) - 8388608.0f : y;
-  return (uint32_t)(int32_t)r;
-}
-
-/* |g| / m <= 1 is rounded once by the division; the product with 2^24 only
- * shifts the exponent, so it is exact (also for denormal quotients). */
-static inline uint32_t fixed_point_inline(float g, float m) {
-  return round_fixed(fabsf(g) / m * MCGQ_FIXED_ONE);
-}
-
-uint32_t mcgq_fixed_point(float g, float m) { return fixed_point_inline(g, m); }
 
 /* q of a block.  With SSE2 four at a time: the same IEEE division, exact
  * scaling and 2^23 rounding trick per lane, so the bits are the scalar ones
@@ -156,7 +132,7 @@ static void fixed_point_block(const float *g, uint64_t len, float m,
     _mm_storeu_si128((__m128i *)(q + j), _mm_cvttps_epi32(r));
   }
 #endif
-  for (; j < len; ++j) q[j] = fixed_point_inline(g[j], m);
+  for (; j < len; ++j) q[j] = mcgq_fixed_point(g[j], m);
 }
 
 /* Sum of a block of q; SSE2 widens to two 64-bit lanes, so no overflow. */
@@ -251,67 +227,17 @@ static uint64_t fixed_point_sum(const float *g, uint64_t n, float m, int avx2) {
   return total;
 }
 
-/* Exact b_k = Q + (R*2^32 > u*T) with (Q, R) = divmod(N*C, T), clamped to
- * [0, N].  Q is found from the double estimate y ~ N*C/T and corrected, so
- * no 128-bit division is needed. */
-static uint64_t exact_b(uint64_t C, uint64_t N, uint64_t T, uint32_t u,
-                        double y) {
-  mcgq_u128 P = mcgq_u128_mul64(N, C);
-  uint64_t Q = y > 0.0 ? (uint64_t)y : 0;
-  mcgq_u128 QT = mcgq_u128_mul64(Q, T);
-  mcgq_u128 t128 = mcgq_u128_from64(T);
-  while (mcgq_u128_cmp(QT, P) > 0) { /* estimate one too high */
-    --Q;
-    QT = mcgq_u128_sub(QT, t128);
-  }
-  for (;;) { /* estimate too low: while P - Q*T >= T */
-    mcgq_u128 next = mcgq_u128_add(QT, t128);
-    if (mcgq_u128_cmp(next, P) > 0) break;
-    ++Q;
-    QT = next;
-  }
-  uint64_t R = mcgq_u128_sub(P, QT).lo; /* < T < 2^57 */
-  mcgq_u128 lhs = mcgq_u128_shl32(mcgq_u128_from64(R));
-  mcgq_u128 rhs = mcgq_u128_mul64(u, T);
-  uint64_t b = Q + (mcgq_u128_cmp(lhs, rhs) > 0 ? 1 : 0);
-  return b > N ? N : b;
-}
-
 /* State of pass 3 carried across blocks. */
 typedef struct {
-  uint64_t N, T;
-  uint32_t u;
-  double ratio;       /* (double)N / (double)T */
-  double one_minus_u; /* 1 - u * 2^-32, exact (32 fraction bits) */
+  mcgq_count_params p; /* N, T, u and what the estimate needs of them */
   uint64_t C;         /* inclusive prefix of q */
   uint64_t b_prev;
   int avx2;           /* take the AVX2 estimates */
 } count_state_t;
 
-/* Marks a b_k whose estimate lies within the guard of an integer. */
-#define MCGQ_B_EXACT (-1)
-
-/* The estimate works with x1 = x + 1 = C*N/T + (1 - u/2^32) > 0, so that
- * off the guard b = ceil(x) = floor(x1) is a plain truncation and the
- * guard test is one compare: |frac(x1) - 1/2| > 1/2 - guard.
- * Error of x1 = fl(fl((double)C * ratio) + one_minus_u): ratio is N/T to a
- * relative 2^-53, (double)C (C < 2^56) and the product add a relative 2^-53
- * each, so with C*N/T <= N < 2^31 the product is within 3*2^-53*2^31 <
- * 2^-20 of C*N/T; the sum (< 2^32) adds at most half an ulp, 2^-21.  So
- * |x1 - exact| < 2^-19, well inside the 2^-16 guard (margin 8), and
- * frac(x1) = x1 - floor(x1) is exact (both in the same binade or below). */
-#define MCGQ_GUARD_LIMIT (0.5 - MCGQ_CEIL_GUARD)
-
-/* b_k = ceil(C*N/T - u/2^32) from the double estimate, or MCGQ_B_EXACT when
- * the estimate is within the guard of an integer.  Off the guard b <= N
- * < 2^31 (x <= N exactly, and values near N are guarded). */
-static int32_t estimate_b(const count_state_t *s, uint64_t C) {
-  double x1 = (double)(int64_t)C * s->ratio + s->one_minus_u; /* > 0 */
-  int64_t t = (int64_t)x1; /* floor: x1 > 0 and < 2^32 */
-  double frac = x1 - (double)t;
-  if (fabs(frac - 0.5) > MCGQ_GUARD_LIMIT) return MCGQ_B_EXACT;
-  return (int32_t)t;
-}
+/* The estimate and its guard are format/sampling.h's
+ * mcgq_estimate_samples_below; the vector loops below compute the same
+ * x1 = C*N/T + (1 - u/2^32) lane by lane. */
 
 /* b_k where the estimate was guarded: an unsampled zero leaves C and hence
  * b unchanged (skipping the 128-bit work that structured data such as ties
@@ -319,13 +245,14 @@ static int32_t estimate_b(const count_state_t *s, uint64_t C) {
 static int32_t exact_b_at(const count_state_t *s, uint64_t C, uint32_t q,
                           int32_t b_before) {
   if (q == 0) return b_before;
-  return (int32_t)exact_b(C, s->N, s->T, s->u, (double)(int64_t)C * s->ratio);
+  return (int32_t)mcgq_exact_samples_below(C, s->p.N, s->p.T, s->p.u,
+                                           (double)(int64_t)C * s->p.ratio);
 }
 
 /* Prefix and estimates two at a time (the prefix chain in a vector: (q0,
  * q1) -> (q0, q0+q1) plus the running C).  (double)C via the 2^52 exponent
  * trick (exact for C < 2^52, checked by the caller through T); otherwise the
- * lanes compute what estimate_b computes.  A lane whose x1 is 2^31 or more
+ * lanes compute what mcgq_estimate_samples_below computes.  A lane whose x1 is 2^31 or more
  * (only near N = 2^31 - 1) truncates to INT32_MIN, and then its fraction is
  * far from [0, 1), so it is guarded.  Stores C[] (the exact test needs it)
  * and returns how many elements it did. */
@@ -336,8 +263,8 @@ static uint64_t prefix_estimate_pairs(count_state_t *s, const uint32_t *q,
 #if defined(MCGQ_HAVE_SSE2)
   const __m128i zero = _mm_setzero_si128();
   const __m128i magic_bits = _mm_set1_epi64x(0x4330000000000000LL);
-  const __m128d magic = _mm_set1_pd(0x1p52), ratio = _mm_set1_pd(s->ratio);
-  const __m128d one_minus_u = _mm_set1_pd(s->one_minus_u);
+  const __m128d magic = _mm_set1_pd(0x1p52), ratio = _mm_set1_pd(s->p.ratio);
+  const __m128d one_minus_u = _mm_set1_pd(s->p.one_minus_u);
   const __m128d half = _mm_set1_pd(0.5), limit = _mm_set1_pd(MCGQ_GUARD_LIMIT);
   const __m128d magnitude = _mm_castsi128_pd(_mm_set1_epi64x(0x7fffffffffffffffLL));
   __m128i running = _mm_set1_epi64x((int64_t)s->C);
@@ -377,7 +304,7 @@ static uint64_t prefix_estimate_pairs(count_state_t *s, const uint32_t *q,
  *    2^52: x1h may be negative, and just below 2^52 the spacing is 1/2;
  *    the 2^51 it adds has zero low 32 bits).  d = x1h -
  *    (that integer) is exact (Sterbenz) and equals frac(x1) - 1/2, so the
- *    guard test |d| > 1/2 - guard is the one of estimate_b; x1h carries the
+ *    guard test |d| > 1/2 - guard is the one of the scalar estimate; x1h carries the
  *    error bound derived above, and ties (|d| = 1/2) are guarded. */
 __attribute__((target("avx2")))
 static uint64_t prefix_estimate_quads(count_state_t *s, const uint32_t *q,
@@ -387,8 +314,8 @@ static uint64_t prefix_estimate_quads(count_state_t *s, const uint32_t *q,
   const __m256i zero = _mm256_setzero_si256();
   const __m256i magic_bits = _mm256_set1_epi64x(0x4330000000000000LL);
   const __m256i low_words = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-  const __m256d magic = _mm256_set1_pd(0x1p52), ratio = _mm256_set1_pd(s->ratio);
-  const __m256d half_minus_u = _mm256_set1_pd(s->one_minus_u - 0.5);
+  const __m256d magic = _mm256_set1_pd(0x1p52), ratio = _mm256_set1_pd(s->p.ratio);
+  const __m256d half_minus_u = _mm256_set1_pd(s->p.one_minus_u - 0.5);
   const __m256d limit = _mm256_set1_pd(MCGQ_GUARD_LIMIT);
   const __m256d round_magic = _mm256_set1_pd(0x1.8p52);
   const __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
@@ -426,7 +353,7 @@ static void estimate_block(count_state_t *s, const uint32_t *q, uint64_t len,
                            uint64_t *C, int32_t *b) {
   const int32_t b_start = (int32_t)s->b_prev;
   uint64_t j = 0;
-  if (s->T < (1ull << 52)) {
+  if (s->p.T < (1ull << 52)) {
 #if defined(MCGQ_HAVE_AVX2_PATH)
     if (s->avx2) j = prefix_estimate_quads(s, q, len, C, b, b_start);
 #endif
@@ -435,7 +362,7 @@ static void estimate_block(count_state_t *s, const uint32_t *q, uint64_t len,
   for (; j < len; ++j) {
     s->C += q[j];
     C[j] = s->C;
-    int32_t e = estimate_b(s, C[j]);
+    int32_t e = mcgq_estimate_samples_below(&s->p, C[j]);
     b[j] = e != MCGQ_B_EXACT ? e : exact_b_at(s, C[j], q[j], j ? b[j - 1] : b_start);
   }
 }
@@ -493,11 +420,7 @@ static void write_counts(const float *g, uint64_t n, float m, uint64_t N,
                          uint64_t T, uint32_t u, int avx2, int32_t *g_int,
                          mcgq_rle_tally_t *tally) {
   count_state_t s;
-  s.N = N;
-  s.T = T;
-  s.u = u;
-  s.ratio = (double)N / (double)T;
-  s.one_minus_u = 1.0 - (double)u * 0x1p-32;
+  s.p = mcgq_count_params_of(N, T, u);
   s.avx2 = avx2;
   s.C = 0;
   s.b_prev = 0;
@@ -517,14 +440,6 @@ static uint64_t first_nonfinite(const float *g, uint64_t n) {
   for (uint64_t k = 0; k < n; ++k)
     if ((float_bits(g[k]) & 0x7fffffffu) >= 0x7f800000u) return k;
   return n;
-}
-
-/* DESIGN.md 2.7: float(T*m / (2^24 * D)) with D = N (unbiased) or max(N, n)
- * (damped, residual error feedback), evaluated in that order in double. */
-static double scale_double(uint64_t T, float m, uint64_t N, uint64_t n,
-                           int damped) {
-  uint64_t D = damped && n > N ? n : N;
-  return ((double)T * (double)m) / ((double)MCGQ_FIXED_ONE * (double)D);
 }
 
 /* The stats the quantizer owns, from the bitstream tally of g_int. */
@@ -563,7 +478,7 @@ static mcgqResult_t quantize_pinned(const float *g, uint64_t n, uint64_t N,
   }
   const int avx2 = have_avx2();
   uint64_t T = fixed_point_sum(g, n, m, avx2); /* >= 2^24: the max maps to 2^24 */
-  double scale = scale_double(T, m, N, n, damped);
+  double scale = mcgq_scale_double(T, m, N, n, damped);
   if (scale >= MCGQ_FLOAT_OVERFLOW)
     return mcgq_fail(mcgqRangeError,
                      "quantize: scale = %g (max|g| = %g, N = %llu) overflows "
@@ -573,6 +488,17 @@ static mcgqResult_t quantize_pinned(const float *g, uint64_t n, uint64_t N,
   mcgq_rle_tally_init(&tally);
   write_counts(g, n, m, N, T, u, avx2, g_int, &tally);
   set_stats(&tally, N, (float)scale, stats);
+  /* FORMAT.md's range rule with P = 1: the decode of this layer alone must
+   * stay finite (e.g. 3e38, 2e38 at K = 1 give g_int = [2, 0] and scale
+   * 2.5e38, which would decode to +inf). */
+  const double bound = mcgq_range_bound(stats->scale, stats->bits_value);
+  if (!mcgq_range_ok(bound, 1))
+    return mcgq_fail(mcgqRangeError,
+                     "quantize: scale %g times the largest value that B_g = %u bits "
+                     "hold is %g: the decode would overflow float32 (max|g| = %g, "
+                     "N = %llu; docs/FORMAT.md, range rule)",
+                     (double)stats->scale, stats->bits_value, bound, (double)m,
+                     (unsigned long long)N);
   return mcgqSuccess;
 }
 

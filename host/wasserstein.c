@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "u128.h"
+#include "sampling.h"
 
 #define RADIX_BITS 13
 #define RADIX_SIZE (1u << RADIX_BITS)
@@ -75,26 +75,6 @@ static uint64_t l1_norm(const int32_t *v, uint64_t n) {
   return s;
 }
 
-static uint64_t magnitude(int32_t v) {
-  return v < 0 ? (uint64_t)(-(int64_t)v) : (uint64_t)v;
-}
-
-/* |N*a - T*b| for signed a, b, exactly. */
-static mcgq_u128 abs_scaled_difference(uint64_t N, int32_t a, uint64_t T,
-                                       int32_t b) {
-  mcgq_u128 x = mcgq_u128_mul64(N, magnitude(a));
-  mcgq_u128 y = mcgq_u128_mul64(T, magnitude(b));
-  if ((a < 0) != (b < 0)) return mcgq_u128_add(x, y); /* opposite signs */
-  return mcgq_u128_cmp(x, y) >= 0 ? mcgq_u128_sub(x, y) : mcgq_u128_sub(y, x);
-}
-
-/* The final evaluation, in exactly DESIGN.md's order. */
-static double w1_from_sum(mcgq_u128 S, uint64_t n, uint64_t N, uint64_t T) {
-  double numerator = (double)S.hi * 0x1p64 + (double)S.lo;
-  double denominator = ((double)n * (double)N) * (double)T;
-  return numerator / denominator;
-}
-
 static double w1_pinned(const float *g, const int32_t *g_int, uint64_t n) {
   int nonfinite = 0;
   float m = mcgq_max_abs(g, n, &nonfinite);
@@ -113,8 +93,8 @@ static double w1_pinned(const float *g, const int32_t *g_int, uint64_t n) {
     radix_sort_i32(b, tmp, n);
     mcgq_u128 S = mcgq_u128_from64(0);
     for (uint64_t i = 0; i < n; ++i)
-      S = mcgq_u128_add(S, abs_scaled_difference(N, a[i], T, b[i]));
-    d = w1_from_sum(S, n, N, T);
+      S = mcgq_u128_add(S, mcgq_w1_term(N, a[i], T, b[i]));
+    d = mcgq_w1_distance(S, n, N, T);
   }
   free(a);
   free(b);

@@ -10,6 +10,7 @@
 #include "device/crc32c.cuh"
 #include "encode_state.h"
 #include "format.h"
+#include "range.h"
 #include "tuning.h"
 
 namespace mcgq_stage_container {
@@ -44,12 +45,31 @@ __device__ void write_entry(uint8_t *e, uint64_t n, uint64_t samples,
   mcgq_write_dir_entry(e, &d);
 }
 
+/* FORMAT.md 4's range rule for this message alone (P = 1).  A refused layer
+ * is sent as an all-zero layer, like every failed layer of the GPU path (the
+ * token stages read g_int as zero once st->zero is set), and it keeps its
+ * accumulator and K state (the commit stages check status). */
+__device__ void check_range(uint64_t n, mcgq_layer_state *st) {
+  if (st->status != 0 || mcgq_range_ok(mcgq_range_bound(st->scale, st->bits_value), 1u))
+    return;
+  st->status = mcgqRangeError;
+  st->zero = 1;
+  st->scale = 0.0f;
+  st->max_mag = 0;
+  st->nonzeros = 0;
+  st->runs = 1; /* n >= 1: one run of n zeros */
+  st->longest = (uint32_t)n;
+  choose_encoding(n, st);
+}
+
 __global__ void plan_kernel(uint64_t n, int index, int count,
                             mcgq_layer_state *states, uint8_t *msg,
-                            mcgqLayerStats_t *stats) {
+                            mcgqLayerStats_t *stats, mcgqKState_t *kstate) {
   mcgq_layer_state *st = &states[index];
   const uint64_t N = st->N;
   choose_encoding(n, st);
+  check_range(n, st);
+  if (kstate && st->status == 0 && st->has_kstate_next) *kstate = st->kstate_next;
   st->offset = index == 0 ? mcgq_regions_start((uint64_t)count)
                           : states[index - 1].offset + states[index - 1].region_bytes;
   uint64_t samples = st->zero ? 0 : N;
@@ -98,7 +118,8 @@ using namespace mcgq_stage_container;
 
 void mcgq_launch_plan(const mcgq_gpu_layer_t *L, int index, mcgq_layer_state *states,
                       int count, uint8_t *msg, mcgqLayerStats_t *stats, cudaStream_t s) {
-  plan_kernel<<<1, 1, 0, s>>>(L->n, index, count, states, msg, stats);
+  plan_kernel<<<1, 1, 0, s>>>(L->n, index, count, states, msg, stats,
+                              L->dynamic_k ? L->kstate : nullptr);
 }
 void mcgq_launch_zero_region(uint64_t max_region, const mcgq_layer_state *st,
                              uint8_t *msg, cudaStream_t s) {

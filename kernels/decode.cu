@@ -23,7 +23,10 @@
 
 #include "decode_state.h"
 #include "device/bits.cuh"
+#include "device/crc32c.cuh"
 #include "format.h"
+#include "range.h"
+#include "reader.h"
 #include "launch.h"
 #include "tuning.h"
 
@@ -35,97 +38,52 @@ __device__ void fail(uint32_t *status, uint32_t code) { atomicCAS(status, 0u, co
 
 /* ------------------------------------------------------------ header pass */
 
-__device__ uint32_t crc32c(const uint32_t *table, const uint8_t *p, uint64_t bytes) {
-  uint32_t reg = 0xffffffffu;
-  for (uint64_t i = 0; i < bytes; ++i) reg = (reg >> 8) ^ table[(reg ^ p[i]) & 0xffu];
-  return ~reg;
-}
-
-__device__ uint32_t check_entry(const uint8_t *p, mcgq_decode_layer *e, uint32_t *crc) {
-  e->n = mcgq_load_le64(p + MCGQ_DIR_N);
-  e->n_coded = mcgq_load_le64(p + MCGQ_DIR_N_CODED);
-  e->samples = mcgq_load_le64(p + MCGQ_DIR_SAMPLES);
-  e->bit_length = mcgq_load_le64(p + MCGQ_DIR_BIT_LENGTH);
-  e->offset = mcgq_load_le64(p + MCGQ_DIR_BYTE_OFFSET);
-  uint32_t scale_bits = mcgq_load_le32(p + MCGQ_DIR_SCALE);
-  e->scale = __uint_as_float(scale_bits);
-  *crc = mcgq_load_le32(p + MCGQ_DIR_CRC32C);
-  e->encoding = p[MCGQ_DIR_ENCODING];
-  e->bits_value = p[MCGQ_DIR_BITS_VALUE];
-  e->bits_run = p[MCGQ_DIR_BITS_RUN];
-  uint32_t flags = mcgq_load_le16(p + MCGQ_DIR_LAYER_FLAGS);
-  const uint32_t bad = mcgqCorruptStream;
-  if (p[MCGQ_DIR_CHUNK_LOG2] != MCGQ_CHUNK_LOG2) return bad;
-  if (mcgq_load_le16(p + MCGQ_DIR_RESERVED) != 0) return bad;
-  if (e->n == 0 || e->n > MCGQ_MAX_LAYER_ELEMENTS) return bad;
-  if (e->encoding > MCGQ_ENCODING_FIXED) return bad;
-  if (flags & ~(MCGQ_DIR_FLAG_FIXED_WIDTH | MCGQ_DIR_FLAG_CUT)) return bad;
-  if (((flags & MCGQ_DIR_FLAG_FIXED_WIDTH) != 0) != (e->encoding == MCGQ_ENCODING_FIXED))
-    return bad;
-  e->cut = (flags & MCGQ_DIR_FLAG_CUT) != 0;
-  if (e->cut ? e->n_coded >= e->n : e->n_coded != e->n) return bad;
-  if (e->samples > MCGQ_MAX_SAMPLES) return bad;
-  if ((scale_bits & 0x80000000u) || (scale_bits & 0x7f800000u) == 0x7f800000u) return bad;
-  if (e->samples == 0 && scale_bits != 0) return bad;
-  if (e->bits_value > 32 || (e->n_coded > 0) != (e->bits_value > 0)) return bad;
-  uint64_t fixed_bits = e->n_coded * e->bits_value;
-  if (e->encoding == MCGQ_ENCODING_FIXED) {
-    if (e->bits_run != 0 || e->bit_length != fixed_bits) return bad;
-  } else {
-    if (e->bits_run > 32 || e->bit_length < MCGQ_RLE_HEADER_BITS ||
-        e->bit_length > fixed_bits)
-      return bad;
-  }
-  return 0;
-}
-
-/* Header and directory of one message; 0 or an mcgqResult_t. */
+/* Header and directory of one message with format/reader.h's rules; 0 or
+ * an mcgqResult_t. */
 __device__ uint32_t parse_message(const mcgq_decode_args &a, int r, const uint32_t *table,
                                   mcgq_decode_layer *layers, uint32_t *count) {
   const uint8_t *m = a.msg[r];
-  const uint64_t cap = a.bytes[r];
-  if (cap >= 4 && (m[0] != MCGQ_MAGIC0 || m[1] != MCGQ_MAGIC1 || m[2] != MCGQ_MAGIC2 ||
-                   m[3] != MCGQ_MAGIC3))
-    return mcgqCorruptStream;
-  if (cap < MCGQ_HEADER_BYTES) return mcgqCorruptStream;
-  if (mcgq_load_le16(m + MCGQ_HDR_VERSION) != MCGQ_FORMAT_VERSION)
-    return mcgqUnsupportedVersion;
-  uint32_t flags = mcgq_load_le16(m + MCGQ_HDR_FLAGS);
-  uint32_t lc = mcgq_load_le32(m + MCGQ_HDR_LAYER_COUNT);
-  uint64_t total_bytes = mcgq_load_le64(m + MCGQ_HDR_TOTAL_BYTES);
-  uint64_t total_n = mcgq_load_le64(m + MCGQ_HDR_TOTAL_N);
-  if (flags & ~MCGQ_HDR_FLAG_CRC32C) return mcgqCorruptStream;
-  if (lc == 0 || lc > (uint32_t)MCGQ_MAX_LAYERS) return mcgqCorruptStream;
-  if (mcgq_load_le32(m + MCGQ_HDR_RESERVED) != 0) return mcgqCorruptStream;
-  /* Sizes known only on the device: the header's size must fit the
-   * caller's bound (host decode: equal it). */
-  if (total_bytes > cap) return mcgqCorruptStream;
-  if (mcgq_regions_start(lc) > total_bytes) return mcgqCorruptStream;
-  if (lc > a.max_layers) /* cannot sum to the caller's n */
-    return total_n != a.n ? mcgqInvalidArgument : mcgqCorruptStream;
-  uint64_t offset = mcgq_regions_start(lc), sum_n = 0;
-  for (uint32_t i = 0; i < lc; ++i) {
-    mcgq_decode_layer e;
-    memset(&e, 0, sizeof e);
-    uint32_t crc = 0;
-    uint32_t s = check_entry(m + MCGQ_HEADER_BYTES + (uint64_t)i * MCGQ_DIR_BYTES, &e, &crc);
-    if (s) return s;
-    if (e.offset != offset) return mcgqCorruptStream;
-    e.region_bytes = mcgq_region_bytes(e.encoding, e.n_coded, e.bit_length);
-    if (e.region_bytes > total_bytes - e.offset) return mcgqCorruptStream;
-    int has_crc = (flags & MCGQ_HDR_FLAG_CRC32C) != 0;
-    if (!has_crc && crc != 0) return mcgqCorruptStream;
-    if (has_crc && crc32c(table, m + e.offset, e.region_bytes) != crc)
+  mcgq_header_fields h;
+  /* The size is known only on the device: total_bytes must fit the
+   * caller's bound (the host decoder: equal the message size). */
+  mcgq_rule rule = mcgq_read_header(m, a.bytes[r], 0, &h);
+  if (rule != MCGQ_RULE_OK) return mcgq_rule_status(rule);
+  if (h.layer_count > a.max_layers) /* cannot sum to the caller's n */
+    return h.total_n != a.n ? mcgqInvalidArgument : mcgqCorruptStream;
+  uint64_t offset = mcgq_regions_start(h.layer_count), sum_n = 0;
+  for (uint32_t i = 0; i < h.layer_count; ++i) {
+    mcgq_decode_layer L;
+    memset(&L, 0, sizeof L);
+    mcgq_load_entry(m, i, &L.e);
+    rule = mcgq_check_entry(&L.e);
+    if (rule == MCGQ_RULE_OK) rule = mcgq_check_entry_region(&h, offset, &L.e);
+    if (rule != MCGQ_RULE_OK) return mcgq_rule_status(rule);
+    if ((h.flags & MCGQ_HDR_FLAG_CRC32C) &&
+        mcgq_crc32c_with_table(table, 0, m + L.e.byte_offset, L.e.region_bytes) != L.e.crc)
       return mcgqCorruptStream;
-    e.at = sum_n;
-    sum_n += e.n;
-    offset += e.region_bytes;
-    layers[i] = e;
+    L.at = sum_n;
+    sum_n += L.e.n;
+    offset += L.e.region_bytes;
+    layers[i] = L;
   }
-  if (offset != total_bytes) return mcgqCorruptStream;
-  if (sum_n != total_n) return mcgqCorruptStream;
-  if (total_n != a.n) return mcgqInvalidArgument;
-  *count = lc;
+  rule = mcgq_check_directory_end(&h, offset, sum_n);
+  if (rule != MCGQ_RULE_OK) return mcgq_rule_status(rule);
+  if (h.total_n != a.n) return mcgqInvalidArgument;
+  *count = h.layer_count;
+  return 0;
+}
+
+/* FORMAT.md 4's range rule over the P ranks' entries of each layer. */
+__device__ uint32_t check_range(const mcgq_decode_args &a, const mcgq_decode_layer *layers,
+                                uint32_t count) {
+  for (uint32_t i = 0; i < count; ++i) {
+    double bound = 0.0;
+    for (int r = 0; r < a.nranks; ++r) {
+      const mcgq_entry_fields &e = layers[(uint64_t)r * a.max_layers + i].e;
+      bound += mcgq_range_bound(e.scale, e.bits_value);
+    }
+    if (!mcgq_range_ok(bound, (uint32_t)a.nranks)) return mcgqRangeError;
+  }
   return 0;
 }
 
@@ -135,12 +93,7 @@ __global__ void header_kernel(const __grid_constant__ mcgq_decode_args a,
   __shared__ uint32_t table[256];
   __shared__ uint32_t rank_status[MCGQ_TUNE_MAX_DECODE_RANKS];
   __shared__ uint32_t rank_layers[MCGQ_TUNE_MAX_DECODE_RANKS];
-  for (unsigned b = threadIdx.x; b < 256; b += blockDim.x) {
-    uint32_t x = b;
-    for (int i = 0; i < 8; ++i) x = (x >> 1) ^ (0x82f63b78u & (0u - (x & 1u)));
-    table[b] = x;
-  }
-  __syncthreads();
+  mcgq_dev::block_crc32c_table(table);
   for (int r = threadIdx.x; r < a.nranks; r += blockDim.x) {
     rank_layers[r] = 0;
     rank_status[r] = parse_message(a, r, table, layers + (uint64_t)r * a.max_layers,
@@ -154,15 +107,16 @@ __global__ void header_kernel(const __grid_constant__ mcgq_decode_args a,
     if (s || r == 0) continue;
     if (rank_layers[r] != rank_layers[0]) s = mcgqCorruptStream;
     for (uint32_t i = 0; i < rank_layers[0] && !s; ++i)
-      if (layers[(uint64_t)r * a.max_layers + i].n != layers[i].n) s = mcgqCorruptStream;
+      if (layers[(uint64_t)r * a.max_layers + i].e.n != layers[i].e.n) s = mcgqCorruptStream;
   }
+  if (!s) s = check_range(a, layers, rank_layers[0]);
   *status = s;
   uint32_t lc = s ? 0 : rank_layers[0];
   *layer_count = lc;
   uint64_t chunks = 0;
   for (uint32_t i = 0; i < lc; ++i) {
     chunk_prefix[i] = chunks;
-    chunks += mcgq_chunk_count(layers[i].n);
+    chunks += mcgq_chunk_count(layers[i].e.n);
   }
   chunk_prefix[lc] = chunks;
 }
@@ -205,14 +159,14 @@ __device__ void flush_totals(mcgq_decode_layer *L, const chunk_totals &t) {
 __device__ bool fixed_chunk(const uint8_t *region, const mcgq_decode_layer *L,
                             uint64_t lo, uint64_t hi, float *out, int first,
                             chunk_totals *t) {
-  const uint32_t bg = L->bits_value;
+  const uint32_t bg = L->e.bits_value;
   const uint32_t min_token = 1u << (bg - 1);
   for (uint64_t e = lo; e < hi; ++e) {
     uint32_t raw = mcgq_dev::get_bits(region, e * bg, bg);
     if (raw == min_token) return false;
     uint32_t mag = 0;
     int32_t v = raw ? token_value(raw, bg, &mag) : 0;
-    accumulate(out, L->at + e, L->scale, v, first);
+    accumulate(out, L->at + e, L->e.scale, v, first);
     if (v) {
       t->max_mag = mag > t->max_mag ? mag : t->max_mag;
       t->abs_sum += mag;
@@ -221,7 +175,7 @@ __device__ bool fixed_chunk(const uint8_t *region, const mcgq_decode_layer *L,
     }
     if (e > 0 && mcgq_dev::get_bits(region, (e - 1) * bg, bg) == 0) continue;
     uint64_t end = e + 1; /* a run head: measure the whole run */
-    while (end < L->n_coded && mcgq_dev::get_bits(region, end * bg, bg) == 0) ++end;
+    while (end < L->e.n_coded && mcgq_dev::get_bits(region, end * bg, bg) == 0) ++end;
     t->runs += 1;
     uint64_t len = end - e;
     if (len > t->longest) t->longest = (uint32_t)len;
@@ -232,8 +186,8 @@ __device__ bool fixed_chunk(const uint8_t *region, const mcgq_decode_layer *L,
 /* The chunk index entry j (element (j+1) * 2^13). */
 __device__ void index_entry(const uint8_t *region, const mcgq_decode_layer *L, uint64_t j,
                             uint64_t *bit, uint32_t *run) {
-  uint64_t entries = mcgq_index_entries(MCGQ_ENCODING_RLE, L->n_coded);
-  const uint8_t *index = region + mcgq_stream_part_bytes(L->bit_length);
+  uint64_t entries = mcgq_index_entries(MCGQ_ENCODING_RLE, L->e.n_coded);
+  const uint8_t *index = region + mcgq_stream_part_bytes(L->e.bit_length);
   *bit = mcgq_load_le64(index + 8u * j);
   *run = mcgq_load_le32(index + 8u * entries + 4u * j);
 }
@@ -256,8 +210,8 @@ __device__ bool read_run(const rle_reader &R, uint64_t pos, uint32_t *len) {
 __device__ bool rle_chunk(const uint8_t *region, const mcgq_decode_layer *L, uint64_t c,
                           uint64_t lo, uint64_t hi, float *out, int first,
                           chunk_totals *t) {
-  rle_reader R = {region, L->bit_length, L->bits_value, L->bits_run};
-  const uint64_t n = L->n_coded;
+  rle_reader R = {region, L->e.bit_length, L->e.bits_value, L->e.bits_run};
+  const uint64_t n = L->e.n_coded;
   const uint32_t min_token = 1u << (R.bg - 1);
   uint64_t pos = MCGQ_RLE_HEADER_BITS, e = lo;
   int prev_run = 0;
@@ -276,7 +230,7 @@ __device__ bool rle_chunk(const uint8_t *region, const mcgq_decode_layer *L, uin
       run_pos = pos;
       run_head = lo - ro;
       uint64_t stop = run_head + len < hi ? run_head + len : hi;
-      for (; e < stop; ++e) accumulate(out, L->at + e, L->scale, 0, first);
+      for (; e < stop; ++e) accumulate(out, L->at + e, L->e.scale, 0, first);
       pos += R.bg + R.br;
       prev_run = 1;
     }
@@ -288,7 +242,7 @@ __device__ bool rle_chunk(const uint8_t *region, const mcgq_decode_layer *L, uin
       if (raw == min_token) return false;
       uint32_t mag = 0;
       int32_t v = token_value(raw, R.bg, &mag);
-      accumulate(out, L->at + e, L->scale, v, first);
+      accumulate(out, L->at + e, L->e.scale, v, first);
       t->max_mag = mag > t->max_mag ? mag : t->max_mag;
       t->abs_sum += mag;
       t->nonzeros += 1;
@@ -304,7 +258,7 @@ __device__ bool rle_chunk(const uint8_t *region, const mcgq_decode_layer *L, uin
     run_pos = pos;
     run_head = e;
     uint64_t stop = e + len < hi ? e + len : hi;
-    for (; e < stop; ++e) accumulate(out, L->at + e, L->scale, 0, first);
+    for (; e < stop; ++e) accumulate(out, L->at + e, L->e.scale, 0, first);
     pos += R.bg + R.br;
     prev_run = 1;
   }
@@ -344,14 +298,14 @@ __global__ void chunk_kernel(const __grid_constant__ mcgq_decode_args a,
     uint64_t c = g - prefix[i];
     for (int r = 0; r < a.nranks; ++r) {
       mcgq_decode_layer *L = layers + (uint64_t)r * a.max_layers + i;
-      const uint8_t *region = a.msg[r] + L->offset;
+      const uint8_t *region = a.msg[r] + L->e.byte_offset;
       uint64_t lo = c * kChunk;
-      uint64_t hi = lo + kChunk < L->n ? lo + kChunk : L->n;
-      uint64_t coded_hi = hi < L->n_coded ? hi : L->n_coded;
+      uint64_t hi = lo + kChunk < L->e.n ? lo + kChunk : L->e.n;
+      uint64_t coded_hi = hi < L->e.n_coded ? hi : L->e.n_coded;
       chunk_totals t;
       bool ok = true;
       if (lo < coded_hi)
-        ok = L->encoding == MCGQ_ENCODING_FIXED
+        ok = L->e.encoding == MCGQ_ENCODING_FIXED
                  ? fixed_chunk(region, L, lo, coded_hi, out, r == 0, &t)
                  : rle_chunk(region, L, c, lo, coded_hi, out, r == 0, &t);
       if (!ok) {
@@ -359,7 +313,7 @@ __global__ void chunk_kernel(const __grid_constant__ mcgq_decode_args a,
         return;
       }
       for (uint64_t e = lo > coded_hi ? lo : coded_hi; e < hi; ++e) /* CUT tail */
-        accumulate(out, L->at + e, L->scale, 0, r == 0);
+        accumulate(out, L->at + e, L->e.scale, 0, r == 0);
       flush_totals(L, t);
     }
   }
@@ -374,22 +328,20 @@ __device__ bool zero_bytes(const uint8_t *p, uint64_t bytes) {
 }
 
 __device__ bool check_layer(const uint8_t *region, const mcgq_decode_layer *L) {
-  const uint32_t bg = L->bits_value;
-  if (L->n_coded > 0 && bg != 1u + mcgq_dev::bitlen32(L->max_mag)) return false;
-  uint32_t br = L->longest ? mcgq_dev::bitlen32(L->longest) : 0u;
-  if (L->encoding == MCGQ_ENCODING_RLE && L->bits_run != br) return false;
-  if (L->cut ? L->abs_sum > L->samples : L->abs_sum != L->samples) return false;
-  uint64_t fixed_bits = L->n_coded * bg;
-  uint64_t paper = MCGQ_RLE_HEADER_BITS + (uint64_t)bg * (L->nonzeros + L->runs) +
-                   (uint64_t)br * L->runs;
-  if (L->encoding == MCGQ_ENCODING_FIXED && !(fixed_bits < paper)) return false;
+  mcgq_layer_totals t;
+  t.max_magnitude = L->max_mag;
+  t.longest_run = L->longest;
+  t.abs_sum = L->abs_sum;
+  t.nonzeros = L->nonzeros;
+  t.runs = L->runs;
+  if (mcgq_check_layer_totals(&L->e, &t) != MCGQ_RULE_OK) return false;
   /* padding bits of the last byte, the 8-byte padding, the index padding */
-  uint64_t stream_bytes = mcgq_bits_to_bytes(L->bit_length);
-  uint32_t pad = (uint32_t)((8u - (L->bit_length & 7u)) & 7u);
-  if (pad && mcgq_dev::get_bits(region, L->bit_length, pad) != 0) return false;
+  uint64_t stream_bytes = mcgq_bits_to_bytes(L->e.bit_length);
+  uint32_t pad = (uint32_t)((8u - (L->e.bit_length & 7u)) & 7u);
+  if (pad && mcgq_dev::get_bits(region, L->e.bit_length, pad) != 0) return false;
   uint64_t part = mcgq_align8(stream_bytes);
   if (!zero_bytes(region + stream_bytes, part - stream_bytes)) return false;
-  uint64_t entries = mcgq_index_entries(L->encoding, L->n_coded);
+  uint64_t entries = mcgq_index_entries(L->e.encoding, L->e.n_coded);
   return zero_bytes(region + part + 12u * entries,
                     mcgq_index_part_bytes(entries) - 12u * entries);
 }
@@ -403,7 +355,7 @@ __global__ void layer_kernel(const __grid_constant__ mcgq_decode_args a,
        p += (uint64_t)gridDim.x * blockDim.x) {
     int r = (int)(p / lc);
     const mcgq_decode_layer *L = layers + (uint64_t)r * a.max_layers + (p % lc);
-    if (!check_layer(a.msg[r] + L->offset, L)) fail(status, mcgqCorruptStream);
+    if (!check_layer(a.msg[r] + L->e.byte_offset, L)) fail(status, mcgqCorruptStream);
   }
 }
 

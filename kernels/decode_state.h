@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "reader.h"
 #include "tuning.h"
 
 /* The messages, passed by value to every decode kernel: no host-to-device
@@ -18,11 +19,10 @@ struct mcgq_decode_args {
 
 /* One directory entry of one rank, validated by the header pass. */
 struct mcgq_decode_layer {
-  uint64_t n, n_coded, samples, bit_length, offset, region_bytes, at;
-  float scale;
-  uint32_t encoding, bits_value, bits_run;
-  uint32_t cut;
-  /* filled by the chunk pass (atomics), checked by the final pass */
+  mcgq_entry_fields e; /* format/reader.h */
+  uint64_t at;         /* first element of the layer in the output */
+  /* filled by the chunk pass (atomics), checked by the final pass with
+   * format/reader.h's mcgq_check_layer_totals */
   uint32_t max_mag, longest;
   unsigned long long abs_sum, nonzeros, runs;
 };

@@ -64,13 +64,9 @@ __global__ void signed_fixed_point_kernel(const float *x, uint64_t n,
   const float m = st->m;
   for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
        k += (uint64_t)gridDim.x * blockDim.x) {
-    int32_t q = zero ? 0 : (int32_t)mcgq_dev::fixed_point(x[k], m);
+    int32_t q = zero ? 0 : (int32_t)mcgq_fixed_point(x[k], m);
     a[k] = x[k] < 0.0f ? -q : q;
   }
-}
-
-__device__ __forceinline__ uint64_t magnitude(int32_t v) {
-  return v < 0 ? (uint64_t)(-(int64_t)v) : (uint64_t)v;
 }
 
 /* Per-thread 128-bit sums, a block sum, and one pair of 64-bit atomics per
@@ -78,15 +74,13 @@ __device__ __forceinline__ uint64_t magnitude(int32_t v) {
 __global__ void w1_sum_kernel(const int32_t *a, const int32_t *b, uint64_t n,
                               mcgq_layer_state *st) {
   using namespace mcgq_dev;
-  __shared__ u128 scratch[32];
+  __shared__ mcgq_u128 scratch[32];
   if (st->zero) return; /* uniform across the grid */
   const uint64_t N = st->N, T = st->T;
-  u128 sum = u128_from64(0);
+  mcgq_u128 sum = mcgq_u128_from64(0);
   for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
        k += (uint64_t)gridDim.x * blockDim.x) {
-    const u128 x = u128_mul64(N, magnitude(a[k]));
-    const u128 y = u128_mul64(T, magnitude(b[k]));
-    sum = u128_add(sum, (a[k] < 0) != (b[k] < 0) ? u128_add(x, y) : u128_absdiff(x, y));
+    sum = mcgq_u128_add(sum, mcgq_w1_term(N, a[k], T, b[k]));
   }
   sum = block_sum_u128(sum, scratch);
   if (threadIdx.x != 0 || (sum.hi == 0 && sum.lo == 0)) return;
@@ -96,27 +90,24 @@ __global__ void w1_sum_kernel(const int32_t *a, const int32_t *b, uint64_t n,
   if (hi) atomicAdd(&st->w1_hi, hi);
 }
 
+/* The next K state into st->kstate_next; the plan stage commits it. */
 __global__ void kstate_update_kernel(uint64_t n, double k_min, double k_max,
-                                     double delta_k, mcgqKState_t *ks,
+                                     double delta_k, const mcgqKState_t *ks,
                                      mcgq_layer_state *st) {
   if (st->status != 0) return; /* a failed layer leaves the K state */
   double d = 0.0;              /* all-zero layer: d = 0 */
   if (!st->zero) {
-    double num = __dadd_rn(__dmul_rn((double)st->w1_hi, 0x1p64), (double)st->w1_lo);
-    double den = __dmul_rn(__dmul_rn((double)n, (double)st->N), (double)st->T);
-    d = __ddiv_rn(num, den);
+    d = mcgq_w1_distance(mcgq_u128_make(st->w1_hi, st->w1_lo), n, st->N, st->T);
   }
   st->w1 = d;
-  if (!ks->started) {
-    ks->d_prev = d;
-    ks->started = 1;
-    return;
-  }
-  double k = __dadd_rn(ks->k, __dmul_rn(delta_k, __dsub_rn(ks->d_prev, d)));
-  if (k < k_min) k = k_min;
-  if (k > k_max) k = k_max;
-  ks->k = k;
-  ks->d_prev = d;
+  mcgqKState_t next = *ks;
+  if (next.started)
+    next.k = mcgq_dynamic_k_next(ks->k, delta_k, ks->d_prev, d, k_min, k_max);
+  else
+    next.started = 1; /* a first step has no d_prev: K stays */
+  next.d_prev = d;
+  st->kstate_next = next;
+  st->has_kstate_next = 1;
 }
 
 }  // namespace mcgq_stage_dynamic_k

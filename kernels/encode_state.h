@@ -28,6 +28,11 @@ struct mcgq_layer_state {
   double k;            /* K reported in the stats */
   unsigned long long w1_lo, w1_hi; /* 128-bit W1 sum (dynamic K) */
   double w1;           /* -1 unless dynamic K */
+  /* Dynamic K: the state the next step starts from, written to the
+   * caller's K state by the plan stage only if the layer succeeded (a range
+   * error is known only once the widths are). */
+  mcgqKState_t kstate_next;
+  uint32_t has_kstate_next;
 };
 
 /* Per-element scratch of the largest layer (reused layer after layer). */

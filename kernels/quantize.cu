@@ -48,7 +48,7 @@ __global__ void fixed_point_kernel(const float *x, uint64_t n,
                                    const mcgq_layer_state *st, uint64_t *q) {
   const int zero = st->zero;
   const float m = st->m;
-  MCGQ_FOR_EACH(k, n) q[k] = zero ? 0u : mcgq_dev::fixed_point(x[k], m);
+  MCGQ_FOR_EACH(k, n) q[k] = zero ? 0u : mcgq_fixed_point(x[k], m);
 }
 
 /* DESIGN.md 2.7 in the order written there; a scale that rounds to
@@ -62,11 +62,9 @@ __global__ void check_scale_kernel(uint64_t n, int damped, const uint64_t *C,
     return;
   }
   uint64_t T = C[n - 1];
-  uint64_t D = damped && n > N ? n : N;
-  double s = __ddiv_rn(__dmul_rn((double)T, (double)st->m),
-                       __dmul_rn(16777216.0, (double)D));
+  double s = mcgq_scale_double(T, st->m, N, n, damped);
   st->T = T;
-  if (s >= 0x1.ffffffp+127) {
+  if (s >= MCGQ_FLOAT_OVERFLOW) {
     st->status = mcgqRangeError;
     st->zero = 1;
     st->scale = 0.0f;
@@ -85,16 +83,14 @@ __global__ void counts_kernel(const float *x, const uint64_t *C, uint64_t n,
   const uint64_t N = st->N;
   const int zero = st->zero;
   const uint64_t T = st->T;
-  const double ratio = zero ? 0.0 : __ddiv_rn((double)N, (double)T);
-  const double u_frac = (double)u * 0x1p-32;
+  const mcgq_count_params p = mcgq_count_params_of(N, zero ? 0 : T, u);
   MCGQ_FOR_EACH(k, n) {
     if (zero) {
       g_int[k] = 0;
       continue;
     }
-    uint64_t b = mcgq_dev::samples_below(C[k], N, T, u, ratio, u_frac);
-    uint64_t b_prev =
-        k ? mcgq_dev::samples_below(C[k - 1], N, T, u, ratio, u_frac) : 0;
+    uint64_t b = mcgq_samples_below(&p, C[k]);
+    uint64_t b_prev = k ? mcgq_samples_below(&p, C[k - 1]) : 0;
     g_int[k] = apply_sign(x[k], (int32_t)(b - b_prev));
   }
 }
@@ -119,11 +115,14 @@ __global__ void sample_kernel(const float *x, const uint64_t *C, uint64_t n,
     uint64_t i = base + threadIdx.x;
     uint64_t hit = none;
     if (i < N) {
-      const u128 rhs = u128_mul64((i << 32) | u, T); /* i < 2^31: no overflow */
+      const mcgq_u128 rhs = mcgq_u128_mul64((i << 32) | u, T); /* i < 2^31: no overflow */
       uint64_t lo = 0, hi = n - 1; /* C_{n-1} = T always satisfies the test */
       while (lo < hi) {
         uint64_t mid = lo + ((hi - lo) >> 1);
-        if (u128_less(rhs, u128_shl32(u128_mul64(C[mid], N)))) hi = mid; else lo = mid + 1;
+        if (mcgq_u128_less(rhs, mcgq_u128_shl32(mcgq_u128_mul64(C[mid], N))))
+          hi = mid;
+        else
+          lo = mid + 1;
       }
       hit = lo;
     }

@@ -31,6 +31,17 @@ __device__ __forceinline__ uint32_t magnitude(int32_t v) {
   return v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
 }
 
+/* The value an element is sent with: g_int[k], or 0 in a layer sent all
+ * zero (st->zero: no samples, a failed check, or the plan's range rule,
+ * which is decided after g_int and the run markers exist). */
+__device__ __forceinline__ int32_t sent_value(const int32_t *g_int, uint64_t k, int zero) {
+  return zero ? 0 : g_int[k];
+}
+/* last[k] of the sent values (0 throughout an all-zero layer). */
+__device__ __forceinline__ uint32_t sent_last(const uint32_t *last, uint64_t k, int zero) {
+  return zero ? 0u : last[k];
+}
+
 __global__ void run_markers_kernel(const int32_t *g_int, uint64_t n, uint32_t *marks) {
   for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
        k += (uint64_t)gridDim.x * blockDim.x)
@@ -73,11 +84,12 @@ __global__ void token_bits_kernel(const int32_t *g_int, const uint32_t *last,
                                   uint64_t n, const mcgq_layer_state *st,
                                   uint64_t *bits) {
   const uint32_t bg = st->bits_value, br = st->bits_run;
+  const int zero = st->zero;
   for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
        k += (uint64_t)gridDim.x * blockDim.x) {
     uint64_t b = 0;
-    if (g_int[k] != 0) b = bg;
-    else if (last[k] == (uint32_t)k) b = (uint64_t)bg + br;
+    if (sent_value(g_int, k, zero) != 0) b = bg;
+    else if (sent_last(last, k, zero) == (uint32_t)k) b = (uint64_t)bg + br;
     bits[k] = b;
   }
 }
@@ -100,7 +112,8 @@ __device__ void write_rle_element(uint8_t *region, const int32_t *g_int,
   uint32_t *words = (uint32_t *)region;
   const uint32_t bg = st->bits_value, br = st->bits_run;
   const uint64_t H = MCGQ_RLE_HEADER_BITS;
-  int32_t v = g_int[k];
+  const int zero = st->zero;
+  int32_t v = sent_value(g_int, k, zero);
   if (k == 0) {
     mcgq_dev::put_bits(words, 0, bg, 32);
     mcgq_dev::put_bits(words, 32, br, 32);
@@ -109,8 +122,8 @@ __device__ void write_rle_element(uint8_t *region, const int32_t *g_int,
   if (v != 0) {
     mcgq_dev::put_bits(words, H + offsets[k], (uint32_t)v, bg);
   } else {
-    start = last[k];
-    int end = k + 1 == n || g_int[k + 1] != 0;
+    start = sent_last(last, k, zero);
+    int end = k + 1 == n || sent_value(g_int, k + 1, zero) != 0;
     if (end) /* the zero value needs no write; the length follows it */
       mcgq_dev::put_bits(words, H + offsets[start] + bg,
                          (uint32_t)(k + 1 - start), br);
@@ -128,7 +141,8 @@ __global__ void write_tokens_kernel(const int32_t *g_int, const uint32_t *last,
   for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
        k += (uint64_t)gridDim.x * blockDim.x) {
     if (fixed)
-      mcgq_dev::put_bits((uint32_t *)region, k * bg, (uint32_t)g_int[k], bg);
+      mcgq_dev::put_bits((uint32_t *)region, k * bg, (uint32_t)sent_value(g_int, k, st->zero),
+                         bg);
     else
       write_rle_element(region, g_int, last, offsets, n, k, st);
   }

@@ -6,7 +6,6 @@
 #undef mcgq_crc32c
 #undef MCGQ_CRC_HW
 #define MCGQ_CRC32C_PORTABLE_ONLY 1
-#define crc32c_table crc32c_table_portable
 #define crc32c_bytes crc32c_bytes_portable
 #define crc32c_hw crc32c_hw_portable
 #define mcgq_crc32c mcgq_test_crc32c_portable

@@ -7,9 +7,11 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "mcgq.h"
@@ -237,21 +239,32 @@ TEST(CommMpi, MatchesSimulationBitForBit) {
 TEST(CommMpi, LayerTableMismatchFailsEverywhere) {
   const int P = world_size(), me = world_rank();
   if (P < 2) GTEST_SKIP() << "needs 2 ranks";
-  for (int variant = 0; variant < 3; ++variant) {
+  // What the last rank gets wrong, and a word of the message every rank gives.
+  const char *expected[] = {"layer tables differ", "layer tables differ", "layer tables differ",
+                            "layer settings differ", "layer settings differ",
+                            "layer settings differ", "step counters differ"};
+  for (int variant = 0; variant < 7; ++variant) {
     auto table = mixed_table();
-    if (me == P - 1) {
+    const bool odd_one = me == P - 1;
+    if (odd_one) {
       if (variant == 0) table[2].n += 1;                          // an n
       if (variant == 1) table.pop_back();                         // the count
       if (variant == 2) table[0].accumulate = MCGQ_ACCUM_RESET;   // a mode
+      if (variant == 3) table[1].k *= 2.0;                        // a layer's K
     }
     Worker w(table);
     w.load(me, 0);
     uint64_t before = w.hash();
     CommGuard c;
     auto layers = w.comm_layers();
+    if (odd_one && variant == 4) layers[0].cfg.checksum = 1;       // the checksum flag
+    if (odd_one && variant == 5) layers[1].cfg.samples = 7;        // N given directly
     ASSERT_EQ(mcgqCommSetLayers(c.comm, layers.data(), (int)layers.size()), mcgqSuccess);
-    EXPECT_EQ(mcgqCommStep(c.comm, 0, 1, nullptr, nullptr), mcgqInvalidUsage) << variant;
-    EXPECT_NE(std::strlen(mcgqCommGetLastError(c.comm)), 0u);
+    const uint64_t step = odd_one && variant == 6 ? 1 : 0;         // one step ahead
+    EXPECT_EQ(mcgqCommStep(c.comm, step, 1, nullptr, nullptr), mcgqInvalidUsage) << variant;
+    EXPECT_NE(std::string(mcgqCommGetLastError(c.comm)).find(expected[variant]),
+              std::string::npos)
+        << variant << ": " << mcgqCommGetLastError(c.comm);
     EXPECT_EQ(w.hash(), before);
   }
 }
@@ -281,6 +294,34 @@ TEST(CommMpi, NonFiniteOnOneRankChangesNothing) {
   w.load(me, 1);
   EXPECT_EQ(mcgqCommStep(c.comm, 1, 9, nullptr, nullptr), mcgqSuccess)
       << mcgqCommGetLastError(c.comm);
+}
+
+// The range rule across ranks (docs/FORMAT.md): every rank's message decodes
+// finite alone, but their sum could overflow float32.  Every rank refuses the
+// step with mcgqRangeError and nothing changes; at a smaller magnitude the
+// same step succeeds with finite averages.
+TEST(CommMpi, RangeOverflowAcrossRanksChangesNothing) {
+  const int P = world_size();
+  if (P < 2) GTEST_SKIP() << "needs 2 ranks";
+  // [a, a] at K = 1: g_int = [1, 1], scale = a, so each rank's bound is a.
+  std::vector<LayerSpec> table = {{2, MCGQ_ACCUM_RESIDUAL, 0, 1.0, 1.0f}};
+  for (float a : {0.6f * FLT_MAX, 0.9f * FLT_MAX / (float)P}) {
+    Worker w(table);
+    CommGuard c;
+    auto layers = w.comm_layers();
+    ASSERT_EQ(mcgqCommSetLayers(c.comm, layers.data(), (int)layers.size()), mcgqSuccess);
+    w.grad[0] = {a, a};
+    uint64_t before = w.hash();
+    mcgqResult_t res = mcgqCommStep(c.comm, 0, 3, nullptr, nullptr);
+    if (a == 0.6f * FLT_MAX) {
+      EXPECT_EQ(res, mcgqRangeError) << mcgqCommGetLastError(c.comm);
+      EXPECT_EQ(w.hash(), before);
+    } else {
+      ASSERT_EQ(res, mcgqSuccess) << mcgqCommGetLastError(c.comm);
+      EXPECT_TRUE(std::isfinite(w.grad[0][0]) && std::isfinite(w.grad[0][1]));
+    }
+    EXPECT_EQ(gather((uint64_t)res), std::vector<uint64_t>((size_t)P, (uint64_t)res));
+  }
 }
 
 // Residual error feedback over 1000 steps: nothing is lost.  Per element,

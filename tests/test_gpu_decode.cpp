@@ -78,6 +78,33 @@ TEST(GpuDecode, AverageMatchesCpuForOneToFourRanks) {
   }
 }
 
+// The range rule (docs/FORMAT.md) over P = 4 messages of [a, a] at K = 1
+// (bound a each): the GPU refuses the set exactly when the CPU does.
+TEST(GpuDecode, RangeRuleMatchesCpu) {
+  MCGQ_REQUIRE_GPU();
+  for (float a : {0.3f * FLT_MAX, 0.2f * FLT_MAX}) {
+    std::vector<std::vector<uint8_t>> msgs;
+    std::vector<float> g = {a, a};
+    for (int r = 0; r < 4; ++r) {
+      mcgqLayerDesc_t d;
+      mcgqLayerDescInit(&d);
+      d.n = 2;
+      d.g = g.data();
+      d.cfg.k = 1.0;
+      d.u = mcgqRandomWord(5, 0, 0, (uint32_t)r);
+      mcgqResult_t res;
+      std::vector<mcgqLayerStats_t> st;
+      msgs.push_back(cpu_encode({d}, &res, &st));
+      ASSERT_EQ(mcgqSuccess, res) << mcgqGetLastErrorDetail();
+    }
+    std::vector<float> cpu, gpu;
+    uint32_t cpu_status = cpu_average(msgs, 2, &cpu);
+    EXPECT_EQ(a == 0.3f * FLT_MAX ? (uint32_t)mcgqRangeError : 0u, cpu_status);
+    EXPECT_EQ(cpu_status, gpu_decode_average(msgs, 2, &gpu));
+    if (cpu_status == 0) EXPECT_TRUE(same_bits(cpu, gpu));
+  }
+}
+
 // Every single-byte change of a message: the GPU's status is the CPU's
 // result (0 where the change leaves a valid message, then equal floats).
 TEST(GpuDecode, CorruptMessagesGiveCpuErrorCodes) {

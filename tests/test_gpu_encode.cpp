@@ -258,6 +258,63 @@ TEST(GpuEncode, NonFiniteLeavesBuffersUntouched) {
   EXPECT_EQ(0, std::memcmp(back.data(), g1.data(), n * sizeof(float)));
 }
 
+// The range rule (docs/FORMAT.md): 3e38, 2e38 at K = 1 may draw g_int =
+// [2, 0] with scale 2.5e38, whose decode overflows.  For every draw the GPU
+// layer's status is the CPU's result; a refused layer is sent all zero and
+// keeps its accumulator and K state, an accepted one equals the CPU bytes.
+TEST(GpuEncode, RangeRuleMatchesCpuAndKeepsState) {
+  MCGQ_REQUIRE_GPU();
+  const std::vector<float> g = {1.5e38f, 1e38f}, acc0 = {1.5e38f, 1e38f};
+  int refused = 0;
+  for (uint32_t draw = 0; draw < 8; ++draw) {
+    const uint32_t u = draw * 0x20000000u;
+    mcgqLayerConfig_t cfg = MCGQ_LAYER_CONFIG_INITIALIZER;
+    cfg.k = 1.0;
+    cfg.dynamic_k = 1;
+    cfg.accumulate = MCGQ_ACCUM_RESET;
+    mcgqKState_t ks0;
+    ASSERT_EQ(mcgqSuccess, mcgqKStateInit(&cfg, &ks0));
+    std::vector<float> acc_cpu = acc0;
+    mcgqKState_t ks_cpu = ks0;
+    mcgqLayerDesc_t host = make_desc(2, 1.0, u, MCGQ_ALGO_FUSED);
+    host.cfg = cfg;
+    mcgqLayerDesc_t dev = host;
+    host.g = g.data();
+    host.accum = acc_cpu.data();
+    host.kstate = &ks_cpu;
+    dbuf<float> d_g(2), d_acc(2);
+    dbuf<mcgqKState_t> d_ks(1);
+    d_g.upload(g);
+    d_acc.upload(acc0);
+    d_ks.upload(std::vector<mcgqKState_t>{ks0});
+    dev.g = d_g.p;
+    dev.accum = d_acc.p;
+    dev.kstate = d_ks.p;
+    mcgqResult_t cpu_res;
+    std::vector<mcgqLayerStats_t> cpu_stats;
+    std::vector<uint8_t> cpu_msg = cpu_encode({host}, &cpu_res, &cpu_stats);
+    gpu_encoded ge = gpu_encode({dev});
+    ASSERT_EQ(mcgqSuccess, ge.result);
+    EXPECT_EQ((uint32_t)cpu_res, ge.stats[0].status) << "draw " << draw;
+    EXPECT_TRUE(same_bits(acc_cpu, d_acc.download(2))) << "draw " << draw;
+    mcgqKState_t ks_gpu = d_ks.download(1)[0];
+    EXPECT_EQ(0, std::memcmp(&ks_cpu, &ks_gpu, sizeof ks_gpu)) << "draw " << draw;
+    if (cpu_res == mcgqSuccess) {
+      EXPECT_TRUE(cpu_msg == ge.msg) << "draw " << draw;
+      continue;
+    }
+    ASSERT_EQ(mcgqRangeError, cpu_res);
+    ++refused;
+    EXPECT_TRUE(same_bits(acc0, acc_cpu));
+    std::vector<int32_t> ints(2, 1);
+    ASSERT_EQ(mcgqSuccess, mcgqDecodeIntsHost(ge.msg.data(), ge.msg.size(), ints.data(), 2,
+                                              nullptr, 0));
+    EXPECT_EQ(0, ints[0]);
+    EXPECT_EQ(0, ints[1]);
+  }
+  EXPECT_GT(refused, 0);
+}
+
 TEST(GpuEncode, HostCheckedArguments) {
   MCGQ_REQUIRE_GPU();
   dbuf<float> d_g(10);

@@ -1,6 +1,6 @@
 /* bits.cuh - warp/thread primitives of the GPU paths: bit lengths, packed
- * MSB-first writes and reads of the paper's bitstream (FORMAT.md 1), and the
- * exact 128-bit sample test of DESIGN.md 2.4-2.5.
+ * MSB-first writes and reads of the paper's bitstream (FORMAT.md 1).  The
+ * sampling arithmetic itself is format/sampling.h, shared with the host.
  *
  * Writes OR tokens into a zeroed region with 32-bit atomics: tokens never
  * overlap, so the result does not depend on the order of the writes. */
@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "u128.cuh"
+#include "sampling.h"
 
 namespace mcgq_dev {
 
@@ -54,43 +54,6 @@ __device__ __forceinline__ uint32_t get_bits(const uint8_t *bytes, uint64_t pos,
   uint32_t drop = used - (uint32_t)(pos & 7u) - width;
   acc >>= drop;
   return width == 32 ? (uint32_t)acc : (uint32_t)(acc & ((1ull << width) - 1ull));
-}
-
-/* Exact b_k = Q + (R*2^32 > u*T), (Q, R) = divmod(N*C, T), clamped to N;
- * y ~ N*C/T is a start for Q that is corrected, so no 128-bit division. */
-__device__ __forceinline__ uint64_t exact_b(uint64_t C, uint64_t N, uint64_t T,
-                                            uint32_t u, double y) {
-  const u128 P = u128_mul64(N, C);
-  const u128 step = u128_from64(T);
-  uint64_t Q = y > 0.0 ? (uint64_t)y : 0;
-  u128 QT = u128_mul64(Q, T);
-  while (u128_less(P, QT)) { --Q; QT = u128_sub(QT, step); }
-  while (!u128_less(P, u128_add(QT, step))) { ++Q; QT = u128_add(QT, step); }
-  const uint64_t R = u128_sub(P, QT).lo; /* R < T < 2^64 */
-  const uint64_t b = Q + (u128_less(u128_mul64(u, T), u128_shl32(u128_from64(R))) ? 1 : 0);
-  return b > N ? N : b;
-}
-
-/* b(C) = clamp(ceil(C*N/T - u/2^32), 0, N), DESIGN.md 2.5: the double
- * estimate decides unless it lies within 2^-16 of an integer.  The same
- * IEEE operations as the CPU reference (quantize.c), so the same bits. */
-__device__ __forceinline__ uint64_t samples_below(uint64_t C, uint64_t N,
-                                                  uint64_t T, uint32_t u,
-                                                  double ratio, double u_frac) {
-  double y = __dmul_rn((double)(int64_t)C, ratio);
-  double x = __dsub_rn(y, u_frac);
-  int64_t t = (int64_t)x;
-  double d = __dsub_rn(x, (double)t);
-  double ad = fabs(d);
-  if (ad < 0x1p-16 || ad > 1.0 - 0x1p-16) return exact_b(C, N, T, u, y);
-  uint64_t b = (uint64_t)(t + (d > 0.0 ? 1 : 0));
-  return b > N ? N : b;
-}
-
-/* q_k = rne(|g| / m * 2^24), DESIGN.md 2.2: one IEEE division; the product
- * with 2^24 is exact. */
-__device__ __forceinline__ uint32_t fixed_point(float g, float m) {
-  return __float2uint_rn(__fmul_rn(__fdiv_rn(fabsf(g), m), 16777216.0f));
 }
 
 }  // namespace mcgq_dev

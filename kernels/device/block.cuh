@@ -11,17 +11,17 @@
 
 #include <stdint.h>
 
-#include "u128.cuh"
+#include "u128.h"
 #include "warp.cuh"
 
 namespace mcgq_dev {
 
-__device__ __forceinline__ u128 warp_sum_u128(u128 v) {
+__device__ __forceinline__ mcgq_u128 warp_sum_u128(mcgq_u128 v) {
   for (int d = 16; d > 0; d >>= 1) {
-    u128 o;
+    mcgq_u128 o;
     o.hi = __shfl_xor_sync(kFullWarp, v.hi, d);
     o.lo = __shfl_xor_sync(kFullWarp, v.lo, d);
-    v = u128_add(v, o);
+    v = mcgq_u128_add(v, o);
   }
   return v;
 }
@@ -33,7 +33,7 @@ struct WarpSumU32 {
   __device__ __forceinline__ uint32_t operator()(uint32_t v) const { return warp_sum_u32(v); }
 };
 struct WarpSumU128 {
-  __device__ __forceinline__ u128 operator()(u128 v) const { return warp_sum_u128(v); }
+  __device__ __forceinline__ mcgq_u128 operator()(mcgq_u128 v) const { return warp_sum_u128(v); }
 };
 
 /* Every thread's v combined by warp_reduce (a warp-wide reduction that
@@ -57,9 +57,9 @@ __device__ __forceinline__ uint32_t block_max_u32(uint32_t v, uint32_t *scratch)
 __device__ __forceinline__ uint32_t block_sum_u32(uint32_t v, uint32_t *scratch) {
   return block_reduce(v, 0u, scratch, WarpSumU32{});
 }
-/* `scratch`: __shared__ room for 32 u128 values. */
-__device__ __forceinline__ u128 block_sum_u128(u128 v, u128 *scratch) {
-  return block_reduce(v, u128_from64(0), scratch, WarpSumU128{});
+/* `scratch`: __shared__ room for 32 mcgq_u128 values. */
+__device__ __forceinline__ mcgq_u128 block_sum_u128(mcgq_u128 v, mcgq_u128 *scratch) {
+  return block_reduce(v, mcgq_u128_from64(0), scratch, WarpSumU128{});
 }
 
 }  // namespace mcgq_dev

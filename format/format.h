@@ -12,13 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hd.h"
 #include "mcgq.h" /* MCGQ_FORMAT_VERSION */
-
-#if defined(__CUDACC__)
-#  define MCGQ_HD __host__ __device__
-#else
-#  define MCGQ_HD
-#endif
 
 #ifdef __cplusplus
 extern "C" {
