@@ -593,7 +593,8 @@ class Stepper {
       ASSERT_EQ(0, std::memcmp(&k_fast_[i], &k_ref_[i], sizeof(mcgqKState_t)))
           << "K states differ: fast K=" << k_fast_[i].k << " ref K=" << k_ref_[i].k;
     }
-    // The message decodes to the reference's counts (one more reader).
+    // The library's canonical reader accepts the (equal) message: the
+    // reference writes nothing a decoder would reject.
     if (r_ref == mcgqSuccess) {
       uint64_t total = 0;
       for (const LayerSpec &s : specs_) total += s.n;
@@ -696,12 +697,24 @@ TEST(FastEqualsReference, CapacityShortfallIsRefusedAlike) {
   std::vector<uint8_t> out(cap);
   size_t bytes = 0;
   ASSERT_EQ(mcgq_ref_encode(&d, 1, out.data(), cap, &bytes, nullptr), mcgqSuccess);
-  std::vector<uint8_t> fast(bytes, 0xa5), ref(bytes, 0xa5);
-  size_t b1 = 0, b2 = 0;
-  EXPECT_EQ(mcgqEncodeHost(&d, 1, fast.data(), bytes - 1, &b1, nullptr), mcgqCapacityExceeded);
-  EXPECT_EQ(mcgq_ref_encode(&d, 1, ref.data(), bytes - 1, &b2, nullptr), mcgqCapacityExceeded);
-  EXPECT_EQ(fast, std::vector<uint8_t>(bytes, 0xa5)) << "output written on failure";
-  EXPECT_EQ(ref, std::vector<uint8_t>(bytes, 0xa5));
+  // One layer a byte short; two copies where the first fits and the second
+  // does not (one more directory entry, 56 bytes, and half a region).
+  const size_t region = bytes - 32 - 56;
+  const mcgqLayerDesc_t two[2] = {d, d};
+  for (int count : {1, 2}) {
+    const size_t capacity = count == 1 ? bytes - 1 : bytes + 56 + region / 2;
+    std::vector<uint8_t> fast(capacity, 0xa5), ref(capacity, 0xa5);
+    mcgqLayerStats_t st_fast[2], st_ref[2];
+    size_t b1 = 0, b2 = 0;
+    EXPECT_EQ(mcgqEncodeHost(two, count, fast.data(), capacity, &b1, st_fast),
+              mcgqCapacityExceeded);
+    EXPECT_EQ(mcgq_ref_encode(two, count, ref.data(), capacity, &b2, st_ref),
+              mcgqCapacityExceeded);
+    EXPECT_EQ(fast, std::vector<uint8_t>(capacity, 0xa5)) << "output written on failure";
+    EXPECT_EQ(ref, std::vector<uint8_t>(capacity, 0xa5));
+    for (int i = 0; i < count; ++i) EXPECT_TRUE(SameStats(st_fast[i], st_ref[i])) << i;
+    EXPECT_EQ(st_ref[count - 1].status, static_cast<uint32_t>(mcgqCapacityExceeded));
+  }
 }
 
 }  // namespace

@@ -254,8 +254,12 @@ static mcgqResult_t encode_layers(layer_t *layers, int count, void *out,
     }
     total += layers[i].region_bytes;
   }
-  if (total > out_capacity) {
-    mark_failed(stats, count, -1, mcgqCapacityExceeded);
+  if (total > out_capacity) { /* the status names the first layer past it */
+    uint64_t end = HEADER_BYTES + DIRECTORY_ENTRY_BYTES * (uint64_t)count;
+    int first = 0;
+    while (first < count && end + layers[first].region_bytes <= out_capacity)
+      end += layers[first++].region_bytes;
+    mark_failed(stats, count, first < count ? first : 0, mcgqCapacityExceeded);
     return mcgqCapacityExceeded;
   }
   mcgqResult_t res = write_message(layers, count, (uint8_t *)out, total);
