@@ -389,10 +389,14 @@ TEST(FastEqualsReference, RandomLayersOverSizesKAndDistributions) {
     // Two seeds per setting up to the chunk size, one beyond (time).
     const int seeds = n <= 8193 ? 2 : 1;
     for (int s = 0; s < seeds; ++s) {
-      for (int setting = 0; setting < 10; ++setting) {
-        // Eight K values, then N given directly: 1 sample, and n + 3.
+      for (int setting = 0; setting < 11; ++setting) {
+        // Eight K values, then N given directly: 1 sample, n + 3, and the
+        // largest N (2^31 - 1: counts up to B_g = 32, estimates near 2^31).
         const double k = setting < 8 ? kKs[setting] : 1.0;
-        const uint64_t samples = setting == 8 ? 1 : setting == 9 ? n + 3 : 0;
+        const uint64_t samples = setting == 8    ? 1
+                                 : setting == 9  ? n + 3
+                                 : setting == 10 ? MCGQ_MAX_SAMPLES
+                                                 : 0;
         for (int dist = 0; dist < kDistCount; ++dist) {
           const uint64_t seed = (n << 20) ^ (static_cast<uint64_t>(s) << 16) ^
                                 (static_cast<uint64_t>(setting) << 8) ^ static_cast<uint64_t>(dist);
@@ -409,8 +413,8 @@ TEST(FastEqualsReference, RandomLayersOverSizesKAndDistributions) {
       }
     }
   }
-  EXPECT_GT(layers, 3000);
-  EXPECT_GT(coverage.encoded, 2500);
+  EXPECT_GT(layers, 4000);
+  EXPECT_GT(coverage.encoded, 3500);
   EXPECT_GT(coverage.all_zero, 50);
   EXPECT_GT(coverage.fixed_width, 200);
   EXPECT_GT(coverage.rle_indexed, 100);
