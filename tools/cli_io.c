@@ -100,18 +100,48 @@ int cli_read_bytes(const char *cmd, const char *path, uint8_t **data,
   return 0;
 }
 
-int cli_write_bytes(const char *cmd, const char *path, const void *data,
-                    size_t size) {
-  FILE *f = fopen(path, "wb");
-  if (!f) {
-    cli_error(cmd, "cannot create '%s': %s", path, strerror(errno));
+/* O_NONBLOCK only for the open: opening a FIFO that no process reads would
+ * otherwise wait forever; with it the open fails with ENXIO.  Once open, a
+ * pipe or device with a reader gets ordinary blocking writes. */
+static int open_for_writing(const char *cmd, const char *path) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+                0666);
+  if (fd < 0) {
+    if (errno == ENXIO)
+      cli_error(cmd, "cannot write '%s': it is a FIFO (named pipe) that no process "
+                "is reading", path);
+    else
+      cli_error(cmd, "cannot create '%s': %s", path, strerror(errno));
     return -1;
   }
-  size_t put = size ? fwrite(data, 1, size, f) : 0;
-  int failed = put != size;
-  failed |= fclose(f) != 0;
-  if (failed) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
     cli_error(cmd, "cannot write '%s': %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int cli_write_bytes(const char *cmd, const char *path, const void *data,
+                    size_t size) {
+  int fd = open_for_writing(cmd, path);
+  if (fd < 0) return -1;
+  const uint8_t *p = (const uint8_t *)data;
+  size_t put = 0;
+  int write_errno = 0;
+  while (put < size) {
+    ssize_t w = write(fd, p + put, size - put);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      write_errno = w < 0 ? errno : EIO;
+      break;
+    }
+    put += (size_t)w;
+  }
+  if (close(fd) != 0 && !write_errno) write_errno = errno;
+  if (write_errno) {
+    cli_error(cmd, "cannot write '%s': %s", path, strerror(write_errno));
     return -1;
   }
   return 0;

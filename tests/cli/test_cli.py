@@ -364,6 +364,15 @@ class HostileInput(CliTest):
             with self.subTest(args=args[0]):
                 self.expect_failure(*args, timeout=5, mention=("'%s'" % fifo, "FIFO"))
 
+    def test_an_output_fifo_without_reader_is_refused_without_blocking(self):
+        g = self.write("g.f32", struct.pack("<4f", 1, -2, 3, 0.5))
+        fifo = self.path("out-fifo")
+        os.mkfifo(fifo)
+        self.expect_failure("quantize", "--in", g, "--k", "1", "--u", "1", "--out", fifo,
+                            timeout=5, mention=("'%s'" % fifo, "FIFO", "no process"))
+        # A character device that takes writes is fine.
+        run("quantize", "--in", g, "--k", "1", "--u", "1", "--out", "/dev/null")
+
     def test_devices_and_directories_are_named_by_type(self):
         self.expect_failure("info", "--in", "/dev/null", timeout=5,
                             mention=("/dev/null", "character device"))
