@@ -58,7 +58,12 @@ static int open_regular_file(const char *cmd, const char *path, off_t *size) {
     cli_error(cmd, "cannot open '%s': %s", path, strerror(errno));
     return -1;
   }
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fd, &st) != 0) {
+    cli_error(cmd, "cannot read '%s': %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
     close(fd);
     return refuse_file_type(cmd, path, st.st_mode);
   }
@@ -107,11 +112,13 @@ static int open_for_writing(const char *cmd, const char *path) {
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
                 0666);
   if (fd < 0) {
-    if (errno == ENXIO)
+    int open_errno = errno;
+    struct stat st;
+    if (open_errno == ENXIO && stat(path, &st) == 0 && S_ISFIFO(st.st_mode))
       cli_error(cmd, "cannot write '%s': it is a FIFO (named pipe) that no process "
                 "is reading", path);
     else
-      cli_error(cmd, "cannot create '%s': %s", path, strerror(errno));
+      cli_error(cmd, "cannot create '%s': %s", path, strerror(open_errno));
     return -1;
   }
   int flags = fcntl(fd, F_GETFL);
