@@ -22,7 +22,7 @@ static void put_printable(const char *text, FILE *f) {
 }
 
 int cli_error(const char *cmd, const char *fmt, ...) {
-  char line[1024];
+  char line[8192]; /* paths up to PATH_MAX and a library detail fit */
   va_list ap;
   va_start(ap, fmt);
   int len = vsnprintf(line, sizeof line, fmt, ap);
