@@ -14,6 +14,7 @@
 #define _DEFAULT_SOURCE /* posix_memalign, madvise */
 #endif
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,27 @@ static mcgqResult_t next_kstate(const char *fn, int i, layer_work_t *w,
   return res == mcgqSuccess ? res : fail_layer(fn, i, res);
 }
 
+/* An accumulated layer quantizes ag = accum + g, so the quantizer's "g[k] is
+ * not finite" would blame g[k] when the sum overflowed: name the input that
+ * is not finite, or the overflow with both (finite) operands. */
+static mcgqResult_t fail_nonfinite_sum(const char *fn, int i, const layer_work_t *w) {
+  const mcgqLayerDesc_t *d = w->desc;
+  uint64_t k = 0;
+  while (k < w->n && isfinite(w->ag[k])) ++k;
+  if (k == w->n || !d->accum) return fail_layer(fn, i, mcgqNonFinite);
+  const unsigned long long at = (unsigned long long)k;
+  const double g = d->g[k], a = d->accum[k];
+  if (!isfinite(g))
+    return mcgq_fail(mcgqNonFinite, "%s: layers[%d]: g[%llu] = %g is not finite",
+                     fn, i, at, g);
+  if (!isfinite(a))
+    return mcgq_fail(mcgqNonFinite, "%s: layers[%d]: accum[%llu] = %g is not finite",
+                     fn, i, at, a);
+  return mcgq_fail(mcgqNonFinite, "%s: layers[%d]: accum[%llu] + g[%llu] overflowed "
+                   "to %g (accum[%llu] = %g, g[%llu] = %g)", fn, i, at, at,
+                   (double)w->ag[k], at, a, at, g);
+}
+
 /* Accumulate, quantize, measure one layer into its private scratch. */
 static mcgqResult_t compute_layer(const char *fn, int i, layer_work_t *w) {
   const mcgqLayerDesc_t *d = w->desc;
@@ -176,6 +198,7 @@ static mcgqResult_t compute_layer(const char *fn, int i, layer_work_t *w) {
   int damped = d->cfg.accumulate == MCGQ_ACCUM_RESIDUAL;
   mcgqResult_t res =
       mcgq_quantize_ref(x, w->n, w->N, d->u, damped, w->g_int, &w->stats);
+  if (res == mcgqNonFinite && w->ag) return fail_nonfinite_sum(fn, i, w);
   if (res != mcgqSuccess) return fail_layer(fn, i, res);
   w->stats.k = layer_k(d, w->N);
   w->stats.w1 = -1.0;

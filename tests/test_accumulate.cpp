@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -118,6 +119,47 @@ TEST(Accumulate, NoneLeavesAccumulatorAlone) {
   std::vector<int32_t> g_int = {1, 0};
   mcgq_accum_commit(MCGQ_ACCUM_NONE, accum.data(), ag.data(), g_int.data(), 1.0f, 2);
   EXPECT_EQ(accum, (std::vector<float>{1.0f, 2.0f}));
+}
+
+// Issue 14: an accumulated layer quantizes accum + g, so when that sum
+// overflows the message must say so, not blame g[k] (finite) for it.
+std::string NonFiniteDetail(int32_t mode, std::vector<float> g, std::vector<float> accum) {
+  mcgqLayerDesc_t d;
+  mcgqLayerDescInit(&d);
+  d.g = g.data();
+  d.n = g.size();
+  d.accum = accum.data();
+  d.cfg.accumulate = mode;
+  const std::vector<float> accum_before = accum;
+  std::vector<uint8_t> out(4096);
+  size_t bytes = 0;
+  EXPECT_EQ(mcgqEncodeHost(&d, 1, out.data(), out.size(), &bytes, nullptr), mcgqNonFinite);
+  EXPECT_EQ(0, std::memcmp(accum.data(), accum_before.data(), accum.size() * sizeof(float)));
+  return mcgqGetLastErrorDetail();
+}
+
+TEST(Accumulate, NonFiniteMessageNamesWhatOverflowed) {
+  for (int32_t mode : {MCGQ_ACCUM_RESET, MCGQ_ACCUM_RESIDUAL}) {
+    SCOPED_TRACE(mode);
+    std::vector<float> g = {1, 2, 3, 2e38f, 5}, accum = {0, 0, 0, 3e38f, 0};
+    std::string detail = NonFiniteDetail(mode, g, accum);
+    EXPECT_NE(detail.find("layers[0]: accum[3] + g[3] overflowed to inf (accum[3] = "
+                          "3e+38, g[3] = 2e+38)"), std::string::npos) << detail;
+    EXPECT_EQ(detail.find("g[3] = inf"), std::string::npos) << detail;
+    g[3] = -2e38f;
+    accum[3] = -3e38f;
+    detail = NonFiniteDetail(mode, g, accum);
+    EXPECT_NE(detail.find("accum[3] + g[3] overflowed to -inf"), std::string::npos) << detail;
+    // A non-finite input is named as itself, the gradient before the accumulator.
+    g = {1, 2, NAN, 4};
+    accum = {0, 0, INFINITY, 0};
+    detail = NonFiniteDetail(mode, g, accum);
+    EXPECT_NE(detail.find("layers[0]: g[2] = nan is not finite"), std::string::npos) << detail;
+    g[2] = 3;
+    detail = NonFiniteDetail(mode, g, accum);
+    EXPECT_NE(detail.find("layers[0]: accum[2] = inf is not finite"), std::string::npos)
+        << detail;
+  }
 }
 
 #if defined(__x86_64__) || defined(_M_X64)

@@ -33,9 +33,9 @@ int mcgq_cmd_model(int argc, char **argv); /* cmd_model.c */
 typedef enum {
   CLI_FLAG,   /* int, set to 1 */
   CLI_STRING, /* const char * (points into argv) */
-  CLI_U64,    /* uint64_t, decimal or 0x hex */
-  CLI_U32,    /* uint32_t */
-  CLI_DOUBLE  /* double, finite */
+  CLI_U64,    /* uint64_t, decimal digits only (cli_parse_decimal) */
+  CLI_U32,    /* uint32_t, likewise */
+  CLI_DOUBLE  /* double, finite, plain decimal notation (no hex, inf, nan) */
 } cli_kind_t;
 
 typedef struct {
@@ -49,6 +49,10 @@ typedef enum { CLI_RUN, CLI_HELP, CLI_ERROR } cli_parse_t;
 
 cli_parse_t cli_parse(const char *cmd, int argc, char **argv,
                       cli_option_t *opts, int count, const char *usage);
+/* The len characters at s as a decimal number <= max: digits only, no sign,
+ * space, base prefix or leading zero ("0" itself is fine), no overflow.
+ * Returns 0, or -1 without touching *out. */
+int cli_parse_decimal(const char *s, size_t len, uint64_t max, uint64_t *out);
 /* The option named `name` of the table (NULL if absent). */
 const cli_option_t *cli_find(const cli_option_t *opts, int count,
                              const char *name);
@@ -69,7 +73,8 @@ typedef struct {
 int cli_resolve_u(const char *cmd, const cli_option_t *opts, int count,
                   const cli_uword_t *w, uint32_t *u);
 
-/* One line on stderr ("mcgq CMD: ..."), returns CLI_EXIT_BAD_INPUT. */
+/* One line on stderr ("mcgq CMD: ..."; control characters of the text, as
+ * in a hostile file name, are written as \xNN), returns CLI_EXIT_BAD_INPUT. */
 int cli_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

@@ -1,11 +1,13 @@
 /* cli_io.c - raw files of the mcgq tool: gradients (float32) and integer
  * gradients (int32) as packed little-endian values, messages as bytes.
  * Values are assembled byte by byte so the files mean the same on any host. */
-#define _POSIX_C_SOURCE 200809L /* fileno, fstat */
+#define _POSIX_C_SOURCE 200809L /* open flags, fstat, S_ISSOCK */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -23,40 +25,79 @@ void *cli_alloc(const char *cmd, uint64_t count, size_t size) {
   return p;
 }
 
+/* What a path that is not a regular file is, for the error message. */
+static const char *file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "a special file";
+}
+
+static int refuse_file_type(const char *cmd, const char *path, mode_t mode) {
+  cli_error(cmd, "cannot read '%s': it is %s, not a regular file", path,
+            file_type_name(mode));
+  return -1;
+}
+
+/* Only regular files are read: opening a FIFO for reading blocks until a
+ * writer comes (forever, if none does), a device may never end, and a
+ * directory has no bytes.  stat() first, so nothing else is even opened;
+ * then O_NONBLOCK, so that a path swapped for a FIFO in between cannot block
+ * the open either, and fstat() of what was actually opened. */
+static int open_regular_file(const char *cmd, const char *path, off_t *size) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    cli_error(cmd, "cannot open '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) return refuse_file_type(cmd, path, st.st_mode);
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    cli_error(cmd, "cannot open '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  if (fstat(fd, &st) != 0) {
+    cli_error(cmd, "cannot read '%s': %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return refuse_file_type(cmd, path, st.st_mode);
+  }
+  *size = st.st_size;
+  return fd;
+}
+
 int cli_read_bytes(const char *cmd, const char *path, uint8_t **data,
                    size_t *size) {
   *data = NULL;
   *size = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    cli_error(cmd, "cannot open '%s': %s", path, strerror(errno));
-    return -1;
-  }
-  /* A directory opens fine and "has" LONG_MAX bytes: ask what it is. */
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    cli_error(cmd, "cannot read '%s': not a regular file", path);
-    return -1;
-  }
-  long len = -1;
-  if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-  if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
-    fclose(f);
-    cli_error(cmd, "cannot read '%s': cannot find its size", path);
-    return -1;
-  }
-  uint8_t *buf = (uint8_t *)cli_alloc(cmd, (uint64_t)len, 1);
+  off_t len = 0;
+  int fd = open_regular_file(cmd, path, &len);
+  if (fd < 0) return -1;
+  uint8_t *buf = len >= 0 ? (uint8_t *)cli_alloc(cmd, (uint64_t)len, 1) : NULL;
   if (!buf) {
-    fclose(f);
+    close(fd);
     return -1;
   }
-  size_t got = fread(buf, 1, (size_t)len, f);
-  int failed = ferror(f) || got != (size_t)len;
-  fclose(f);
-  if (failed) {
+  /* Regular files ignore O_NONBLOCK: read() returns what is there. */
+  size_t got = 0;
+  int read_errno = 0;
+  while (got < (size_t)len) {
+    ssize_t r = read(fd, buf + got, (size_t)len - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) read_errno = errno;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  if (got != (size_t)len) {
     free(buf);
-    cli_error(cmd, "cannot read '%s': short read", path);
+    cli_error(cmd, "cannot read '%s': %s after %zu of %lld bytes", path,
+              read_errno ? strerror(read_errno) : "short read", got, (long long)len);
     return -1;
   }
   *data = buf;
@@ -64,18 +105,50 @@ int cli_read_bytes(const char *cmd, const char *path, uint8_t **data,
   return 0;
 }
 
-int cli_write_bytes(const char *cmd, const char *path, const void *data,
-                    size_t size) {
-  FILE *f = fopen(path, "wb");
-  if (!f) {
-    cli_error(cmd, "cannot create '%s': %s", path, strerror(errno));
+/* O_NONBLOCK only for the open: opening a FIFO that no process reads would
+ * otherwise wait forever; with it the open fails with ENXIO.  Once open, a
+ * pipe or device with a reader gets ordinary blocking writes. */
+static int open_for_writing(const char *cmd, const char *path) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+                0666);
+  if (fd < 0) {
+    int open_errno = errno;
+    struct stat st;
+    if (open_errno == ENXIO && stat(path, &st) == 0 && S_ISFIFO(st.st_mode))
+      cli_error(cmd, "cannot write '%s': it is a FIFO (named pipe) that no process "
+                "is reading", path);
+    else
+      cli_error(cmd, "cannot create '%s': %s", path, strerror(open_errno));
     return -1;
   }
-  size_t put = size ? fwrite(data, 1, size, f) : 0;
-  int failed = put != size;
-  failed |= fclose(f) != 0;
-  if (failed) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
     cli_error(cmd, "cannot write '%s': %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int cli_write_bytes(const char *cmd, const char *path, const void *data,
+                    size_t size) {
+  int fd = open_for_writing(cmd, path);
+  if (fd < 0) return -1;
+  const uint8_t *p = (const uint8_t *)data;
+  size_t put = 0;
+  int write_errno = 0;
+  while (put < size) {
+    ssize_t w = write(fd, p + put, size - put);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      write_errno = w < 0 ? errno : EIO;
+      break;
+    }
+    put += (size_t)w;
+  }
+  if (close(fd) != 0 && !write_errno) write_errno = errno;
+  if (write_errno) {
+    cli_error(cmd, "cannot write '%s': %s", path, strerror(write_errno));
     return -1;
   }
   return 0;

@@ -31,25 +31,24 @@ typedef struct {
   int checksum;
 } encode_args_t;
 
-/* "n1,n2,..." -> sizes; every size >= 1. */
+/* "n1,n2,..." -> sizes; every size a decimal number in [1, 2^32-1] (the
+ * same strict digits as every number of the tool), no empty item. */
 static int parse_layer_list(const char *cmd, const char *list, uint64_t *sizes,
                             int *count) {
   *count = 0;
   const char *s = list;
-  while (*s) {
-    char *end = NULL;
-    if (*s < '0' || *s > '9') break;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (v == 0 || v > MCGQ_MAX_LAYER_ELEMENTS || *count == CODEC_MAX_LAYERS) break;
+  for (;;) {
+    size_t len = strcspn(s, ",");
+    uint64_t v = 0;
+    if (*count == CODEC_MAX_LAYERS ||
+        cli_parse_decimal(s, len, MCGQ_MAX_LAYER_ELEMENTS, &v) || v == 0)
+      return cli_error(cmd, "bad value for --layers: '%s' (need decimal sizes in "
+                       "[1, 2^32-1] separated by commas, at most %d)", list,
+                       CODEC_MAX_LAYERS);
     sizes[(*count)++] = v;
-    s = end;
-    if (*s == ',' && s[1]) ++s;
-    else if (*s) break;
+    if (s[len] == '\0') return CLI_EXIT_OK;
+    s += len + 1;
   }
-  if (*s || *count == 0)
-    return cli_error(cmd, "bad value for --layers: '%s' (need sizes >= 1 separated by commas, "
-                     "at most %d)", list, CODEC_MAX_LAYERS);
-  return CLI_EXIT_OK;
 }
 
 static void print_layer_stats(cli_json_t *j, const mcgqLayerStats_t *s, uint32_t u) {

@@ -31,7 +31,9 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: mcgq <command> [options]   (mcgq <command> --help)\n"
           "Monte Carlo Gradient Quantization, library version %d.%d.%d, wire format %d.\n"
-          "Files of values are packed little-endian float32 / int32.\n\ncommands:\n",
+          "Files of values are packed little-endian float32 / int32.  Integer\n"
+          "options are decimal digits only (no sign, 0x prefix or leading zeros),\n"
+          "real ones plain decimal (0.5, 1e-3; no hex, inf or nan).\n\ncommands:\n",
           v / 10000, v / 100 % 100, v % 100, MCGQ_FORMAT_VERSION);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; ++i)
     fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);

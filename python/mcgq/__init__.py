@@ -9,8 +9,16 @@ over the CPU reference of the library (bit-identical to its GPU paths):
 
 Arrays are taken as they are, never converted: float32 / int32, C-contiguous,
 of the right length, else TypeError / ValueError (a silent copy or cast could
-change the bits).  Library failures raise mcgq.Error subclasses carrying the
-status and the library's detail message.  The PyTorch DDP hook is in
+change the bits).  Every wrong argument raises TypeError / ValueError naming
+it; library failures raise mcgq.Error subclasses carrying the status and the
+library's detail message.
+
+A message's header may claim far more elements than its bytes hold (88 bytes
+can claim 2^32-1), so the decoders that size their output from the header
+refuse a message whose total_n exceeds max_elements (default
+DEFAULT_MAX_ELEMENTS = 2^27, 512 MiB of float32) with mcgq.CapacityExceeded,
+before allocating.  Passing n or an output array `out` makes the caller's
+size the only limit.  The PyTorch DDP hook is in
 mcgq.torch (imported separately, so numpy users do not need torch).
 """
 
@@ -32,7 +40,7 @@ __all__ = [
     "wasserstein", "resolve_samples", "KState", "kstate_init", "kstate_update",
     "rle_encode", "rle_decode", "Layer", "LayerStats", "max_output_size",
     "encode", "decode", "decode_ints", "decode_average", "message_info",
-    "message_layer", "Error", "InvalidArgument", "InvalidUsage",
+    "message_layer", "DEFAULT_MAX_ELEMENTS", "Error", "InvalidArgument", "InvalidUsage",
     "UnsupportedVersion", "CorruptStream", "NonFinite", "CapacityExceeded",
     "RangeError", "CudaError", "NcclError", "MpiError", "OutOfMemory",
     "InternalError",
@@ -41,6 +49,13 @@ __all__ = [
 _ACCUMULATE = {"none": _capi.ACCUM_NONE, "reset": _capi.ACCUM_RESET,
                "residual": _capi.ACCUM_RESIDUAL}
 _ALGO = {"fused": _capi.ALGO_FUSED, "sample": _capi.ALGO_SAMPLE}
+
+# The decoders that size their output from a message's header decode at most
+# this many elements unless told otherwise (max_elements=, or n / out from
+# the caller): 2^27 float32 are 512 MiB, more than the largest layer of
+# common models (GPT-2's embedding is 2^25.2 values) and what any workstation
+# holds, while a hostile 88-byte header can claim 2^32-1 elements (16 GiB).
+DEFAULT_MAX_ELEMENTS = 2**27
 
 
 # ------------------------------------------------------------- validation
@@ -67,7 +82,56 @@ def _u32(x, name):
 def _real(x, name):
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError("%s must be a real number, got %s" % (name, type(x).__name__))
-    return float(x)
+    try:
+        return float(x)
+    except OverflowError:
+        raise ValueError("%s is an integer of %d digits, too large for a double"
+                         % (name, len(str(abs(int(x)))))) from None
+
+
+def _flag(x, name):
+    """A yes/no argument: bool, numpy.bool_, or the integers 0 / 1 (as in the
+    C API).  Truthiness is not enough: "no" is true, an array is ambiguous."""
+    if isinstance(x, (bool, np.bool_)):
+        return 1 if x else 0
+    if isinstance(x, numbers.Integral) and int(x) in (0, 1):
+        return int(x)
+    raise TypeError("%s must be True or False, got %r" % (name, x))
+
+
+def _choice(x, name, table):
+    if not isinstance(x, str) or x not in table:
+        raise ValueError("%s must be one of %s, got %r" % (name, sorted(table), x))
+    return table[x]
+
+
+def _max_elements(x):
+    return _int_in(x, "max_elements", 1, 2**64 - 1)
+
+
+def _check_claim(info, max_elements, function):
+    """Refuses a message whose header claims more than max_elements elements,
+    before its output is allocated."""
+    if info["total_n"] > max_elements:
+        raise _capi.CapacityExceeded(
+            _capi.CAPACITY_EXCEEDED,
+            "%s: the message claims %d elements (total_n of %d layer%s), more "
+            "than max_elements = %d (default DEFAULT_MAX_ELEMENTS = %d, 512 MiB "
+            "of float32); pass max_elements=%d or more to decode it, or an "
+            "output array out= of that size" %
+            (function, info["total_n"], info["layer_count"],
+             "" if info["layer_count"] == 1 else "s", max_elements,
+             DEFAULT_MAX_ELEMENTS, info["total_n"]), function)
+
+
+def _check_n(n, info, function):
+    """The caller's n against the message's total_n, before allocating n."""
+    n = _u64(n, "n")
+    if n != info["total_n"]:
+        raise _capi.InvalidArgument(
+            _capi.INVALID_ARGUMENT, "%s: n = %d, but the message holds total_n = "
+            "%d elements" % (function, n, info["total_n"]), function)
+    return n
 
 
 def _array(a, name, dtype, n=None, writable=False):
@@ -190,11 +254,12 @@ def quantize(g, k, u, samples=None, damped=False):
     g = _f32(g, "g")
     k = _real(k, "k")
     n_samples = 0 if samples is None else _int_in(samples, "samples", 1, 2**64 - 1)
+    u = _u32(u, "u")
+    damped = _flag(damped, "damped")
     g_int = np.empty(g.shape, dtype=np.int32)
     st = _capi.LayerStats()
-    _capi.check(_capi.fn.mcgqQuantizeHost(_ptr(g), g.size, k, n_samples,
-                                          _u32(u, "u"), 1 if damped else 0,
-                                          _ptr(g_int), ctypes.byref(st)),
+    _capi.check(_capi.fn.mcgqQuantizeHost(_ptr(g), g.size, k, n_samples, u,
+                                          damped, _ptr(g_int), ctypes.byref(st)),
                 "mcgqQuantizeHost")
     return g_int, LayerStats.from_c(st)
 
@@ -211,35 +276,39 @@ def wasserstein(g, g_int):
 
 
 def _config(k=1.0, samples=None, accumulate="none", dynamic_k=False,
-            k_min=None, k_max=None, delta_k=None, checksum=False, algo="fused"):
+            k_min=None, k_max=None, delta_k=None, checksum=False, algo="fused",
+            prefix=""):
+    """mcgqLayerConfig_t of these arguments; `prefix` ("layers[3].") goes in
+    front of the argument names in error messages."""
     cfg = _capi.default_config()
-    cfg.k = _real(k, "k")
-    cfg.samples = 0 if samples is None else _int_in(samples, "samples", 1, 2**64 - 1)
-    if accumulate not in _ACCUMULATE:
-        raise ValueError("accumulate must be one of %s, got %r" %
-                         (sorted(_ACCUMULATE), accumulate))
-    cfg.accumulate = _ACCUMULATE[accumulate]
-    cfg.dynamic_k = 1 if dynamic_k else 0
+    cfg.k = _real(k, prefix + "k")
+    cfg.samples = (0 if samples is None else
+                   _int_in(samples, prefix + "samples", 1, 2**64 - 1))
+    cfg.accumulate = _choice(accumulate, prefix + "accumulate", _ACCUMULATE)
+    cfg.dynamic_k = _flag(dynamic_k, prefix + "dynamic_k")
     if k_min is not None:
-        cfg.k_min = _real(k_min, "k_min")
+        cfg.k_min = _real(k_min, prefix + "k_min")
     if k_max is not None:
-        cfg.k_max = _real(k_max, "k_max")
+        cfg.k_max = _real(k_max, prefix + "k_max")
     if delta_k is not None:
-        cfg.delta_k = _real(delta_k, "delta_k")
-    cfg.checksum = 1 if checksum else 0
-    if algo not in _ALGO:
-        raise ValueError("algo must be one of %s, got %r" % (sorted(_ALGO), algo))
-    cfg.algo = _ALGO[algo]
+        cfg.delta_k = _real(delta_k, prefix + "delta_k")
+    cfg.checksum = _flag(checksum, prefix + "checksum")
+    cfg.algo = _choice(algo, prefix + "algo", _ALGO)
     return cfg
 
 
 def resolve_samples(n, k=1.0, samples=None, kstate=None):
-    """N the library draws for a layer of n elements (mcgqResolveSamples)."""
+    """N the library draws for a layer of n elements (mcgqResolveSamples);
+    with a dynamic-K state `kstate` (mcgq.KState) its K is used."""
+    n = _u64(n, "n")
+    if kstate is not None and not isinstance(kstate, KState):
+        raise TypeError("kstate must be an mcgq.KState or None, got %s" %
+                        type(kstate).__name__)
     cfg = _config(k=k, samples=samples, dynamic_k=kstate is not None)
     ks = ctypes.byref(kstate) if kstate is not None else None
     out = ctypes.c_uint64()
-    _capi.check(_capi.fn.mcgqResolveSamples(ctypes.byref(cfg), ks,
-                                            _u64(n, "n"), ctypes.byref(out)),
+    _capi.check(_capi.fn.mcgqResolveSamples(ctypes.byref(cfg), ks, n,
+                                            ctypes.byref(out)),
                 "mcgqResolveSamples")
     return int(out.value)
 
@@ -256,11 +325,12 @@ def kstate_init(k):
 def kstate_update(kstate, d, k_min=0.01, k_max=8.0, delta_k=0.0):
     """Alg 3 update of `kstate` (in place, also returned) with distance d."""
     if not isinstance(kstate, KState):
-        raise TypeError("kstate must be an mcgq.KState")
+        raise TypeError("kstate must be an mcgq.KState, got %s" %
+                        type(kstate).__name__)
+    d = _real(d, "d")
     cfg = _config(k=kstate.k if kstate.k > 0 else 1.0, dynamic_k=True,
                   k_min=k_min, k_max=k_max, delta_k=delta_k)
-    _capi.check(_capi.fn.mcgqKStateUpdate(ctypes.byref(cfg), ctypes.byref(kstate),
-                                          _real(d, "d")),
+    _capi.check(_capi.fn.mcgqKStateUpdate(ctypes.byref(cfg), ctypes.byref(kstate), d),
                 "mcgqKStateUpdate")
     return kstate
 
@@ -282,9 +352,10 @@ def rle_encode(g_int):
 
 
 def rle_decode(data, n):
-    """Decodes a canonical paper bitstream of exactly n elements."""
+    """Decodes a canonical paper bitstream of exactly n elements (the caller's
+    count: the stream does not record it), 0 <= n < 2^32."""
     buf = _bytes_view(data, "data")
-    g_int = np.empty(_u64(n, "n"), dtype=np.int32)
+    g_int = np.empty(_int_in(n, "n", 0, MAX_LAYER_ELEMENTS), dtype=np.int32)
     _capi.check(_capi.fn.mcgqRleDecodeHost(_ptr(buf), buf.size, g_int.size,
                                            _ptr(g_int)),
                 "mcgqRleDecodeHost")
@@ -318,36 +389,54 @@ class Layer:
     layer_id: int = None
 
 
-def _descriptors(layers, seed, step, rank):
+def _layer_list(layers):
+    """layers as a list of mcgq.Layer: one Layer, or a list / tuple / other
+    iterable of them (not bytes, str or an array, whose items are no layers)."""
     if isinstance(layers, Layer):
-        layers = [layers]
+        return [layers]
+    if isinstance(layers, (str, bytes, bytearray, memoryview, np.ndarray)) or \
+            not hasattr(layers, "__iter__"):
+        raise TypeError("layers must be an mcgq.Layer or a list of them, got %s" %
+                        type(layers).__name__)
     layers = list(layers)
     if not layers:
-        raise ValueError("encode needs at least one layer")
-    descs = (_capi.LayerDesc * len(layers))()
+        raise ValueError("layers is empty: encode needs at least one layer")
+    if len(layers) > 2**31 - 1:
+        raise ValueError("layers has %d entries, more than 2^31-1" % len(layers))
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
-            raise TypeError("layers[%d] must be an mcgq.Layer" % i)
+            raise TypeError("layers[%d] must be an mcgq.Layer, got %s" %
+                            (i, type(layer).__name__))
+    return layers
+
+
+def _descriptors(layers, seed, step, rank):
+    seed, step, rank = _u64(seed, "seed"), _u64(step, "step"), _u32(rank, "rank")
+    layers = _layer_list(layers)
+    descs = (_capi.LayerDesc * len(layers))()
+    for i, layer in enumerate(layers):
+        where = "layers[%d]." % i
         d = descs[i]
         _capi.fn.mcgqLayerDescInit(ctypes.byref(d))
-        g = _f32(layer.g, "layers[%d].g" % i)
+        g = _f32(layer.g, where + "g")
         d.g = g.ctypes.data
         d.n = g.size
         d.cfg = _config(layer.k, layer.samples, layer.accumulate,
                         layer.dynamic_k, layer.k_min, layer.k_max,
-                        layer.delta_k, layer.checksum, layer.algo)
+                        layer.delta_k, layer.checksum, layer.algo, prefix=where)
         if layer.accum is not None:
-            d.accum = _f32(layer.accum, "layers[%d].accum" % i, g.size,
+            d.accum = _f32(layer.accum, where + "accum", g.size,
                            writable=True).ctypes.data
         if layer.kstate is not None:
             if not isinstance(layer.kstate, KState):
-                raise TypeError("layers[%d].kstate must be an mcgq.KState" % i)
+                raise TypeError("%skstate must be an mcgq.KState, got %s" %
+                                (where, type(layer.kstate).__name__))
             d.kstate = ctypes.addressof(layer.kstate)
         if layer.u is not None:
-            d.u = _u32(layer.u, "layers[%d].u" % i)
+            d.u = _u32(layer.u, where + "u")
         else:
             lid = i if layer.layer_id is None else layer.layer_id
-            d.u = random_word(seed, step, lid, rank)
+            d.u = random_word(seed, step, _u32(lid, where + "layer_id"), rank)
     return layers, descs
 
 
@@ -367,7 +456,6 @@ def encode(layers, seed=0, step=0, rank=0):
     Returns (message bytes, [LayerStats]).  Accumulators and K states of the
     layers are updated in place on success and untouched on failure; the
     raised Error then carries `layer_stats` telling which layer failed."""
-    _u64(seed, "seed"), _u64(step, "step"), _u32(rank, "rank")
     layers, descs = _descriptors(layers, seed, step, rank)
     size = ctypes.c_size_t()
     _capi.check(_capi.fn.mcgqEncodeGetMaxOutputSize(descs, len(descs),
@@ -408,11 +496,20 @@ def message_layer(message, index):
             for f, _ in ml._fields_ if f != "reserved"}
 
 
-def decode_ints(message):
-    """Integers of a container: (g_int of total_n int32, scales float32)."""
+def decode_ints(message, out=None, max_elements=DEFAULT_MAX_ELEMENTS):
+    """Integers of a container: (g_int of total_n int32, scales float32).
+
+    out: an int32 array of total_n elements to decode into (then returned as
+    g_int); without it, a message claiming more than max_elements elements
+    raises mcgq.CapacityExceeded before anything is allocated."""
     buf = _bytes_view(message)
+    max_elements = _max_elements(max_elements)
     info = message_info(buf)
-    g_int = np.empty(info["total_n"], dtype=np.int32)
+    if out is None:
+        _check_claim(info, max_elements, "decode_ints")
+        g_int = np.empty(info["total_n"], dtype=np.int32)
+    else:
+        g_int = _i32(out, "out", info["total_n"], writable=True)
     scales = np.empty(info["layer_count"], dtype=np.float32)
     _capi.check(_capi.fn.mcgqDecodeIntsHost(_ptr(buf), buf.size, _ptr(g_int),
                                             g_int.size, _ptr(scales), scales.size),
@@ -420,28 +517,62 @@ def decode_ints(message):
     return g_int, scales
 
 
-def decode(message, n=None):
-    """Dequantized floats scale*g_int of a container (total_n float32)."""
+def _float_output(info, n, out, max_elements, function):
+    """The float32 array a decoder writes: the caller's `out`, n elements the
+    caller asked for, or total_n elements within max_elements."""
+    if out is not None:
+        out = _f32(out, "out", writable=True)
+        if n is not None:
+            _check_n(n, info, function)
+        if out.size != info["total_n"]:
+            raise ValueError("out has %d elements, but the message holds total_n = %d"
+                             % (out.size, info["total_n"]))
+        return out
+    if n is not None:
+        return np.empty(_check_n(n, info, function), dtype=np.float32)
+    _check_claim(info, max_elements, function)
+    return np.empty(info["total_n"], dtype=np.float32)
+
+
+def decode(message, n=None, out=None, max_elements=DEFAULT_MAX_ELEMENTS):
+    """Dequantized floats scale*g_int of a container (total_n float32).
+
+    n: the element count the caller expects (must equal total_n); out: a
+    float32 array of total_n elements to decode into (returned).  With
+    neither, a message claiming more than max_elements elements raises
+    mcgq.CapacityExceeded before anything is allocated."""
     buf = _bytes_view(message)
-    if n is None:
-        n = message_info(buf)["total_n"]
-    out = np.empty(_u64(n, "n"), dtype=np.float32)
+    max_elements = _max_elements(max_elements)
+    out = _float_output(message_info(buf), n, out, max_elements, "decode")
     _capi.check(_capi.fn.mcgqDecodeHost(_ptr(buf), buf.size, _ptr(out), out.size),
                 "mcgqDecodeHost")
     return out
 
 
-def decode_average(messages, n=None):
-    """Average of one message per rank, in rank order (mcgqDecodeAverageHost):
-    bit-identical to what every rank of an exchange computes."""
+def _message_list(messages):
+    if isinstance(messages, (str, bytes, bytearray, memoryview, np.ndarray)) or \
+            not hasattr(messages, "__iter__"):
+        raise TypeError("messages must be a list of messages (one per rank), got %s"
+                        % type(messages).__name__)
     bufs = [_bytes_view(m, "messages[%d]" % i) for i, m in enumerate(messages)]
     if not bufs:
-        raise ValueError("decode_average needs at least one message")
-    if n is None:
-        n = message_info(bufs[0])["total_n"]
+        raise ValueError("messages is empty: decode_average needs at least one message")
+    if len(bufs) > 2**31 - 1:
+        raise ValueError("messages has %d entries, more than 2^31-1" % len(bufs))
+    return bufs
+
+
+def decode_average(messages, n=None, out=None, max_elements=DEFAULT_MAX_ELEMENTS):
+    """Average of one message per rank, in rank order (mcgqDecodeAverageHost):
+    bit-identical to what every rank of an exchange computes.  n, out and
+    max_elements as in decode() (total_n of the first message; the library
+    checks that every message agrees)."""
+    bufs = _message_list(messages)
+    max_elements = _max_elements(max_elements)
+    out = _float_output(message_info(bufs[0]), n, out, max_elements,
+                        "decode_average")
     ptrs = (ctypes.c_void_p * len(bufs))(*[b.ctypes.data for b in bufs])
     sizes = (ctypes.c_size_t * len(bufs))(*[b.size for b in bufs])
-    out = np.empty(_u64(n, "n"), dtype=np.float32)
     _capi.check(_capi.fn.mcgqDecodeAverageHost(ptrs, sizes, len(bufs), _ptr(out),
                                                out.size),
                 "mcgqDecodeAverageHost")

@@ -47,6 +47,16 @@ def load_jsonl(name):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def cut_message(n, n_coded=0):
+    """An 88-byte container (docs/FORMAT.md 2) of one CUT layer that claims n
+    elements and codes none of them: valid, and tiny for what it claims."""
+    header = b"MCGQ" + struct.pack("<HHII", 1, 0, 1, 0) + struct.pack("<QQ", 88, n)
+    entry = struct.pack("<QQQQQfIBBBBHH", n, n_coded, 0, 0, 88, 0.0, 0,
+                        1, 0, 0, 13, 3, 0)  # fixed width, FIXED_WIDTH|CUT
+    assert len(header) == 32 and len(entry) == 56
+    return header + entry
+
+
 class CliTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="mcgq_cli_")
@@ -297,6 +307,117 @@ class BadInput(CliTest):
         self.expect_failure("quantize", "--in", nan, "--k", "1", "--u", "1",
                             "--out", self.path("gint.i32"))
         self.assertFalse(os.path.exists(self.path("gint.i32")))
+
+
+class HostileInput(CliTest):
+    """Issue 14: a message may claim any size; a path may be any file type;
+    numbers must mean what --help says."""
+
+    def expect_failure(self, *args, mention=(), timeout=20):
+        p = subprocess.run([MCGQ, *map(str, args)], capture_output=True, text=True,
+                           timeout=timeout)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertEqual(p.stdout, "")
+        lines = p.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, p.stderr)
+        for m in mention:
+            self.assertIn(m, lines[0])
+        return lines[0]
+
+    def test_decode_refuses_a_claimed_size_over_the_limit_before_allocating(self):
+        msg = self.write("cut.mcgq", cut_message(2**28))
+        info = run_json("info", "--in", msg)  # valid: info allocates nothing per element
+        self.assertEqual((info["total_n"], info["total_bytes"]), (2**28, 88))
+        for out in (("--out", self.path("d.f32")), ("--ints", self.path("d.i32"))):
+            # 2 s: well under the 11 s it took to allocate and fill 2^28 values.
+            line = self.expect_failure("decode", "--in", msg, *out, timeout=2,
+                                       mention=("268435456", "134217728",
+                                                "--max-elements"))
+            self.assertIn("cut.mcgq", line)
+            self.assertFalse(os.path.exists(out[1]))
+        self.expect_failure("decode", "--in", self.write("big.mcgq", cut_message(2**32 - 1)),
+                            "--out", self.path("d.f32"), timeout=2,
+                            mention=("4294967295", "--max-elements"))
+
+    def test_max_elements_raises_and_lowers_the_limit(self):
+        msg = self.write("cut.mcgq", cut_message(1000, n_coded=0))
+        d = run_json("decode", "--in", msg, "--out", self.path("d.f32"),
+                     "--max-elements", 1000)
+        self.assertEqual(d["n"], 1000)
+        self.assertEqual(self.read("d.f32"), b"\0" * 4000)  # elements past n_coded are 0
+        self.expect_failure("decode", "--in", msg, "--out", self.path("e.f32"),
+                            "--max-elements", 999, mention=("1000", "999"))
+        self.assertFalse(os.path.exists(self.path("e.f32")))
+        self.expect_failure("decode", "--in", msg, "--out", self.path("e.f32"),
+                            "--max-elements", 0, mention=("--max-elements",))
+
+    def test_a_fifo_is_refused_without_blocking(self):
+        fifo = self.path("f")
+        os.mkfifo(fifo)
+        for args in (("info", "--in", fifo),
+                     ("decode", "--in", fifo, "--out", self.path("d")),
+                     ("quantize", "--in", fifo, "--k", "1", "--u", "1"),
+                     ("rle", "--in", fifo, "--out", self.path("s")),
+                     ("unrle", "--in", fifo, "--n", "4", "--out", self.path("r")),
+                     ("encode", "--in", fifo, "--out", self.path("m"), "--k", "1",
+                      "--seed", "1", "--step", "1")):
+            with self.subTest(args=args[0]):
+                self.expect_failure(*args, timeout=5, mention=("'%s'" % fifo, "FIFO"))
+
+    def test_an_output_fifo_without_reader_is_refused_without_blocking(self):
+        g = self.write("g.f32", struct.pack("<4f", 1, -2, 3, 0.5))
+        fifo = self.path("out-fifo")
+        os.mkfifo(fifo)
+        self.expect_failure("quantize", "--in", g, "--k", "1", "--u", "1", "--out", fifo,
+                            timeout=5, mention=("'%s'" % fifo, "FIFO", "no process"))
+        # A character device that takes writes is fine.
+        run("quantize", "--in", g, "--k", "1", "--u", "1", "--out", "/dev/null")
+
+    def test_devices_and_directories_are_named_by_type(self):
+        self.expect_failure("info", "--in", "/dev/null", timeout=5,
+                            mention=("/dev/null", "character device"))
+        self.expect_failure("info", "--in", self.dir, timeout=5,
+                            mention=("directory",))
+
+    def test_numbers_are_strict_decimal(self):
+        g = self.write("g.f32", struct.pack("<4f", 1, -2, 3, 0.5))
+        # --u 8 and --u 010 would be the same word if 010 were read as octal.
+        bad_u = ["010", "0x10", "0X10", " 8", "8 ", "+8", "-0", "", "1e3", "8\n",
+                 "18446744073709551616", "99999999999999999999999"]
+        for u in bad_u:
+            with self.subTest(u=u):
+                self.expect_failure("quantize", "--in", g, "--k", "1", "--u", u,
+                                    mention=("--u",))
+        for seed in ("0x10", "010", "18446744073709551616"):
+            with self.subTest(seed=seed):
+                self.expect_failure("encode", "--in", g, "--out", self.path("m"), "--k", "1",
+                                    "--seed", seed, "--step", "1", mention=("--seed",))
+        self.assertEqual(run_json("quantize", "--in", g, "--k", "1", "--u", "0")["u"], 0)
+        self.assertEqual(run_json("quantize", "--in", g, "--k", "1",
+                                  "--u", "4294967295")["u"], 4294967295)
+        self.assertEqual(run_json("quantize", "--in", g, "--k", "1", "--seed",
+                                  "18446744073709551615", "--step", "0")["n"], 4)
+        for layers in ("0x2,2", "02,2", "2,+2", "2, 2", "2,2,", "18446744073709551617,2"):
+            with self.subTest(layers=layers):
+                self.expect_failure("encode", "--in", g, "--out", self.path("m"), "--k", "1",
+                                    "--seed", "1", "--step", "1", "--layers", layers,
+                                    mention=("--layers",))
+        self.assertEqual(run_json("encode", "--in", g, "--out", self.path("m"), "--k", "1",
+                                  "--seed", "1", "--step", "1", "--layers", "1,3")["layers"], 2)
+        for n in ("0x8", "010"):
+            with self.subTest(n=n):
+                self.expect_failure("demo", "--n", n, mention=("--n",))
+
+    def test_real_numbers_are_plain_decimal(self):
+        g = self.write("g.f32", struct.pack("<4f", 1, -2, 3, 0.5))
+        for k in ("0x1p-1", " 0.5", "0.5 ", "0.5x", "inf", "-inf", "nan", "infinity",
+                  "1e999", "", "0.5\n", ".", "e5"):
+            with self.subTest(k=k):
+                self.expect_failure("quantize", "--in", g, "--k", k, "--u", "1",
+                                    mention=("--k",))
+        for k, N in (("0.5", 2), ("1e0", 4), ("2.", 8), (".25", 1), ("1E-1", 1)):
+            with self.subTest(k=k):
+                self.assertEqual(run_json("quantize", "--in", g, "--k", k, "--u", "1")["N"], N)
 
 
 class HelpAndDemo(CliTest):
