@@ -24,6 +24,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=waiting.sh
+source scripts/waiting.sh
 QUICK=0
 BUILD=build-demo
 NP=4
@@ -56,13 +58,17 @@ install_missing() {
   if ! python3 -c 'import numpy, sklearn, matplotlib' 2>/dev/null; then
     [[ $INSTALL == 1 ]] || { echo "demo.sh: need numpy scikit-learn matplotlib" >&2; exit 1; }
     say "installing numpy scikit-learn matplotlib (pip --user)"
-    python3 -m pip install --user numpy scikit-learn matplotlib
+    with_progress "pip install" python3 -m pip install --user numpy scikit-learn matplotlib
   fi
   if ! command -v mpirun >/dev/null || ! command -v mpicc >/dev/null; then
     [[ $INSTALL == 1 && $(id -u) == 0 ]] ||
       { echo "demo.sh: need OpenMPI (apt-get install openmpi-bin libopenmpi-dev)" >&2; exit 1; }
     say "installing OpenMPI (apt)"
-    apt-get update && apt-get install -y openmpi-bin libopenmpi-dev
+    # A fresh machine often runs unattended-upgrades: wait for its lock
+    # (saying so) rather than stop.
+    wait_for_apt_lock
+    apt-get "${APT_LOCK_WAIT[@]}" update &&
+      apt-get "${APT_LOCK_WAIT[@]}" install -y openmpi-bin libopenmpi-dev
   fi
 }
 
