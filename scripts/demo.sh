@@ -40,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     --no-install) INSTALL=0 ;;
     --results) RESULTS="$2"; shift ;;
     --plot-only) PLOT_ONLY=1 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
