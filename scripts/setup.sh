@@ -107,7 +107,10 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   if reachable "$TORCH_CPU_INDEX/torch/"; then
     say "pip install torch (CPU wheel from $TORCH_CPU_INDEX, about 200 MB)"
     with_progress "pip install torch" "$PYTHON" -m pip "${PIP_ARGS[@]}" torch \
-      --index-url "$TORCH_CPU_INDEX"
+      --index-url "$TORCH_CPU_INDEX" || {
+      say "the CPU wheel failed to install: trying PyPI's torch (the CUDA build, about 4 GB)"
+      with_progress "pip install torch" "$PYTHON" -m pip "${PIP_ARGS[@]}" torch
+    }
   else
     say "$TORCH_CPU_INDEX cannot be reached: pip install torch from PyPI, which is" \
         "the CUDA build (about 4 GB with its nvidia-* wheels; several minutes)"
