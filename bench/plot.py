@@ -33,9 +33,17 @@ def load(paths):
     return runs
 
 
-def title(run, what):
+def provenance(run):
+    """Machine, date, commit and load of a run: a figure without them cannot
+    be told from a stale one."""
     device = run["device"] if not run["device"].startswith("none") else run["cpu"]
-    return f"{what}\n{run['algo']} on {device[:48]}, {run['dist']}, {run['date'][:10]}"
+    load = (run.get("load_average") or "?").split()[0]
+    return (f"{device[:40]}, {run['date'][:10]}, commit {run.get('commit', '?')[:12]}, "
+            f"load {load}")
+
+
+def title(run, what):
+    return f"{what}\n{run['algo']}, {run['dist']}: {provenance(run)}"
 
 
 def rows_by_k(run):
@@ -103,7 +111,7 @@ def plot_bits_vs_k(runs, out):
     ax.set_yscale("log")
     ax.set_xlabel("K (samples per element)")
     ax.set_ylabel("bits per element")
-    ax.set_title("bits/element vs K (dotted: fp32, bf16)", fontsize=9)
+    ax.set_title("bits/element vs K (dotted: fp32, bf16)\n" + provenance(runs[0]), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6)
     fig.tight_layout()

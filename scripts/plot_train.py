@@ -3,13 +3,20 @@
 
 Reads the CSV files mcgq_train wrote (one row per method and epoch) and
 writes, per CSV <name>.csv, into the output folder:
-  <name>_loss.png    training objective vs epoch, one line per method
+  <name>_loss.png    training objective vs epoch, one line per method (the
+                     baselines, MCGQ at its smallest K and at K = 1, the
+                     --extra-run runs): all epochs, and the second half of
+                     the epochs on its own linear axis, where the runs part
   <name>_bytes.png   training objective vs total bytes sent by one rank
   <name>_ksweep.png  (when MCGQ ran at several K) the paper's Figure 2:
                      loss vs epoch for plain / accumulated / residual MCGQ
   <name>_ratio.png   (same condition) compression ratio vs K, paper's and wire
+  <name>_headline.png  (with --headline) the same two panels for the listed
+                     runs only
 and a Markdown table of the last epoch of every method, <name>_table.md,
-which it also prints.
+which it also prints.  --extra-run CSV LABEL adds the runs of another CSV
+(e.g. fp32 at a larger learning rate) under LABEL to the first CSV's table
+and figures, compared with that CSV's fp32.
 """
 import argparse
 import csv
@@ -29,18 +36,39 @@ def read_runs(path):
     return runs
 
 
-def style(spec):
-    """Colour by method family, line style by K, so 19 lines stay readable."""
-    family = spec.split(":")[0]
-    colours = {"fp32": "black", "qsgd2": "tab:olive", "qsgd4": "tab:orange",
-               "qsgd8": "tab:brown", "efsign": "tab:purple", "topk": "tab:gray",
-               "mcgq-plain": "tab:blue", "mcgq-reset": "tab:red",
-               "mcgq-residual": "tab:green", "mcgq-reset-dyn": "tab:pink",
-               "mcgq-plain-dyn": "tab:cyan", "mcgq-residual-dyn": "tab:olive"}
-    k = spec.split(":")[1] if ":" in spec else ""
-    dashes = {"0.1": ":", "0.2": "-.", "0.5": "--"}
-    return dict(color=colours.get(family, None), linestyle=dashes.get(k, "-"),
-                linewidth=2.0 if family == "fp32" else 1.3)
+# One colour family per method, so a reader can group lines by colour; runs
+# of one family differ in shade, and every run of a figure in its dash, so
+# lines that lie on top of each other still show as interleaved dashes.
+FAMILY_COLOURS = {
+    "fp32": ["black", "0.45", "0.65"],
+    "qsgd2": ["tab:olive"], "qsgd4": ["tab:orange"], "qsgd8": ["tab:brown"],
+    "efsign": ["tab:purple"], "topk": ["tab:gray"],
+    "mcgq-plain": ["tab:blue", "tab:cyan", "navy", "cornflowerblue"],
+    "mcgq-reset": ["tab:red", "darkred", "salmon", "orangered", "maroon"],
+    "mcgq-residual": ["tab:green", "darkgreen", "limegreen", "olivedrab"],
+    "mcgq-reset-dyn": ["tab:pink"], "mcgq-plain-dyn": ["tab:cyan"],
+    "mcgq-residual-dyn": ["darkkhaki"],
+}
+DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2))]
+
+
+def family_of(spec):
+    """'mcgq-reset:0.1' -> 'mcgq-reset'; 'fp32 lr0=4' (an extra run) -> 'fp32'."""
+    return spec.split(":")[0].split(" ")[0]
+
+
+def styles_for(specs):
+    """{spec: plot keywords}, distinct for every spec of one figure."""
+    seen = {}
+    out = {}
+    for index, spec in enumerate(specs):
+        family = family_of(spec)
+        i = seen.get(family, 0)
+        seen[family] = i + 1
+        colours = FAMILY_COLOURS.get(family, ["tab:cyan"])
+        out[spec] = dict(color=colours[i % len(colours)], linestyle=DASHES[index % len(DASHES)],
+                         linewidth=2.2 if family == "fp32" else 1.5)
+    return out
 
 
 def title_of(runs):
@@ -49,14 +77,15 @@ def title_of(runs):
 
 
 def plot_lines(plt, runs, specs, xkey, path, title, xlabel, logx=False):
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=90)
+    fig, ax = plt.subplots(figsize=(9.0, 4.6), dpi=90)
+    styles = styles_for(specs)
     for spec in specs:
         rows = runs[spec]
         xs = [r[xkey] for r in rows]
         ys = [r["train_loss"] for r in rows]
         if logx:  # epoch 0 has sent nothing: start at the first step
             xs, ys = xs[1:], ys[1:]
-        ax.plot(xs, ys, label=spec, **style(spec))
+        ax.plot(xs, ys, label=spec, **styles[spec])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("training objective")
     ax.set_yscale("log")
@@ -64,9 +93,36 @@ def plot_lines(plt, runs, specs, xkey, path, title, xlabel, logx=False):
         ax.set_xscale("log")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_epochs(plt, runs, specs, path, title):
+    """Loss vs epoch in two linear panels: all epochs, then the second half,
+    scaled to the runs' spread there (on one axis from 0.69 down, runs that
+    end 0.1% apart and 9% apart look alike)."""
+    fig, (full, tail) = plt.subplots(1, 2, figsize=(10.5, 4.4), dpi=90)
+    styles = styles_for(specs)
+    last = max(r["epoch"] for spec in specs for r in runs[spec])
+    start = last // 2
+    for spec in specs:
+        xs = [r["epoch"] for r in runs[spec]]
+        ys = [r["train_loss"] for r in runs[spec]]
+        full.plot(xs, ys, label=f"{spec} ({ys[-1]:.4f})", **styles[spec])
+        tail.plot([x for x in xs if x >= start], [y for x, y in zip(xs, ys) if x >= start],
+                  **styles[spec])
+    full.set_title("all epochs", fontsize=9)
+    tail.set_title(f"epochs {start:g}-{last:g} (zoomed)", fontsize=9)
+    for ax in (full, tail):
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+    full.set_ylabel("training objective")
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5),
+               title="run (last loss)", title_fontsize=8)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -84,7 +140,7 @@ def plot_ratio(plt, runs, sweep, path, title):
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=90)
     for family, points in sweep.items():
         ks = [k for k, _ in points]
-        colour = style(family)["color"]
+        colour = FAMILY_COLOURS[family][0]
         ax.plot(ks, [runs[s][-1]["paper_ratio"] for _, s in points], "o-",
                 color=colour, label=f"{family} (paper stream)")
         ax.plot(ks, [runs[s][-1]["wire_ratio"] for _, s in points], "s--",
@@ -102,6 +158,8 @@ def plot_ratio(plt, runs, sweep, path, title):
 
 
 def table(runs):
+    """Last epoch of every run, each compared with the fp32 run at the
+    file's own learning rate (also the --extra-run rows)."""
     fp32 = runs.get("fp32")
     lines = ["| method | K | train loss | vs fp32 | test acc | bytes/step | paper ratio | wire ratio |",
              "|---|---|---|---|---|---|---|---|"]
@@ -115,11 +173,37 @@ def table(runs):
     return "\n".join(lines) + "\n"
 
 
+def add_extra_runs(runs, extra):
+    for path, label in extra:
+        extra_runs = read_runs(path)
+        if len(extra_runs) != 1:
+            raise SystemExit(f"--extra-run {path}: expected one run, found {len(extra_runs)}")
+        if label in runs:
+            raise SystemExit(f"--extra-run {path}: label '{label}' is already a run")
+        runs[label] = next(iter(extra_runs.values()))
+
+
+def main_specs(runs, sweep):
+    """Baselines and other non-sweep runs, plus each swept family at its
+    smallest K and at K = 1 (the whole sweep has its own figure)."""
+    keep = set()
+    for points in sweep.values():
+        keep.add(points[0][1])
+        keep.update(s for k, s in points if k == 1.0)
+    swept = {s for points in sweep.values() for _, s in points}
+    return [s for s in runs if s not in swept or s in keep]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("csv", nargs="+", help="CSV files written by mcgq_train --out")
     ap.add_argument("--out", default="examples/train/results", help="output folder")
     ap.add_argument("--no-plots", action="store_true", help="only print the tables")
+    ap.add_argument("--extra-run", nargs=2, action="append", default=[],
+                    metavar=("CSV", "LABEL"),
+                    help="add the one run of CSV to the first CSV's table and figures")
+    ap.add_argument("--headline", default="",
+                    help="comma-separated runs of the first CSV for <name>_headline.png")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     plt = None
@@ -127,11 +211,13 @@ def main():
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: F811
-    for path in args.csv:
+    for index, path in enumerate(args.csv):
         runs = read_runs(path)
         if not runs:
             print(f"{path}: empty", file=sys.stderr)
             continue
+        if index == 0:
+            add_extra_runs(runs, args.extra_run)
         name = os.path.splitext(os.path.basename(path))[0]
         title = title_of(runs)
         text = table(runs)
@@ -141,20 +227,24 @@ def main():
         if plt is None:
             continue
         sweep = mcgq_sweep(runs)
-        # Main figure: baselines plus MCGQ at K = 1 and the other non-sweep runs
-        # (the K sweep gets its own figure, as in the paper's Figures 1 and 2).
-        swept = {s for points in sweep.values() for k, s in points if k != 1.0}
-        main_specs = [s for s in runs if s not in swept]
-        plot_lines(plt, runs, main_specs, "epoch", os.path.join(args.out, name + "_loss.png"),
-                   title + ": loss vs epoch", "epoch")
-        plot_lines(plt, runs, main_specs, "bytes_total",
+        specs = main_specs(runs, sweep)
+        plot_epochs(plt, runs, specs, os.path.join(args.out, name + "_loss.png"),
+                    title + ": loss vs epoch")
+        plot_lines(plt, runs, specs, "bytes_total",
                    os.path.join(args.out, name + "_bytes.png"),
                    title + ": loss vs bytes sent", "bytes sent by one rank (total)", logx=True)
         if sweep:
             specs = [s for pts in sweep.values() for _, s in pts] + (["fp32"] if "fp32" in runs else [])
-            plot_lines(plt, runs, specs, "epoch", os.path.join(args.out, name + "_ksweep.png"),
-                       title + ": MCGQ variants and K", "epoch")
+            plot_epochs(plt, runs, specs, os.path.join(args.out, name + "_ksweep.png"),
+                        title + ": MCGQ variants and K")
             plot_ratio(plt, runs, sweep, os.path.join(args.out, name + "_ratio.png"), title)
+        if args.headline and index == 0:
+            wanted = args.headline.split(",")
+            missing = [s for s in wanted if s not in runs]
+            if missing:
+                raise SystemExit(f"--headline: no run named {', '.join(missing)} in {path}")
+            plot_epochs(plt, runs, wanted, os.path.join(args.out, name + "_headline.png"),
+                        title + ": the headline comparison")
     return 0
 
 

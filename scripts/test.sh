@@ -9,7 +9,11 @@
 #      launches per call
 #   3. build-asan: ASan + UBSan build of the host code, ctest -L cpu
 #   4. build-fuzz: clang + libFuzzer, ctest -L fuzz (MCGQ_FUZZ_SECONDS, 60 s)
-#   5. pytest python/tests against build-ci's libmcgq
+#   5. pip install . (CPU-only wheel), pytest python/tests against it; this
+#      includes test_readme.py, which runs README's Python snippets and its
+#      `mcgq` commands (with build-ci/tools/mcgq)
+# The summary gives passed / failed / skipped counts per stage; steps that
+# print nothing for long (fuzzing, pip) say every 20 s that they still run.
 # A stage whose part of the tree or toolchain is missing is skipped and says
 # so.  Exit status: nonzero if any stage failed.
 # Environment: MCGQ_SKIP_SETUP=1, MCGQ_FUZZ_SECONDS=N, JOBS=N,
@@ -19,6 +23,8 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=waiting.sh
+source scripts/waiting.sh
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 FUZZ_SECONDS=${MCGQ_FUZZ_SECONDS:-60}
 CUDA_ARCH=${MCGQ_CUDA_ARCH:-90}
@@ -55,6 +61,18 @@ ctest_counts() {
   skipped=$(grep -cE '\(Skipped\)$' "$1")
   [[ -z $total ]] && { echo "no ctest summary"; return; }
   echo "$((total - failed - skipped)) passed, ${failed} failed, ${skipped} skipped"
+}
+
+# pytest_counts <pytest output file>: "N passed, F failed, S skipped" from
+# pytest's final line ("3 failed, 40 passed, 2 skipped in 9.1s"); errors in
+# collection or fixtures count as failed.
+pytest_counts() {
+  local line n
+  line=$(grep -E '[0-9]+ (passed|failed|skipped|errors?)' "$1" | tail -1)
+  [[ -z $line ]] && { echo "no pytest summary"; return; }
+  _pytest_num() { n=$(grep -oE "[0-9]+ $1" <<<"$line" | grep -oE "^[0-9]+"); echo "${n:-0}"; }
+  echo "$(_pytest_num passed) passed, $(( $(_pytest_num failed) + $(_pytest_num 'errors?') )) failed," \
+       "$(_pytest_num skipped) skipped"
 }
 
 # configure_build_test <stage> <dir> <ctest label regex> <cmake args...>
@@ -162,10 +180,13 @@ else
       record fuzz FAIL "build failed (build-fuzz)"
     else
       banner "fuzz: ctest -L fuzz (${FUZZ_SECONDS} s per fuzzer)"
-      if MCGQ_FUZZ_SECONDS=$FUZZ_SECONDS ctest --test-dir build-fuzz -L fuzz --output-on-failure; then
-        record fuzz PASS "ctest -L fuzz, ${FUZZ_SECONDS} s each ($(elapsed "$t"))"
+      out=build-fuzz/ctest-fuzz.txt
+      MCGQ_FUZZ_SECONDS=$FUZZ_SECONDS with_progress "fuzzing" \
+        ctest --test-dir build-fuzz -L fuzz --output-on-failure 2>&1 | tee "$out"
+      if [[ ${PIPESTATUS[0]} == 0 ]]; then
+        record fuzz PASS "ctest -L fuzz, ${FUZZ_SECONDS} s each: $(ctest_counts "$out") ($(elapsed "$t"))"
       else
-        record fuzz FAIL "ctest -L fuzz ($(elapsed "$t"))"
+        record fuzz FAIL "ctest -L fuzz: $(ctest_counts "$out") ($(elapsed "$t"))"
       fi
     fi
   fi
@@ -182,17 +203,23 @@ else
   # installed copy, not the source folder.
   banner "python: pip install . + pytest python/tests"
   t=$SECONDS
-  if ! python3 -m pip install -q --no-build-isolation . -C cmake.define.MCGQ_ENABLE_CUDA=OFF \
-       -C build-dir=build-wheel; then
+  if ! with_progress "pip install ." python3 -m pip install -q --no-build-isolation . \
+       -C cmake.define.MCGQ_ENABLE_CUDA=OFF -C build-dir=build-wheel; then
     record python FAIL "pip install . failed"
   fi
+  # README's `mcgq` commands run against the build stage's CLI (test_readme.py
+  # skips them, saying why, when there is none).
+  [[ -x build-ci/tools/mcgq ]] && export MCGQ_CLI="$ROOT/build-ci/tools/mcgq"
+  mkdir -p build-wheel
+  out="$ROOT/build-wheel/pytest.txt"
   (cd python/tests &&
-   MCGQ_VECTORS_DIR="$ROOT/tests/vectors" python3 -m pytest -q -p no:cacheprovider .)
-  rc=$?
+   MCGQ_VECTORS_DIR="$ROOT/tests/vectors" MCGQ_README="$ROOT/README.md" \
+     python3 -m pytest -q -p no:cacheprovider -rs .) 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
   case $rc in
-    0) record python PASS "pytest python/tests ($(elapsed "$t"))" ;;
+    0) record python PASS "pytest python/tests: $(pytest_counts "$out") ($(elapsed "$t"))" ;;
     5) record python SKIP "pytest collected no tests" ;;
-    *) record python FAIL "pytest python/tests exited $rc" ;;
+    *) record python FAIL "pytest python/tests exited $rc: $(pytest_counts "$out") ($(elapsed "$t"))" ;;
   esac
 fi
 

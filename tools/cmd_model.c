@@ -1,24 +1,40 @@
 /* cmd_model.c - `mcgq model`: predicted step time of mcgq against a ring
  * all-reduce of fp32 and bf16 on a link, from measured codec throughput
- * (a mcgq_bench JSON or flags) and measured bits/element, with break-even
- * bits/element and layer size, and whole-model predictions over layer
- * tables.  The math is the library's (mcgqModelStepTime & co., host/policy.c);
+ * (a mcgq_bench JSON: --bench, else the newest one recorded in
+ * bench/results/, see model_bench.c; or flags) and measured bits/element,
+ * with break-even bits/element and layer size, and whole-model predictions
+ * over layer tables.  Built-in codec speeds are printed as assumptions.  The math is the library's (mcgqModelStepTime & co., host/policy.c);
  * this file only parses, loops and prints. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "model_bench.h"
 
 #define MODEL_MAX_RANKS 16
 #define MODEL_MAX_TABLES 8
 #define MODEL_CMD "model"
+
+#ifndef MCGQ_BENCH_RESULTS_DIR
+#define MCGQ_BENCH_RESULTS_DIR "bench/results"
+#endif
+
+/* Where the codec numbers came from, for the header of the output. */
+typedef enum {
+  CODEC_BUILTIN,     /* MCGQ_CODEC_MODEL_INITIALIZER: assumed, not measured */
+  CODEC_BENCH_GIVEN, /* --bench FILE */
+  CODEC_BENCH_NEWEST /* the newest recorded result in MCGQ_BENCH_RESULTS_DIR */
+} codec_source_t;
 
 typedef struct {
   mcgqLinkModel_t link;
   mcgqCodecModel_t codec;
   const char *link_name;
   const char *bench_json;
+  codec_source_t source;
+  int codec_flags;            /* --encode-gbs & co. given: they override */
+  char newest_path[1024], newest_date[64], newest_device[128];
   double bits;
   int ranks[MODEL_MAX_RANKS];
   int rank_count;
@@ -37,6 +53,9 @@ static const char model_usage[] =
     "  --alpha-us X         override the link latency per ring step\n"
     "  --bw-gbs X           override the link bandwidth per direction (GB/s)\n"
     "  --bench FILE.json    codec throughput and bits/element from mcgq_bench -J\n"
+    "                       (default: the newest result with model inputs in\n"
+    "                       " MCGQ_BENCH_RESULTS_DIR ")\n"
+    "  --builtin            use the built-in codec speeds (assumed, not measured)\n"
     "  --encode-gbs X       encode throughput, fp32 input GB/s\n"
     "  --decode-gbs X       decode throughput of one stream, fp32 output GB/s\n"
     "  --launch-us X        fixed cost of one encode or decode call\n"
@@ -126,7 +145,7 @@ static int parse_model_args(int argc, char **argv, model_options_t *o, int *help
   o->link_name = "pcie4";
   o->bits = 4.0;
   const char *ranks = "2,4,8", *tables = NULL;
-  int fixed = 0;
+  int fixed = 0, builtin = 0;
   double alpha, bw, enc, dec, launch, per_layer, bits;
   cli_option_t opts[] = {
       {"--link", CLI_STRING, &o->link_name, 0}, {"--alpha-us", CLI_DOUBLE, &alpha, 0},
@@ -135,13 +154,22 @@ static int parse_model_args(int argc, char **argv, model_options_t *o, int *help
       {"--launch-us", CLI_DOUBLE, &launch, 0},  {"--per-layer-us", CLI_DOUBLE, &per_layer, 0},
       {"--bits", CLI_DOUBLE, &bits, 0},         {"--fixed-capacity", CLI_FLAG, &fixed, 0},
       {"--ranks", CLI_STRING, &ranks, 0},       {"--n", CLI_U64, &o->n, 0},
-      {"--tables", CLI_STRING, &tables, 0}};
+      {"--tables", CLI_STRING, &tables, 0},     {"--builtin", CLI_FLAG, &builtin, 0}};
   const int count = (int)(sizeof opts / sizeof opts[0]);
   cli_parse_t parsed = cli_parse(MODEL_CMD, argc, argv, opts, count, model_usage);
   *help = parsed == CLI_HELP;
   if (parsed != CLI_RUN) return parsed == CLI_HELP ? CLI_EXIT_OK : CLI_EXIT_BAD_INPUT;
   mcgqResult_t r = mcgqLinkModelPreset(o->link_name, &o->link);
   if (r != mcgqSuccess) return cli_library_error(MODEL_CMD, "--link", r);
+  if (builtin && o->bench_json) return cli_error(MODEL_CMD, "--builtin and --bench exclude each other");
+  o->source = o->bench_json ? CODEC_BENCH_GIVEN : CODEC_BUILTIN;
+  if (!o->bench_json && !builtin &&
+      model_newest_bench(MCGQ_BENCH_RESULTS_DIR, o->newest_path, sizeof o->newest_path,
+                         o->newest_date, sizeof o->newest_date, o->newest_device,
+                         sizeof o->newest_device) == 0) {
+    o->bench_json = o->newest_path;
+    o->source = CODEC_BENCH_NEWEST;
+  }
   if (o->bench_json && load_bench(o->bench_json, o)) return CLI_EXIT_BAD_INPUT;
   if (cli_given(opts, count, "--alpha-us")) o->link.alpha_us = alpha;
   if (cli_given(opts, count, "--bw-gbs")) o->link.bw_gbs = bw;
@@ -149,6 +177,9 @@ static int parse_model_args(int argc, char **argv, model_options_t *o, int *help
   if (cli_given(opts, count, "--decode-gbs")) o->codec.decode_gbs = dec;
   if (cli_given(opts, count, "--launch-us")) o->codec.launch_us = launch;
   if (cli_given(opts, count, "--per-layer-us")) o->codec.per_layer_us = per_layer;
+  o->codec_flags = cli_given(opts, count, "--encode-gbs") || cli_given(opts, count, "--decode-gbs") ||
+                   cli_given(opts, count, "--launch-us") ||
+                   cli_given(opts, count, "--per-layer-us");
   if (cli_given(opts, count, "--bits")) o->bits = bits;
   if (fixed) o->codec.size_exchange = 0;
   if (parse_ranks(ranks, o)) return cli_error(MODEL_CMD, "bad --ranks '%s'", ranks);
@@ -165,7 +196,24 @@ static void print_parameters(const model_options_t *o) {
          "per layer %.3f us  size exchange: %s\n",
          o->codec.encode_gbs, o->codec.decode_gbs, o->codec.launch_us,
          o->codec.per_layer_us, o->codec.size_exchange ? "yes" : "no (fixed capacity)");
-  printf("# codec source: %s\n", o->bench_json ? o->bench_json : "flags / built-in defaults");
+  const char *override = o->codec_flags ? " (codec flags given override it)" : "";
+  switch (o->source) {
+  case CODEC_BENCH_GIVEN:
+    printf("# codec source: measured, --bench %s%s\n", o->bench_json, override);
+    break;
+  case CODEC_BENCH_NEWEST:
+    printf("# codec source: measured, the newest recorded benchmark %s\n"
+           "#   (%s, device: %s)%s; --bench FILE picks another, --builtin the assumptions\n",
+           o->bench_json, o->newest_date, o->newest_device, override);
+    break;
+  case CODEC_BUILTIN:
+    if (o->codec_flags)
+      printf("# codec source: given by flags (values not given are the built-in assumptions)\n");
+    else
+      printf("# codec source: ASSUMED, built-in defaults, not measured: the speedups below\n"
+             "#   follow from these assumed codec speeds; --bench FILE.json for measured ones\n");
+    break;
+  }
   printf("# wire bits/element: %.4f\n#\n", o->bits);
 }
 
