@@ -621,57 +621,135 @@ static uint64_t first_min_value(const int32_t *block, uint64_t count,
   return i;
 }
 
-/* Fixed-width values [base, base + count): each refill of the 64-bit
- * reader yields floor(avail / B_g) values with no test between them; the
- * statistics and the -2^(B_g-1) test run over the stored block afterwards
- * (branch-free, vectorizable), and only a failed test looks for the
- * element to name.  (The values are written, zeros too.) */
-static mcgqResult_t fixed_values(mcgq_layer_reader_t *r, uint64_t base,
-                                 uint64_t count, int32_t *block) {
-  const uint32_t bg = r->bits_value, shift = 32u - bg;
-  mcgq_bitreader_t *br = &r->br;
-  const int32_t min_value = sign_extend(r->min_token, bg);
+/* Up to `fit` values of bg bits from the top of buf (fit * bg <= 64), each
+ * from its own shift of buf (no chain through a running buffer); the
+ * arithmetic right shift sign-extends.  Inlined with a constant bg for the
+ * common widths, so the shifts are immediates. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void extract_values(uint64_t buf, uint32_t bg, uint64_t fit,
+                                  int32_t *out) {
+  for (uint64_t j = 0; j < fit; ++j)
+    out[j] = (int32_t)((int64_t)(buf << (j * bg)) >> (64u - bg));
+}
+
+/* Values [0, count) of bg bits into block; 0 when the input ends first,
+ * with *done = the values stored. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int extract_block(mcgq_bitreader_t *br, uint32_t bg,
+                                uint64_t count, int32_t *block,
+                                uint64_t *done) {
   uint64_t i = 0;
   while (i < count) {
     mcgq_br_refill(br);
     uint64_t fit = br->avail / bg;
     if (fit == 0) {
-      uint64_t at = first_min_value(block, i, bg); /* an earlier defect first */
-      if (at < i)
-        return mcgq_fail(mcgqCorruptStream,
-                         "%s: value -2^(B_g-1) (B_g = %u) at element %" PRIu64,
-                         r->who, bg, base + at);
-      return mcgq_fail(mcgqCorruptStream,
-                       "%s: fixed-width stream ends at element %" PRIu64
-                       " of %" PRIu64, r->who, base + i, r->n);
+      *done = i;
+      return 0;
     }
     if (fit > count - i) fit = count - i;
-    uint64_t buf = br->buf;
-    for (uint64_t j = 0; j < fit; ++j) {
-      /* The top B_g bits, sign-extended by an arithmetic shift. */
-      block[i + j] = (int32_t)(uint32_t)(buf >> 32) >> shift;
-      buf <<= bg;
-    }
-    br->buf = buf;
-    br->avail -= (uint32_t)fit * bg;
+    extract_values(br->buf, bg, fit, block + i);
+    br->buf <<= fit * bg; /* < 64: fit * bg <= avail <= 63 */
+    br->avail -= (uint32_t)(fit * bg);
     i += fit;
   }
+  *done = count;
+  return 1;
+}
+
+static int extract_any_width(mcgq_bitreader_t *br, uint32_t bg, uint64_t count,
+                             int32_t *block, uint64_t *done) {
+  switch (bg) {
+    case 2: return extract_block(br, 2, count, block, done);
+    case 3: return extract_block(br, 3, count, block, done);
+    case 4: return extract_block(br, 4, count, block, done);
+    case 5: return extract_block(br, 5, count, block, done);
+    case 6: return extract_block(br, 6, count, block, done);
+    case 8: return extract_block(br, 8, count, block, done);
+    default: return extract_block(br, bg, count, block, done);
+  }
+}
+
+/* What the reader tracks of fixed-width values, over block[0..count):
+ * OR and sum of |v|, nonzeros, and whether min_value occurs. */
+typedef struct {
+  uint32_t mag_or, has_min;
+  uint64_t abs_sum, nonzeros;
+} value_stats_t;
+
+static void value_stats(const int32_t *v, uint64_t count, int32_t min_value,
+                        value_stats_t *st) {
   uint32_t mag_or = 0, has_min = 0;
-  uint64_t abs_sum = 0, nonzeros = 0;
-  for (uint64_t j = 0; j < count; ++j) {
-    uint32_t mag = magnitude((uint32_t)block[j]);
+  uint64_t abs_sum = 0, nonzeros = 0, j = 0;
+#if defined(MCGQ_TALLY_SSE2)
+  /* Four lanes; sums widened to two 64-bit lanes, counts as 0/-1 masks. */
+  const __m128i zero = _mm_setzero_si128(), mins = _mm_set1_epi32(min_value);
+  __m128i ors = zero, sum = zero, zeros = zero, hit = zero;
+  for (; j + 4 <= count; j += 4) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(v + j));
+    __m128i mag = abs_epi32(x);
+    ors = _mm_or_si128(ors, mag);
+    sum = _mm_add_epi64(sum, _mm_add_epi64(_mm_unpacklo_epi32(mag, zero),
+                                           _mm_unpackhi_epi32(mag, zero)));
+    zeros = _mm_sub_epi32(zeros, _mm_cmpeq_epi32(x, zero));
+    hit = _mm_or_si128(hit, _mm_cmpeq_epi32(x, mins));
+  }
+  uint32_t lanes[4];
+  uint64_t halves[2];
+  _mm_storeu_si128((__m128i *)lanes, ors);
+  mag_or = lanes[0] | lanes[1] | lanes[2] | lanes[3];
+  _mm_storeu_si128((__m128i *)lanes, zeros);
+  /* Each lane counts at most count / 4 < 2^30 zeros of a 2^32 layer. */
+  nonzeros = j - ((uint64_t)lanes[0] + lanes[1] + lanes[2] + lanes[3]);
+  _mm_storeu_si128((__m128i *)halves, sum);
+  abs_sum = halves[0] + halves[1];
+  has_min = (uint32_t)_mm_movemask_epi8(hit) != 0;
+#endif
+  for (; j < count; ++j) {
+    uint32_t mag = magnitude((uint32_t)v[j]);
     mag_or |= mag;
     abs_sum += mag;
-    nonzeros += block[j] != 0;
-    has_min |= block[j] == min_value;
+    nonzeros += v[j] != 0;
+    has_min |= v[j] == min_value;
   }
-  if (has_min)
+  st->mag_or = mag_or;
+  st->has_min = has_min;
+  st->abs_sum = abs_sum;
+  st->nonzeros = nonzeros;
+}
+
+/* Fixed-width values [base, base + count): each refill of the 64-bit
+ * reader yields floor(avail / B_g) values with no test between them; the
+ * statistics and the -2^(B_g-1) test run over the stored block afterwards
+ * (branch-free, four lanes), and only a failed test looks for the element
+ * to name.  (The values are written, zeros too.) */
+static mcgqResult_t fixed_values(mcgq_layer_reader_t *r, uint64_t base,
+                                 uint64_t count, int32_t *block) {
+  const uint32_t bg = r->bits_value;
+  const int32_t min_value = sign_extend(r->min_token, bg);
+  uint64_t done = 0;
+  if (!extract_any_width(&r->br, bg, count, block, &done)) {
+    uint64_t at = first_min_value(block, done, bg); /* an earlier defect first */
+    if (at < done)
+      return mcgq_fail(mcgqCorruptStream,
+                       "%s: value -2^(B_g-1) (B_g = %u) at element %" PRIu64,
+                       r->who, bg, base + at);
+    return mcgq_fail(mcgqCorruptStream,
+                     "%s: fixed-width stream ends at element %" PRIu64
+                     " of %" PRIu64, r->who, base + done, r->n);
+  }
+  value_stats_t st;
+  value_stats(block, count, min_value, &st);
+  if (st.has_min)
     return mcgq_fail(mcgqCorruptStream,
                      "%s: value -2^(B_g-1) (B_g = %u) at element %" PRIu64,
                      r->who, bg, base + first_min_value(block, count, bg));
-  r->max_mag |= mag_or;
-  r->abs_sum += abs_sum;
-  r->nonzeros += nonzeros;
+  r->max_mag |= st.mag_or;
+  r->abs_sum += st.abs_sum;
+  r->nonzeros += st.nonzeros;
   r->k = base + count;
   return mcgqSuccess;
 }

@@ -309,9 +309,13 @@ static mcgqResult_t walk_open(layer_walk_t *w, const char *who,
 }
 
 /* Elements [base, base + count) of the layer (of n, zeros past n_coded)
- * into block, which holds zeros on entry; base continues the last call. */
+ * into block; base continues the last call.  The zeros that the paper
+ * reader skips and the tail past n_coded are set here; a fixed-width block
+ * is written whole by its reader. */
 static mcgqResult_t walk_block(layer_walk_t *w, uint64_t base, uint64_t count,
                                int32_t *block) {
+  if (w->e.encoding == MCGQ_ENCODING_RLE || base + count > w->e.n_coded)
+    memset(block, 0, (size_t)count * sizeof *block);
   if (base >= w->e.n_coded) return mcgqSuccess;
   uint64_t coded = w->e.n_coded - base < count ? w->e.n_coded - base : count;
   MCGQ_CHECK(mcgq_layer_reader_next(&w->reader, base, coded, block));
@@ -344,7 +348,6 @@ static mcgqResult_t decode_layer(const char *who, const msg_header_t *h,
                                  const dir_entry_t *e, int32_t *g_int) {
   layer_walk_t w;
   MCGQ_CHECK(walk_open(&w, who, h, e));
-  memset(g_int, 0, (size_t)e->n * sizeof *g_int);
   MCGQ_CHECK(walk_block(&w, 0, e->n, g_int));
   return walk_close(&w);
 }
@@ -476,7 +479,6 @@ static mcgqResult_t decode_floats(const char *fn, const msg_header_t *h,
     MCGQ_CHECK(walk_open(&w, who, h, &e));
     for (uint64_t base = 0; base < e.n; base += DECODE_BLOCK) {
       uint64_t count = e.n - base < DECODE_BLOCK ? e.n - base : DECODE_BLOCK;
-      memset(block, 0, sizeof block);
       MCGQ_CHECK(walk_block(&w, base, count, block));
       mcgq_dequantize_store(out + at + base, block, count, e.scale);
     }
@@ -561,7 +563,6 @@ static mcgqResult_t first_failure(const char *fn, const msg_header_t *hs,
     mcgqResult_t res = walk_open(&w, who, &hs[r], &e);
     for (uint64_t base = 0; res == mcgqSuccess && base < e.n; base += DECODE_BLOCK) {
       uint64_t count = e.n - base < DECODE_BLOCK ? e.n - base : DECODE_BLOCK;
-      memset(block, 0, sizeof block);
       res = walk_block(&w, base, count, block);
     }
     if (res == mcgqSuccess) res = walk_close(&w);
@@ -591,7 +592,6 @@ static mcgqResult_t average_layer(const char *fn, const msg_header_t *hs,
   for (uint64_t base = 0; base < n; base += DECODE_BLOCK) {
     uint64_t count = n - base < DECODE_BLOCK ? n - base : DECODE_BLOCK;
     for (int r = 0; r < nranks; ++r) {
-      memset(block, 0, sizeof block);
       MCGQ_CHECK(walk_block(&walks[r], base, count, block));
       if (r == 0)
         mcgq_dequantize_first(out + base, block, count, walks[r].e.scale);
