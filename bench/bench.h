@@ -65,6 +65,8 @@ typedef struct {
                           unlike wall time it does not grow when other
                           processes share the cores (-1 on the GPU) */
   double copy_cpu_us;  /* CPU only: thread CPU time of the copy, median */
+  double decode_cpu_us, average_cpu_us; /* CPU only: thread CPU time of
+                          decode and decode-average, median (-1 on the GPU) */
   double quant_us;     /* stage: quantize alone (CPU), -1 if n/a */
   double rle_us;       /* stage: paper bitstream alone (CPU), -1 if n/a */
   double decode_us;    /* decode of the message, median */

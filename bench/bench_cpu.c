@@ -196,6 +196,8 @@ int bench_cpu_size(const bench_options_t *opt, uint64_t n, double k,
     row->time_cpu_us = cpu[3];
     row->decode_us = t[4];
     row->average_us = t[5];
+    row->decode_cpu_us = cpu[4];
+    row->average_cpu_us = cpu[5];
     row->reduce_us = row->scan_us = -1.0;
     row->bits_per_element = 8.0 * (double)c.msg_bytes / (double)n;
     row->paper_ratio = 32.0 * (double)n / ((double)st.stream_bits + 32.0);
