@@ -14,6 +14,7 @@ extern "C" {
 
 #define BENCH_MAX_K 16
 #define BENCH_MAX_MODELS 8
+#define BENCH_AVERAGE_RANKS 4 /* messages of the CPU decode-average stage */
 
 enum bench_algo { BENCH_ALGO_CPU, BENCH_ALGO_FUSED, BENCH_ALGO_SAMPLE };
 enum bench_dist { BENCH_DIST_NORMAL, BENCH_DIST_HEAVY, BENCH_DIST_SPARSE };
@@ -64,9 +65,14 @@ typedef struct {
                           unlike wall time it does not grow when other
                           processes share the cores (-1 on the GPU) */
   double copy_cpu_us;  /* CPU only: thread CPU time of the copy, median */
+  double decode_cpu_us, average_cpu_us; /* CPU only: thread CPU time of
+                          decode and decode-average, median (-1 on the GPU) */
   double quant_us;     /* stage: quantize alone (CPU), -1 if n/a */
   double rle_us;       /* stage: paper bitstream alone (CPU), -1 if n/a */
   double decode_us;    /* decode of the message, median */
+  double average_us;   /* CPU only: decode-average of BENCH_AVERAGE_RANKS
+                          messages of the same n (one per rank), median;
+                          -1 if n/a */
   double reduce_us;    /* GPU baseline cub::DeviceReduce::Sum, -1 if n/a */
   double scan_us;      /* GPU baseline cub::DeviceScan::InclusiveSum, -1 if n/a */
   double bits_per_element; /* wire bits (container) per element */

@@ -1,12 +1,16 @@
 /* bench_cpu.c - one size of the CPU reference: memcpy baseline, then the
  * stages timed separately through the public calls (quantize, paper
- * bitstream, whole container encode, decode), and the round-trip check. */
+ * bitstream, whole container encode, decode, decode-average of the messages
+ * of BENCH_AVERAGE_RANKS ranks), and the round-trip check. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
 
-enum cpu_stage { STAGE_COPY, STAGE_QUANTIZE, STAGE_RLE, STAGE_ENCODE, STAGE_DECODE };
+enum cpu_stage {
+  STAGE_COPY, STAGE_QUANTIZE, STAGE_RLE, STAGE_ENCODE, STAGE_DECODE, STAGE_AVERAGE,
+  STAGE_COUNT
+};
 
 typedef struct {
   uint64_t n;
@@ -17,6 +21,10 @@ typedef struct {
   void *rle, *msg;
   size_t rle_cap, msg_cap, msg_bytes;
   mcgqLayerDesc_t desc;
+  /* One message per rank: the same g with each rank's random word, as the
+   * ranks of a step would send (same layer table, different draws). */
+  void *rank_msg[BENCH_AVERAGE_RANKS];
+  size_t rank_bytes[BENCH_AVERAGE_RANKS];
 } cpu_case_t;
 
 static mcgqResult_t run_stage(cpu_case_t *c, int stage) {
@@ -33,6 +41,9 @@ static mcgqResult_t run_stage(cpu_case_t *c, int stage) {
       return mcgqEncodeHost(&c->desc, 1, c->msg, c->msg_cap, &c->msg_bytes, NULL);
     case STAGE_DECODE:
       return mcgqDecodeHost(c->msg, c->msg_bytes, c->dec, c->n);
+    case STAGE_AVERAGE:
+      return mcgqDecodeAverageHost((const void *const *)c->rank_msg, c->rank_bytes,
+                                   BENCH_AVERAGE_RANKS, c->dec, c->n);
     default:
       return mcgqInternalError;
   }
@@ -72,6 +83,27 @@ static void free_case(cpu_case_t *c) {
   free(c->g_int);
   free(c->rle);
   free(c->msg);
+  for (int r = 0; r < BENCH_AVERAGE_RANKS; ++r) free(c->rank_msg[r]);
+}
+
+/* The ranks' messages of the decode-average stage, encoded once. */
+static int setup_ranks(cpu_case_t *c, char *err, size_t err_size) {
+  for (int r = 0; r < BENCH_AVERAGE_RANKS; ++r) {
+    mcgqLayerDesc_t d = c->desc;
+    d.u = mcgqRandomWord(1, 0, 0, (uint32_t)r);
+    c->rank_msg[r] = malloc(c->msg_cap);
+    if (!c->rank_msg[r]) {
+      snprintf(err, err_size, "out of host memory for rank %d's message", r);
+      return -1;
+    }
+    mcgqResult_t res = mcgqEncodeHost(&d, 1, c->rank_msg[r], c->msg_cap,
+                                      &c->rank_bytes[r], NULL);
+    if (res != mcgqSuccess) {
+      bench_mcgq_error(err, err_size, "mcgqEncodeHost (ranks)", res);
+      return -1;
+    }
+  }
+  return 0;
 }
 
 static int setup_case(cpu_case_t *c, const bench_options_t *opt, uint64_t n,
@@ -113,7 +145,7 @@ static int setup_case(cpu_case_t *c, const bench_options_t *opt, uint64_t n,
     snprintf(err, err_size, "out of host memory for the outputs");
     return -1;
   }
-  return 0;
+  return setup_ranks(c, err, err_size);
 }
 
 /* Decoded floats must be exactly scale * g_int (float multiply, FORMAT.md)
@@ -131,14 +163,13 @@ int bench_cpu_size(const bench_options_t *opt, uint64_t n, double k,
                    bench_row_t *row, char *err, size_t err_size) {
   cpu_case_t c;
   int rc = setup_case(&c, opt, n, k, err, err_size);
-  static const int stages[] = {STAGE_COPY, STAGE_QUANTIZE, STAGE_RLE,
-                               STAGE_ENCODE, STAGE_DECODE};
-  static const char *names[] = {"memcpy", "mcgqQuantizeHost", "mcgqRleEncodeHost",
-                                "mcgqEncodeHost", "mcgqDecodeHost"};
-  double t[5] = {0}, cpu[5] = {0};
-  for (int s = 0; s < 5 && rc == 0; ++s) {
+  static const char *names[STAGE_COUNT] = {
+      "memcpy", "mcgqQuantizeHost", "mcgqRleEncodeHost", "mcgqEncodeHost",
+      "mcgqDecodeHost", "mcgqDecodeAverageHost"};
+  double t[STAGE_COUNT] = {0}, cpu[STAGE_COUNT] = {0};
+  for (int s = 0; s < STAGE_COUNT && rc == 0; ++s) {
     mcgqResult_t r;
-    t[s] = time_stage(&c, stages[s], opt, &cpu[s], &r);
+    t[s] = time_stage(&c, s, opt, &cpu[s], &r);
     if (r != mcgqSuccess) {
       bench_mcgq_error(err, err_size, names[s], r);
       rc = -1;
@@ -164,12 +195,18 @@ int bench_cpu_size(const bench_options_t *opt, uint64_t n, double k,
     row->copy_cpu_us = cpu[0];
     row->time_cpu_us = cpu[3];
     row->decode_us = t[4];
+    row->average_us = t[5];
+    row->decode_cpu_us = cpu[4];
+    row->average_cpu_us = cpu[5];
     row->reduce_us = row->scan_us = -1.0;
     row->bits_per_element = 8.0 * (double)c.msg_bytes / (double)n;
     row->paper_ratio = 32.0 * (double)n / ((double)st.stream_bits + 32.0);
     row->wire_ratio = 4.0 * (double)n / (double)c.msg_bytes;
     row->checked = opt->check;
-    if (opt->check) row->wrong = count_wrong(&c, st.scale);
+    if (opt->check) { /* decode again: the average stage wrote dec last */
+      mcgqResult_t r = mcgqDecodeHost(c.msg, c.msg_bytes, c.dec, n);
+      row->wrong = r == mcgqSuccess ? count_wrong(&c, st.scale) : n;
+    }
   }
   free_case(&c);
   return rc;

@@ -291,8 +291,9 @@ extern "C" int bench_gpu_size(const bench_options_t *opt, uint64_t n, double k,
   row->bytes = n * sizeof(float);
   row->n = n;
   row->k = k;
-  row->quant_us = row->rle_us = -1.0;
+  row->quant_us = row->rle_us = row->average_us = -1.0;
   row->time_cpu_us = row->copy_cpu_us = -1.0;
+  row->decode_cpu_us = row->average_cpu_us = -1.0;
   int rc = setup(ctx);
   if (rc == 0) rc = encode_once(ctx, &stats);
   static const int stages[] = {GPU_COPY, GPU_REDUCE, GPU_SCAN, GPU_ENCODE, GPU_DECODE};

@@ -17,16 +17,36 @@ void bench_print_header(FILE *f, const bench_env_t *env, const bench_options_t *
 }
 
 void bench_print_table_head(FILE *f, int gpu) {
-  fprintf(f, "# %10s %10s %5s %10s %8s %6s %7s %10s %10s %10s %8s %7s %7s %7s %7s\n",
+  fprintf(f, "# %10s %10s %5s %10s %8s %6s %7s %10s %10s %10s %8s %6s %10s %6s %7s %7s %7s %7s\n",
           "size", "count", "K", "time", "GB/s", "%copy", "cpu x", gpu ? "reduce" : "quant",
-          gpu ? "scan" : "rle", "decode", "dec GB/s", "bits/el", "paper", "wire",
-          "#wrong");
-  fprintf(f, "# %10s %10s %5s %10s %8s %6s %7s %10s %10s %10s %8s %7s %7s %7s %7s\n",
-          "(B)", "(elements)", "", "(us)", "", "", "copy", "(us)", "(us)", "(us)", "", "",
-          "ratio", "ratio", "");
+          gpu ? "scan" : "rle", "decode", "dec GB/s", "dec x", "avg4", "avg4 x", "bits/el",
+          "paper", "wire", "#wrong");
+  fprintf(f, "# %10s %10s %5s %10s %8s %6s %7s %10s %10s %10s %8s %6s %10s %6s %7s %7s %7s %7s\n",
+          "(B)", "(elements)", "", "(us)", "", "", "copy", "(us)", "(us)", "(us)", "", "copy",
+          "(us)", "copy", "", "ratio", "ratio", "");
 }
 
 static double gbs(uint64_t bytes, double us) { return us > 0 ? (double)bytes / (us * 1e3) : 0; }
+
+/* time / copy time of the same run, or -1 where either is not measured. */
+static double copy_ratio(double us, double copy_us) {
+  return us > 0 && copy_us > 0 ? us / copy_us : -1.0;
+}
+
+/* The decode columns' "x copy": on the CPU from thread CPU times (like
+ * "cpu x copy"), which do not grow when other processes take the cores
+ * between the two measurements; on the GPU from the times. */
+static double decode_copy_ratio(const bench_row_t *r, double us, double cpu_us) {
+  if (r->copy_cpu_us > 0) return copy_ratio(cpu_us, r->copy_cpu_us);
+  return copy_ratio(us, r->copy_us);
+}
+
+/* "%.1f" of a ratio, "-" where it is not measured. */
+static const char *ratio_text(char *buf, size_t size, double ratio) {
+  if (ratio > 0) snprintf(buf, size, "%.1f", ratio);
+  else snprintf(buf, size, "-");
+  return buf;
+}
 
 void bench_print_row(FILE *f, const bench_row_t *r, int gpu) {
   double stage_a = gpu ? r->reduce_us : r->quant_us;
@@ -39,11 +59,17 @@ void bench_print_row(FILE *f, const bench_row_t *r, int gpu) {
     snprintf(cpu_ratio, sizeof cpu_ratio, "%.1f", r->time_cpu_us / r->copy_cpu_us);
   else
     snprintf(cpu_ratio, sizeof cpu_ratio, "-");
-  fprintf(f, "  %10llu %10llu %5g %10.1f %8.3f %6.1f %7s %10.1f %10.1f %10.1f %8.3f %7.3f %7.2f %7.2f %7s\n",
+  char dec_x[24], avg_x[24], avg_us[24];
+  if (r->average_us > 0) snprintf(avg_us, sizeof avg_us, "%.1f", r->average_us);
+  else snprintf(avg_us, sizeof avg_us, "-");
+  fprintf(f, "  %10llu %10llu %5g %10.1f %8.3f %6.1f %7s %10.1f %10.1f %10.1f %8.3f %6s %10s %6s %7.3f %7.2f %7.2f %7s\n",
           (unsigned long long)r->bytes, (unsigned long long)r->n, r->k, r->time_us,
           gbs(r->bytes, r->time_us), 100.0 * r->copy_us / r->time_us, cpu_ratio, stage_a,
-          stage_b, r->decode_us, gbs(r->bytes, r->decode_us), r->bits_per_element,
-          r->paper_ratio, r->wire_ratio, wrong);
+          stage_b, r->decode_us, gbs(r->bytes, r->decode_us),
+          ratio_text(dec_x, sizeof dec_x, decode_copy_ratio(r, r->decode_us, r->decode_cpu_us)), avg_us,
+          ratio_text(avg_x, sizeof avg_x,
+                     decode_copy_ratio(r, r->average_us, r->average_cpu_us)),
+          r->bits_per_element, r->paper_ratio, r->wire_ratio, wrong);
 }
 
 void bench_print_model_head(FILE *f) {
@@ -81,11 +107,15 @@ static void json_rows(FILE *f, const bench_row_t *rows, int count) {
             "\"gbs\": %.4f, \"copy_us\": %.3f, \"pct_copy\": %.3f, \"time_cpu_us\": %.3f, "
             "\"copy_cpu_us\": %.3f, \"quant_us\": %.3f, "
             "\"rle_us\": %.3f, \"decode_us\": %.3f, \"decode_gbs\": %.4f, "
+            "\"decode_copy_ratio\": %.3f, \"average_us\": %.3f, \"average_ranks\": %d, "
+            "\"average_copy_ratio\": %.3f, "
             "\"reduce_us\": %.3f, \"scan_us\": %.3f, \"bits_per_element\": %.6f, "
             "\"paper_ratio\": %.4f, \"wire_ratio\": %.4f, \"wrong\": %lld}%s\n",
             (unsigned long long)r->bytes, (unsigned long long)r->n, r->k, r->time_us,
             gbs(r->bytes, r->time_us), r->copy_us, 100.0 * r->copy_us / r->time_us,
             r->time_cpu_us, r->copy_cpu_us, r->quant_us, r->rle_us, r->decode_us, gbs(r->bytes, r->decode_us),
+            decode_copy_ratio(r, r->decode_us, r->decode_cpu_us), r->average_us,
+            BENCH_AVERAGE_RANKS, decode_copy_ratio(r, r->average_us, r->average_cpu_us),
             r->reduce_us, r->scan_us, r->bits_per_element, r->paper_ratio,
             r->wire_ratio, r->checked ? (long long)r->wrong : -1LL,
             i + 1 < count ? "," : "");

@@ -461,167 +461,351 @@ static mcgqResult_t read_rle_header(const char *who, mcgq_bitreader_t *br,
 
 /* Walks the chunk index alongside the decoder: every chunk start must point
  * at the token that holds it, as the encoder writes it. */
-typedef struct {
-  const uint8_t *index;
-  uint64_t entries, e, boundary;
-} index_check_t;
-
-static void index_check_init(index_check_t *ic, const uint8_t *index,
+static void index_check_init(mcgq_layer_reader_t *r, const uint8_t *index,
                              uint64_t n) {
-  ic->index = index;
-  ic->entries = index ? mcgq_index_entries(MCGQ_ENCODING_RLE, n) : 0;
-  ic->e = 0;
-  ic->boundary = ic->entries ? (uint64_t)1 << MCGQ_CHUNK_LOG2 : UINT64_MAX;
+  r->index = index;
+  r->index_entries = index ? mcgq_index_entries(MCGQ_ENCODING_RLE, n) : 0;
+  r->index_e = 0;
+  r->index_boundary =
+      r->index_entries ? (uint64_t)1 << MCGQ_CHUNK_LOG2 : UINT64_MAX;
 }
 
-static mcgqResult_t index_check_token(const char *who, index_check_t *ic,
-                                      uint64_t start, uint64_t end,
-                                      uint64_t pos) {
-  while (ic->boundary < end) {
-    uint64_t bit_offset = mcgq_load_le64(ic->index + 8u * ic->e);
+static mcgqResult_t index_check_token(mcgq_layer_reader_t *r, uint64_t start,
+                                      uint64_t end, uint64_t pos) {
+  while (r->index_boundary < end) {
+    uint64_t e = r->index_e;
+    uint64_t bit_offset = mcgq_load_le64(r->index + 8u * e);
     uint32_t run_offset =
-        mcgq_load_le32(ic->index + 8u * ic->entries + 4u * ic->e);
-    if (bit_offset != pos || run_offset != ic->boundary - start)
+        mcgq_load_le32(r->index + 8u * r->index_entries + 4u * e);
+    if (bit_offset != pos || run_offset != r->index_boundary - start)
       return mcgq_fail(mcgqCorruptStream,
                        "%s: chunk index entry %" PRIu64 " is (bit %" PRIu64
                        ", run offset %u), the stream gives (bit %" PRIu64
                        ", run offset %" PRIu64 ")",
-                       who, ic->e, bit_offset, run_offset, pos,
-                       ic->boundary - start);
-    ++ic->e;
-    ic->boundary = ic->e < ic->entries
-                       ? (ic->e + 1) << MCGQ_CHUNK_LOG2
-                       : UINT64_MAX;
+                       r->who, e, bit_offset, run_offset, pos,
+                       r->index_boundary - start);
+    ++r->index_e;
+    r->index_boundary = r->index_e < r->index_entries
+                            ? (r->index_e + 1) << MCGQ_CHUNK_LOG2
+                            : UINT64_MAX;
   }
   return mcgqSuccess;
 }
 
-/* One zero-run token after its B_g zero bits: length, bounds, store. */
-static mcgqResult_t read_run(const char *who, mcgq_bitreader_t *br,
-                             uint32_t brl, uint64_t k, uint64_t n,
-                             int32_t *g_int, uint64_t *len) {
+/* One zero-run token after its B_g zero bits: its length and bounds.  The
+ * zeros themselves are already in the block (see mcgq_layer_reader_next). */
+static mcgqResult_t read_run(mcgq_layer_reader_t *r, uint64_t k,
+                             uint64_t *len) {
   uint32_t c = 0;
-  if (!mcgq_br_get(br, brl, &c))
+  if (!mcgq_br_get(&r->br, r->bits_run, &c))
     return mcgq_fail(mcgqCorruptStream,
                      "%s: missing tokens: stream ends inside the run length at "
-                     "element %" PRIu64 " of %" PRIu64, who, k, n);
+                     "element %" PRIu64 " of %" PRIu64, r->who, k, r->n);
   if (c == 0)
     return mcgq_fail(mcgqCorruptStream,
-                     "%s: zero run of length 0 at element %" PRIu64, who, k);
-  if (c > n - k)
+                     "%s: zero run of length 0 at element %" PRIu64, r->who, k);
+  if (c > r->n - k)
     return mcgq_fail(mcgqCorruptStream,
                      "%s: zero run of %u elements at element %" PRIu64
-                     " crosses n = %" PRIu64, who, c, k, n);
-  memset(g_int + k, 0, (size_t)c * sizeof *g_int);
+                     " crosses n = %" PRIu64, r->who, c, k, r->n);
   *len = c;
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgq_rle_reader_open(mcgq_layer_reader_t *r, const char *who,
+                                  const uint8_t *in, size_t in_bytes,
+                                  uint64_t n, const uint8_t *index) {
+  memset(r, 0, sizeof *r);
+  r->who = who;
+  r->in_bytes = in_bytes;
+  r->n = n;
+  mcgq_br_init(&r->br, in, in_bytes);
+  MCGQ_CHECK(read_rle_header(who, &r->br, in_bytes, n, &r->bits_value,
+                             &r->bits_run));
+  r->min_token = r->bits_value ? (uint32_t)1 << (r->bits_value - 1) : 0;
+  index_check_init(r, index, n);
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgq_fixed_reader_open(mcgq_layer_reader_t *r, const char *who,
+                                    const uint8_t *in, size_t in_bytes,
+                                    uint64_t n, uint32_t bits_value) {
+  memset(r, 0, sizeof *r);
+  if (bits_value > 32 || (n > 0 && bits_value == 0))
+    return mcgq_fail(mcgqCorruptStream,
+                     "%s: fixed width of %u bits for %" PRIu64 " values", who,
+                     bits_value, n);
+  r->who = who;
+  r->in_bytes = in_bytes;
+  r->n = n;
+  r->fixed = 1;
+  r->bits_value = bits_value;
+  r->min_token = bits_value ? (uint32_t)1 << (bits_value - 1) : 0;
+  mcgq_br_init(&r->br, in, in_bytes);
+  index_check_init(r, NULL, n);
+  return mcgqSuccess;
+}
+
+/* Paper tokens whose elements start in [base, stop).  A nonzero token is
+ * one store; a run only moves k, since its zeros are in the block already
+ * (so a run of any length costs what a nonzero costs, and a run that ends
+ * past stop carries over into the next block by k alone).  The checks are
+ * per token, in the order of the one-call reader. */
+static mcgqResult_t rle_tokens(mcgq_layer_reader_t *r, uint64_t base,
+                               uint64_t stop, int32_t *block) {
+  const uint32_t bg = r->bits_value, min_token = r->min_token;
+  uint64_t k = r->k, abs_sum = r->abs_sum, nonzeros = r->nonzeros;
+  uint64_t longest = r->longest;
+  uint32_t max_mag = r->max_mag;
+  int prev_run = r->prev_run;
+  mcgqResult_t res = mcgqSuccess;
+  while (k < stop) {
+    const uint64_t pos = mcgq_br_position(&r->br);
+    uint32_t t = 0;
+    uint64_t len = 1;
+    if (!mcgq_br_get(&r->br, bg, &t)) {
+      res = mcgq_fail(mcgqCorruptStream,
+                      "%s: missing tokens: stream ends at bit %" PRIu64
+                      " after %" PRIu64 " of %" PRIu64 " elements",
+                      r->who, pos, k, r->n);
+      break;
+    }
+    if (t != 0) {
+      if (t == min_token) {
+        res = mcgq_fail(mcgqCorruptStream,
+                        "%s: token -2^(B_g-1) (B_g = %u) at element %" PRIu64,
+                        r->who, bg, k);
+        break;
+      }
+      int32_t v = sign_extend(t, bg);
+      uint32_t mag = magnitude((uint32_t)v);
+      block[k - base] = v;
+      max_mag = mag > max_mag ? mag : max_mag;
+      abs_sum += mag;
+      ++nonzeros;
+      prev_run = 0;
+    } else {
+      if (prev_run) {
+        res = mcgq_fail(mcgqCorruptStream,
+                        "%s: two zero runs in a row at element %" PRIu64, r->who,
+                        k);
+        break;
+      }
+      res = read_run(r, k, &len);
+      if (res != mcgqSuccess) break;
+      longest = len > longest ? len : longest;
+      prev_run = 1;
+    }
+    if (r->index_boundary < k + len) {
+      res = index_check_token(r, k, k + len, pos);
+      if (res != mcgqSuccess) break;
+    }
+    k += len;
+  }
+  r->k = k;
+  r->abs_sum = abs_sum;
+  r->nonzeros = nonzeros;
+  r->longest = longest;
+  r->max_mag = max_mag;
+  r->prev_run = prev_run;
+  return res;
+}
+
+/* The first element of block[0..count) holding -2^(bits-1), or count. */
+static uint64_t first_min_value(const int32_t *block, uint64_t count,
+                                uint32_t bits) {
+  if (count == 0) return 0;
+  const int32_t min_value = sign_extend((uint32_t)1 << (bits - 1), bits);
+  uint64_t i = 0;
+  while (i < count && block[i] != min_value) ++i;
+  return i;
+}
+
+/* Up to `fit` values of bg bits from the top of buf (fit * bg <= 64), each
+ * from its own shift of buf (no chain through a running buffer); the
+ * arithmetic right shift sign-extends.  Inlined with a constant bg for the
+ * common widths, so the shifts are immediates. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void extract_values(uint64_t buf, uint32_t bg, uint64_t fit,
+                                  int32_t *out) {
+  for (uint64_t j = 0; j < fit; ++j)
+    out[j] = (int32_t)((int64_t)(buf << (j * bg)) >> (64u - bg));
+}
+
+/* Values [0, count) of bg bits into block; 0 when the input ends first,
+ * with *done = the values stored. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int extract_block(mcgq_bitreader_t *br, uint32_t bg,
+                                uint64_t count, int32_t *block,
+                                uint64_t *done) {
+  uint64_t i = 0;
+  while (i < count) {
+    mcgq_br_refill(br);
+    uint64_t fit = br->avail / bg;
+    if (fit == 0) {
+      *done = i;
+      return 0;
+    }
+    if (fit > count - i) fit = count - i;
+    extract_values(br->buf, bg, fit, block + i);
+    br->buf <<= fit * bg; /* < 64: fit * bg <= avail <= 63 */
+    br->avail -= (uint32_t)(fit * bg);
+    i += fit;
+  }
+  *done = count;
+  return 1;
+}
+
+static int extract_any_width(mcgq_bitreader_t *br, uint32_t bg, uint64_t count,
+                             int32_t *block, uint64_t *done) {
+  switch (bg) {
+    case 2: return extract_block(br, 2, count, block, done);
+    case 3: return extract_block(br, 3, count, block, done);
+    case 4: return extract_block(br, 4, count, block, done);
+    case 5: return extract_block(br, 5, count, block, done);
+    case 6: return extract_block(br, 6, count, block, done);
+    case 8: return extract_block(br, 8, count, block, done);
+    default: return extract_block(br, bg, count, block, done);
+  }
+}
+
+/* What the reader tracks of fixed-width values, over block[0..count):
+ * OR and sum of |v|, nonzeros, and whether min_value occurs. */
+typedef struct {
+  uint32_t mag_or, has_min;
+  uint64_t abs_sum, nonzeros;
+} value_stats_t;
+
+static void value_stats(const int32_t *v, uint64_t count, int32_t min_value,
+                        value_stats_t *st) {
+  uint32_t mag_or = 0, has_min = 0;
+  uint64_t abs_sum = 0, nonzeros = 0, j = 0;
+#if defined(MCGQ_TALLY_SSE2)
+  /* Four lanes; sums widened to two 64-bit lanes, counts as 0/-1 masks. */
+  const __m128i zero = _mm_setzero_si128(), mins = _mm_set1_epi32(min_value);
+  __m128i ors = zero, sum = zero, zeros = zero, hit = zero;
+  for (; j + 4 <= count; j += 4) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(v + j));
+    __m128i mag = abs_epi32(x);
+    ors = _mm_or_si128(ors, mag);
+    sum = _mm_add_epi64(sum, _mm_add_epi64(_mm_unpacklo_epi32(mag, zero),
+                                           _mm_unpackhi_epi32(mag, zero)));
+    zeros = _mm_sub_epi32(zeros, _mm_cmpeq_epi32(x, zero));
+    hit = _mm_or_si128(hit, _mm_cmpeq_epi32(x, mins));
+  }
+  uint32_t lanes[4];
+  uint64_t halves[2];
+  _mm_storeu_si128((__m128i *)lanes, ors);
+  mag_or = lanes[0] | lanes[1] | lanes[2] | lanes[3];
+  _mm_storeu_si128((__m128i *)lanes, zeros);
+  /* Each lane counts at most count / 4 < 2^30 zeros of a 2^32 layer. */
+  nonzeros = j - ((uint64_t)lanes[0] + lanes[1] + lanes[2] + lanes[3]);
+  _mm_storeu_si128((__m128i *)halves, sum);
+  abs_sum = halves[0] + halves[1];
+  has_min = (uint32_t)_mm_movemask_epi8(hit) != 0;
+#endif
+  for (; j < count; ++j) {
+    uint32_t mag = magnitude((uint32_t)v[j]);
+    mag_or |= mag;
+    abs_sum += mag;
+    nonzeros += v[j] != 0;
+    has_min |= v[j] == min_value;
+  }
+  st->mag_or = mag_or;
+  st->has_min = has_min;
+  st->abs_sum = abs_sum;
+  st->nonzeros = nonzeros;
+}
+
+/* Fixed-width values [base, base + count): each refill of the 64-bit
+ * reader yields floor(avail / B_g) values with no test between them; the
+ * statistics and the -2^(B_g-1) test run over the stored block afterwards
+ * (branch-free, four lanes), and only a failed test looks for the element
+ * to name.  (The values are written, zeros too.) */
+static mcgqResult_t fixed_values(mcgq_layer_reader_t *r, uint64_t base,
+                                 uint64_t count, int32_t *block) {
+  const uint32_t bg = r->bits_value;
+  const int32_t min_value = sign_extend(r->min_token, bg);
+  uint64_t done = 0;
+  if (!extract_any_width(&r->br, bg, count, block, &done)) {
+    uint64_t at = first_min_value(block, done, bg); /* an earlier defect first */
+    if (at < done)
+      return mcgq_fail(mcgqCorruptStream,
+                       "%s: value -2^(B_g-1) (B_g = %u) at element %" PRIu64,
+                       r->who, bg, base + at);
+    return mcgq_fail(mcgqCorruptStream,
+                     "%s: fixed-width stream ends at element %" PRIu64
+                     " of %" PRIu64, r->who, base + done, r->n);
+  }
+  value_stats_t st;
+  value_stats(block, count, min_value, &st);
+  if (st.has_min)
+    return mcgq_fail(mcgqCorruptStream,
+                     "%s: value -2^(B_g-1) (B_g = %u) at element %" PRIu64,
+                     r->who, bg, base + first_min_value(block, count, bg));
+  r->max_mag |= st.mag_or;
+  r->abs_sum += st.abs_sum;
+  r->nonzeros += st.nonzeros;
+  r->k = base + count;
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgq_layer_reader_next(mcgq_layer_reader_t *r, uint64_t base,
+                                    uint64_t count, int32_t *block) {
+  if (r->fixed) return fixed_values(r, base, count, block);
+  return rle_tokens(r, base, base + count, block);
+}
+
+mcgqResult_t mcgq_layer_reader_finish(mcgq_layer_reader_t *r,
+                                      mcgq_decoded_t *info) {
+  const uint32_t bg = r->bits_value;
+  const uint32_t want_bg = r->n == 0 ? 0u : 1u + mcgq_bitlen64(r->max_mag);
+  if (r->fixed) {
+    if (bg != want_bg)
+      return mcgq_fail(mcgqCorruptStream,
+                       "%s: fixed width B_g = %u but the values need B_g = %u",
+                       r->who, bg, want_bg);
+  } else {
+    const uint32_t want_br = mcgq_bitlen64(r->longest);
+    if (bg != want_bg)
+      return mcgq_fail(mcgqCorruptStream,
+                       "%s: B_g = %u but the values need B_g = %u", r->who, bg,
+                       want_bg);
+    if (r->bits_run != want_br)
+      return mcgq_fail(mcgqCorruptStream,
+                       "%s: B_RLE = %u but the longest zero run needs B_RLE = %u",
+                       r->who, r->bits_run, want_br);
+  }
+  info->bit_length = mcgq_br_position(&r->br);
+  MCGQ_CHECK(check_padding(r->who, &r->br, r->in_bytes));
+  info->bits_value = bg;
+  info->bits_run = r->bits_run;
+  info->abs_sum = r->abs_sum;
+  info->nonzeros = r->nonzeros;
   return mcgqSuccess;
 }
 
 mcgqResult_t mcgq_rle_read(const char *who, const uint8_t *in, size_t in_bytes,
                            uint64_t n, const uint8_t *index, int32_t *g_int,
                            mcgq_decoded_t *info) {
-  mcgq_bitreader_t br;
-  mcgq_br_init(&br, in, in_bytes);
-  uint32_t bg = 0, brl = 0;
-  MCGQ_CHECK(read_rle_header(who, &br, in_bytes, n, &bg, &brl));
-  index_check_t ic;
-  index_check_init(&ic, index, n);
-  uint32_t max_mag = 0;
-  uint64_t longest = 0, abs_sum = 0, nonzeros = 0, k = 0;
-  int prev_run = 0;
-  const uint32_t min_token = bg ? (uint32_t)1 << (bg - 1) : 0;
-  while (k < n) {
-    const uint64_t pos = mcgq_br_position(&br);
-    uint32_t t = 0;
-    uint64_t len = 1;
-    if (!mcgq_br_get(&br, bg, &t))
-      return mcgq_fail(mcgqCorruptStream,
-                       "%s: missing tokens: stream ends at bit %" PRIu64
-                       " after %" PRIu64 " of %" PRIu64 " elements",
-                       who, pos, k, n);
-    if (t != 0) {
-      if (t == min_token)
-        return mcgq_fail(mcgqCorruptStream,
-                         "%s: token -2^(B_g-1) (B_g = %u) at element %" PRIu64,
-                         who, bg, k);
-      int32_t v = sign_extend(t, bg);
-      uint32_t mag = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
-      g_int[k] = v;
-      if (mag > max_mag) max_mag = mag;
-      abs_sum += mag;
-      ++nonzeros;
-      prev_run = 0;
-    } else {
-      if (prev_run)
-        return mcgq_fail(mcgqCorruptStream,
-                         "%s: two zero runs in a row at element %" PRIu64, who, k);
-      MCGQ_CHECK(read_run(who, &br, brl, k, n, g_int, &len));
-      if (len > longest) longest = len;
-      prev_run = 1;
-    }
-    if (ic.boundary < k + len)
-      MCGQ_CHECK(index_check_token(who, &ic, k, k + len, pos));
-    k += len;
-  }
-  const uint32_t want_bg = n == 0 ? 0u : 1u + mcgq_bitlen64(max_mag);
-  const uint32_t want_br = mcgq_bitlen64(longest);
-  if (bg != want_bg)
-    return mcgq_fail(mcgqCorruptStream,
-                     "%s: B_g = %u but the values need B_g = %u", who, bg, want_bg);
-  if (brl != want_br)
-    return mcgq_fail(mcgqCorruptStream,
-                     "%s: B_RLE = %u but the longest zero run needs B_RLE = %u",
-                     who, brl, want_br);
-  info->bit_length = mcgq_br_position(&br);
-  MCGQ_CHECK(check_padding(who, &br, in_bytes));
-  info->bits_value = bg;
-  info->bits_run = brl;
-  info->abs_sum = abs_sum;
-  info->nonzeros = nonzeros;
-  return mcgqSuccess;
+  mcgq_layer_reader_t r;
+  MCGQ_CHECK(mcgq_rle_reader_open(&r, who, in, in_bytes, n, index));
+  if (n > 0) memset(g_int, 0, (size_t)n * sizeof *g_int);
+  MCGQ_CHECK(mcgq_layer_reader_next(&r, 0, n, g_int));
+  return mcgq_layer_reader_finish(&r, info);
 }
 
 mcgqResult_t mcgq_fixed_read(const char *who, const uint8_t *in,
                              size_t in_bytes, uint64_t n, uint32_t bits_value,
                              int32_t *g_int, mcgq_decoded_t *info) {
-  if (bits_value > 32 || (n > 0 && bits_value == 0))
-    return mcgq_fail(mcgqCorruptStream,
-                     "%s: fixed width of %u bits for %" PRIu64 " values", who,
-                     bits_value, n);
-  mcgq_bitreader_t br;
-  mcgq_br_init(&br, in, in_bytes);
-  const uint32_t min_token = bits_value ? (uint32_t)1 << (bits_value - 1) : 0;
-  uint32_t mag_or = 0;
-  uint64_t abs_sum = 0, zeros = 0;
-  for (uint64_t k = 0; k < n; ++k) {
-    uint32_t t = 0;
-    if (!mcgq_br_get(&br, bits_value, &t))
-      return mcgq_fail(mcgqCorruptStream,
-                       "%s: fixed-width stream ends at element %" PRIu64
-                       " of %" PRIu64, who, k, n);
-    if (t == min_token)
-      return mcgq_fail(mcgqCorruptStream,
-                       "%s: value -2^(B_g-1) (B_g = %u) at element %" PRIu64,
-                       who, bits_value, k);
-    int32_t v = sign_extend(t, bits_value);
-    uint32_t mag = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
-    g_int[k] = v;
-    mag_or |= mag;
-    abs_sum += mag;
-    zeros += t == 0;
-  }
-  const uint32_t want_bg = n == 0 ? 0u : 1u + mcgq_bitlen64(mag_or);
-  if (bits_value != want_bg)
-    return mcgq_fail(mcgqCorruptStream,
-                     "%s: fixed width B_g = %u but the values need B_g = %u",
-                     who, bits_value, want_bg);
-  info->bit_length = mcgq_br_position(&br);
-  MCGQ_CHECK(check_padding(who, &br, in_bytes));
-  info->bits_value = bits_value;
-  info->bits_run = 0;
-  info->abs_sum = abs_sum;
-  info->nonzeros = n - zeros;
-  return mcgqSuccess;
+  mcgq_layer_reader_t r;
+  MCGQ_CHECK(mcgq_fixed_reader_open(&r, who, in, in_bytes, n, bits_value));
+  MCGQ_CHECK(mcgq_layer_reader_next(&r, 0, n, g_int));
+  return mcgq_layer_reader_finish(&r, info);
 }
 
 /* ------------------------------------------------------------ public API */

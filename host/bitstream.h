@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "bitio.h"
 #include "internal.h"
 
 #ifdef __cplusplus
@@ -75,6 +76,41 @@ mcgqResult_t mcgq_rle_read(const char *who, const uint8_t *in, size_t in_bytes,
 mcgqResult_t mcgq_fixed_read(const char *who, const uint8_t *in,
                              size_t in_bytes, uint64_t n, uint32_t bits_value,
                              int32_t *g_int, mcgq_decoded_t *info);
+
+/* The two readers above in pieces, so a consumer (dequantize, average of
+ * several ranks) can take each block of g_int while it is in L1 instead of
+ * materializing the layer: open, read the blocks in order, finish.  The
+ * checks, their order and their details are those of the one-call readers
+ * (which are open + one block of n + finish).  Zero elements are not
+ * written: the block must hold zeros on entry. */
+typedef struct {
+  const char *who;
+  mcgq_bitreader_t br;
+  size_t in_bytes;
+  uint64_t n;
+  uint64_t k;            /* element where the next token starts */
+  const uint8_t *index;  /* RLE chunk index or NULL */
+  uint64_t index_entries, index_e, index_boundary;
+  uint32_t bits_value, bits_run, min_token;
+  int fixed;
+  int prev_run;
+  uint32_t max_mag;      /* RLE: max |g_int|; fixed: OR of |g_int| */
+  uint64_t longest, abs_sum, nonzeros;
+} mcgq_layer_reader_t;
+
+mcgqResult_t mcgq_rle_reader_open(mcgq_layer_reader_t *r, const char *who,
+                                  const uint8_t *in, size_t in_bytes,
+                                  uint64_t n, const uint8_t *index);
+mcgqResult_t mcgq_fixed_reader_open(mcgq_layer_reader_t *r, const char *who,
+                                    const uint8_t *in, size_t in_bytes,
+                                    uint64_t n, uint32_t bits_value);
+/* Elements [base, base + count) into block[0..count), which holds zeros;
+ * base is where the previous call ended (0 first), base + count <= n. */
+mcgqResult_t mcgq_layer_reader_next(mcgq_layer_reader_t *r, uint64_t base,
+                                    uint64_t count, int32_t *block);
+/* After the last block: widths against the values, padding, info. */
+mcgqResult_t mcgq_layer_reader_finish(mcgq_layer_reader_t *r,
+                                      mcgq_decoded_t *info);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,8 @@
  * Every input byte is hostile.  The header and the whole directory are
  * validated (and CRCs checked when present) before any payload is decoded;
  * every offset is checked against the message size before it is used; the
- * only allocation is scratch of the caller's own n (never a header's claim);
+ * only allocation is one reader state per rank of the caller's nranks (never
+ * a header's claim; g_int lives in a stack block of DECODE_BLOCK elements);
  * time is linear in the message size plus n. */
 #include <inttypes.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "bitstream.h"
+#include "dequantize.h"
 #include "internal.h"
 #include "range.h"
 #include "reader.h"
@@ -209,9 +211,10 @@ static mcgqResult_t check_zero_bytes(const char *who, const uint8_t *p,
   return mcgqSuccess;
 }
 
-/* The canonical choice of FORMAT.md 2, checked on the decoded values. */
+/* The canonical choice of FORMAT.md 2, checked on the decoded values (for
+ * fixed width: their paper-stream size, tallied block by block). */
 static mcgqResult_t check_choice(const char *who, const dir_entry_t *e,
-                                 const int32_t *g_int) {
+                                 const mcgq_rle_tally_t *tally) {
   uint64_t fixed_bits = e->n_coded * e->bits_value;
   if (e->encoding == MCGQ_ENCODING_RLE) {
     if (fixed_bits < e->bit_length)
@@ -221,7 +224,7 @@ static mcgqResult_t check_choice(const char *who, const dir_entry_t *e,
   }
   uint32_t bg = 0, br = 0;
   uint64_t paper_bits = 0;
-  mcgq_rle_measure(g_int, e->n_coded, &bg, &br, &paper_bits);
+  mcgq_rle_tally_finish(tally, &bg, &br, &paper_bits);
   if (!(fixed_bits < paper_bits))
     return mcgq_fail(mcgqCorruptStream, "%s: fixed width of %" PRIu64 " bits where "
                      "the paper stream takes %" PRIu64 " (not canonical)", who,
@@ -247,31 +250,81 @@ static mcgqResult_t check_decoded(const char *who, const dir_entry_t *e,
   return mcgqSuccess;
 }
 
-/* Decodes one layer's region into g_int[0..n) (elements past n_coded = 0). */
-static mcgqResult_t decode_layer(const char *who, const msg_header_t *h,
-                                 const dir_entry_t *e, int32_t *g_int) {
+/* One layer's region read block by block: the stream reader, the tally of
+ * the values for check_choice (fixed width only), and the layer's entry. */
+typedef struct {
+  const char *who;
+  const msg_header_t *h;
+  dir_entry_t e;
+  mcgq_layer_reader_t reader;
+  mcgq_rle_tally_t tally;
+} layer_walk_t;
+
+static mcgqResult_t walk_open(layer_walk_t *w, const char *who,
+                              const msg_header_t *h, const dir_entry_t *e) {
+  w->who = who;
+  w->h = h;
+  w->e = *e;
+  mcgq_rle_tally_init(&w->tally);
   const uint8_t *region = h->msg + e->byte_offset;
+  size_t stream_bytes = (size_t)mcgq_bits_to_bytes(e->bit_length);
+  uint64_t entries = mcgq_index_entries(e->encoding, e->n_coded);
+  if (e->encoding == MCGQ_ENCODING_RLE)
+    return mcgq_rle_reader_open(&w->reader, who, region, stream_bytes, e->n_coded,
+                                entries ? region + mcgq_align8(stream_bytes) : NULL);
+  return mcgq_fixed_reader_open(&w->reader, who, region, stream_bytes, e->n_coded,
+                                e->bits_value);
+}
+
+/* Elements [base, base + count) of the layer (of n, zeros past n_coded)
+ * into block; base continues the last call.  The zeros that the paper
+ * reader skips and the tail past n_coded are set here; a fixed-width block
+ * is written whole by its reader. */
+static mcgqResult_t walk_block(layer_walk_t *w, uint64_t base, uint64_t count,
+                               int32_t *block) {
+  if (w->e.encoding == MCGQ_ENCODING_RLE || base + count > w->e.n_coded)
+    memset(block, 0, (size_t)count * sizeof *block);
+  if (base >= w->e.n_coded) return mcgqSuccess;
+  uint64_t coded = w->e.n_coded - base < count ? w->e.n_coded - base : count;
+  MCGQ_CHECK(mcgq_layer_reader_next(&w->reader, base, coded, block));
+  if (w->e.encoding == MCGQ_ENCODING_FIXED)
+    mcgq_rle_tally_add(&w->tally, block, coded);
+  return mcgqSuccess;
+}
+
+/* After the last block: the stream's end, padding, the directory's claims
+ * and the canonical encoding choice. */
+static mcgqResult_t walk_close(layer_walk_t *w) {
+  const dir_entry_t *e = &w->e;
+  const uint8_t *region = w->h->msg + e->byte_offset;
   uint64_t stream_bytes = mcgq_bits_to_bytes(e->bit_length);
   uint64_t stream_part = mcgq_align8(stream_bytes);
   uint64_t entries = mcgq_index_entries(e->encoding, e->n_coded);
-  const uint8_t *index = region + stream_part;
   mcgq_decoded_t d;
-  if (e->encoding == MCGQ_ENCODING_RLE)
-    MCGQ_CHECK(mcgq_rle_read(who, region, (size_t)stream_bytes, e->n_coded,
-                             entries ? index : NULL, g_int, &d));
-  else
-    MCGQ_CHECK(mcgq_fixed_read(who, region, (size_t)stream_bytes, e->n_coded,
-                               e->bits_value, g_int, &d));
-  MCGQ_CHECK(check_zero_bytes(who, region + stream_bytes,
+  MCGQ_CHECK(mcgq_layer_reader_finish(&w->reader, &d));
+  MCGQ_CHECK(check_zero_bytes(w->who, region + stream_bytes,
                               stream_part - stream_bytes, "stream padding"));
-  MCGQ_CHECK(check_zero_bytes(who, index + 12u * entries,
+  MCGQ_CHECK(check_zero_bytes(w->who, region + stream_part + 12u * entries,
                               mcgq_index_part_bytes(entries) - 12u * entries,
                               "chunk index padding"));
-  MCGQ_CHECK(check_decoded(who, e, &d));
-  MCGQ_CHECK(check_choice(who, e, g_int));
-  memset(g_int + e->n_coded, 0, (size_t)(e->n - e->n_coded) * sizeof *g_int);
-  return mcgqSuccess;
+  MCGQ_CHECK(check_decoded(w->who, e, &d));
+  return check_choice(w->who, e, &w->tally);
 }
+
+/* Decodes one layer's region into g_int[0..n) (elements past n_coded = 0). */
+static mcgqResult_t decode_layer(const char *who, const msg_header_t *h,
+                                 const dir_entry_t *e, int32_t *g_int) {
+  layer_walk_t w;
+  MCGQ_CHECK(walk_open(&w, who, h, e));
+  MCGQ_CHECK(walk_block(&w, 0, e->n, g_int));
+  return walk_close(&w);
+}
+
+/* Elements per block of the float decoders: 8 KiB of int32 that stays in
+ * L1 with the output tile (P of them in decode-and-average), while a block
+ * is still long enough that the per-block work (a memset, a call per rank)
+ * is small against the elements. */
+#define DECODE_BLOCK 2048
 
 /* Entry i of an already parsed message (cannot fail then). */
 static void entry_at(const msg_header_t *h, uint32_t i, dir_entry_t *e) {
@@ -284,17 +337,6 @@ static void layer_label(char *buf, size_t size, const char *fn, int rank,
     snprintf(buf, size, "%s: layer %u", fn, layer);
   else
     snprintf(buf, size, "%s: rank %d: layer %u", fn, rank, layer);
-}
-
-/* Largest layer of a parsed message: the scratch size of float decodes. */
-static uint64_t max_layer_n(const msg_header_t *h) {
-  uint64_t most = 0;
-  for (uint32_t i = 0; i < h->layer_count; ++i) {
-    dir_entry_t e;
-    entry_at(h, i, &e);
-    if (e.n > most) most = e.n;
-  }
-  return most;
 }
 
 /* FORMAT.md 4's range rule over the P messages' entries of every layer,
@@ -409,24 +451,27 @@ mcgqResult_t mcgqDecodeIntsHost(const void *in, size_t in_bytes, int32_t *g_int,
   return mcgqSuccess;
 }
 
+/* Layer by layer, block by block: g_int lives only in one L1 block. */
 static mcgqResult_t decode_floats(const char *fn, const msg_header_t *h,
-                                  float *out, int32_t *scratch) {
+                                  float *out) {
+  int32_t block[DECODE_BLOCK];
   uint64_t at = 0;
   for (uint32_t i = 0; i < h->layer_count; ++i) {
     dir_entry_t e;
     char who[96];
+    layer_walk_t w;
     entry_at(h, i, &e);
     layer_label(who, sizeof who, fn, -1, i);
-    MCGQ_CHECK(decode_layer(who, h, &e, scratch));
-    for (uint64_t k = 0; k < e.n; ++k) out[at + k] = e.scale * (float)scratch[k];
+    MCGQ_CHECK(walk_open(&w, who, h, &e));
+    for (uint64_t base = 0; base < e.n; base += DECODE_BLOCK) {
+      uint64_t count = e.n - base < DECODE_BLOCK ? e.n - base : DECODE_BLOCK;
+      MCGQ_CHECK(walk_block(&w, base, count, block));
+      mcgq_dequantize_store(out + at + base, block, count, e.scale);
+    }
+    MCGQ_CHECK(walk_close(&w));
     at += e.n;
   }
   return mcgqSuccess;
-}
-
-static int32_t *alloc_scratch(uint64_t n) {
-  if (n > SIZE_MAX / sizeof(int32_t)) return NULL;
-  return (int32_t *)malloc((size_t)n * sizeof(int32_t));
 }
 
 mcgqResult_t mcgqDecodeHost(const void *in, size_t in_bytes, float *out,
@@ -439,14 +484,10 @@ mcgqResult_t mcgqDecodeHost(const void *in, size_t in_bytes, float *out,
   if (mcgq_ranges_overlap(in, in_bytes, out, (size_t)n * sizeof *out))
     return mcgq_fail(mcgqInvalidArgument, "%s: out overlaps in", fn);
   MCGQ_CHECK(check_range(fn, &h, 1));
-  int32_t *scratch = alloc_scratch(max_layer_n(&h));
-  if (!scratch)
-    return mcgq_fail(mcgqOutOfMemory, "%s: no memory for layer scratch", fn);
   mcgq_fpenv_t env;
   mcgq_fpenv_enter(&env);
-  mcgqResult_t res = decode_floats(fn, &h, out, scratch);
+  mcgqResult_t res = decode_floats(fn, &h, out);
   mcgq_fpenv_leave(&env);
-  free(scratch);
   if (res == mcgqSuccess) mcgq_clear_error();
   return res;
 }
@@ -493,26 +534,72 @@ static mcgqResult_t parse_ranks(const char *fn, const void *const *in,
   return mcgqSuccess;
 }
 
-/* DESIGN.md 2: acc = fmaf(scale_r, (float)g_int_r[k], acc) in rank order,
- * out = acc / (float)P; layer by layer with one layer of int scratch. */
-static mcgqResult_t average_layers(const char *fn, const msg_header_t *hs,
-                                   int nranks, float *out, int32_t *scratch) {
+/* Layer i of every rank decoded alone, in rank order, with no output:
+ * after a failure of the tiled decode, this finds the error a rank-by-rank
+ * decode reports (the lowest corrupt rank, its first defect), so the detail
+ * does not depend on how far the tiles had come. */
+static mcgqResult_t first_failure(const char *fn, const msg_header_t *hs,
+                                  int nranks, uint32_t i, mcgqResult_t found) {
+  int32_t block[DECODE_BLOCK];
+  for (int r = 0; r < nranks; ++r) {
+    dir_entry_t e;
+    char who[96];
+    layer_walk_t w;
+    entry_at(&hs[r], i, &e);
+    layer_label(who, sizeof who, fn, r, i);
+    mcgqResult_t res = walk_open(&w, who, &hs[r], &e);
+    for (uint64_t base = 0; res == mcgqSuccess && base < e.n; base += DECODE_BLOCK) {
+      uint64_t count = e.n - base < DECODE_BLOCK ? e.n - base : DECODE_BLOCK;
+      res = walk_block(&w, base, count, block);
+    }
+    if (res == mcgqSuccess) res = walk_close(&w);
+    if (res != mcgqSuccess) return res;
+  }
+  return found; /* not reached: the tiled decode read the same bytes */
+}
+
+/* Layer i of all ranks, tile by tile: each rank's block of the tile is
+ * decoded and folded into the output tile while both are in L1, so g_int
+ * is never materialized and out is written once.  Per element this is
+ * DESIGN.md 2 exactly: acc = fmaf(scale_r, g_int_r, acc) in rank order from
+ * acc = +0 (rank 0 as fmaf(scale_0, g, +0)), then out = acc / P. */
+static mcgqResult_t average_layer(const char *fn, const msg_header_t *hs,
+                                  int nranks, uint32_t i, float *out,
+                                  layer_walk_t *walks, char (*who)[96]) {
+  int32_t block[DECODE_BLOCK];
   const float P = (float)nranks;
+  uint64_t n = 0;
+  for (int r = 0; r < nranks; ++r) {
+    dir_entry_t e;
+    entry_at(&hs[r], i, &e);
+    n = e.n;
+    layer_label(who[r], sizeof who[r], fn, r, i);
+    MCGQ_CHECK(walk_open(&walks[r], who[r], &hs[r], &e));
+  }
+  for (uint64_t base = 0; base < n; base += DECODE_BLOCK) {
+    uint64_t count = n - base < DECODE_BLOCK ? n - base : DECODE_BLOCK;
+    for (int r = 0; r < nranks; ++r) {
+      MCGQ_CHECK(walk_block(&walks[r], base, count, block));
+      if (r == 0)
+        mcgq_dequantize_first(out + base, block, count, walks[r].e.scale);
+      else
+        mcgq_dequantize_accumulate(out + base, block, count, walks[r].e.scale);
+    }
+    mcgq_dequantize_divide(out + base, count, P);
+  }
+  for (int r = 0; r < nranks; ++r) MCGQ_CHECK(walk_close(&walks[r]));
+  return mcgqSuccess;
+}
+
+static mcgqResult_t average_layers(const char *fn, const msg_header_t *hs,
+                                   int nranks, float *out, layer_walk_t *walks,
+                                   char (*who)[96]) {
   uint64_t at = 0;
   for (uint32_t i = 0; i < hs[0].layer_count; ++i) {
     dir_entry_t e;
     entry_at(&hs[0], i, &e);
-    float *acc = out + at;
-    for (uint64_t k = 0; k < e.n; ++k) acc[k] = 0.0f;
-    for (int r = 0; r < nranks; ++r) {
-      char who[96];
-      entry_at(&hs[r], i, &e);
-      layer_label(who, sizeof who, fn, r, i);
-      MCGQ_CHECK(decode_layer(who, &hs[r], &e, scratch));
-      for (uint64_t k = 0; k < e.n; ++k)
-        acc[k] = fmaf(e.scale, (float)scratch[k], acc[k]);
-    }
-    for (uint64_t k = 0; k < e.n; ++k) acc[k] = acc[k] / P;
+    mcgqResult_t res = average_layer(fn, hs, nranks, i, out + at, walks, who);
+    if (res != mcgqSuccess) return first_failure(fn, hs, nranks, i, res);
     at += e.n;
   }
   return mcgqSuccess;
@@ -525,21 +612,25 @@ mcgqResult_t mcgqDecodeAverageHost(const void *const *in, const size_t *in_bytes
   msg_header_t *hs = (msg_header_t *)calloc((size_t)nranks, sizeof *hs);
   if (!hs) return mcgq_fail(mcgqOutOfMemory, "%s: no memory for %d headers", fn,
                             nranks);
-  int32_t *scratch = NULL;
+  /* Per rank: its reader state and its error label. */
+  layer_walk_t *walks = NULL;
+  char (*who)[96] = NULL;
   mcgqResult_t res = parse_ranks(fn, in, in_bytes, nranks, out, n, hs);
   if (res == mcgqSuccess) res = check_range(fn, hs, nranks);
   if (res == mcgqSuccess) {
-    scratch = alloc_scratch(max_layer_n(&hs[0]));
-    if (!scratch)
-      res = mcgq_fail(mcgqOutOfMemory, "%s: no memory for layer scratch", fn);
+    walks = (layer_walk_t *)calloc((size_t)nranks, sizeof *walks);
+    who = (char (*)[96])calloc((size_t)nranks, sizeof *who);
+    if (!walks || !who)
+      res = mcgq_fail(mcgqOutOfMemory, "%s: no memory for %d readers", fn, nranks);
   }
   if (res == mcgqSuccess) {
     mcgq_fpenv_t env;
     mcgq_fpenv_enter(&env);
-    res = average_layers(fn, hs, nranks, out, scratch);
+    res = average_layers(fn, hs, nranks, out, walks, who);
     mcgq_fpenv_leave(&env);
   }
-  free(scratch);
+  free(who);
+  free(walks);
   free(hs);
   if (res == mcgqSuccess) mcgq_clear_error();
   return res;

@@ -144,6 +144,23 @@ static mcgqResult_t layer_scale(uint64_t T, float m, uint64_t N, uint64_t n,
   return mcgqSuccess;
 }
 
+/* docs/FORMAT.md 4, the range rule for one message: with B_g = 1 +
+ * bitlen(max|g_int|), the largest value B_g bits hold is 2^(B_g-1) - 1, and
+ * scale times it (as float, exact in double) must not exceed FLT_MAX, so
+ * that the decode scale * (float)g_int cannot round to infinity. */
+static int decode_stays_finite(const int32_t *g_int, uint64_t n, float scale) {
+  uint64_t max_mag = 0;
+  for (uint64_t k = 0; k < n; ++k) {
+    uint64_t mag = g_int[k] < 0 ? (uint64_t)(-(int64_t)g_int[k]) : (uint64_t)g_int[k];
+    if (mag > max_mag) max_mag = mag;
+  }
+  uint32_t bits = 0; /* bitlen(max_mag) */
+  while (bits < 64 && (max_mag >> bits) != 0) ++bits;
+  const uint32_t bits_value = 1u + bits;
+  const float largest = (float)(((uint64_t)1 << (bits_value - 1)) - 1u);
+  return (double)scale * (double)largest <= (double)FLT_MAX;
+}
+
 /* ------------------------------------------------------- the layer */
 
 mcgqResult_t mcgq_ref_quantize(const float *g, uint64_t n, uint64_t N,
@@ -163,6 +180,7 @@ mcgqResult_t mcgq_ref_quantize(const float *g, uint64_t n, uint64_t N,
   mcgqResult_t res = layer_scale(T, m, N, n, damped, &scale);
   if (res != mcgqSuccess) return res; /* before g_int is written */
   counts_closed_form(g, n, m, N, T, u, g_int);
+  if (!decode_stays_finite(g_int, n, scale)) return mcgqRangeError;
   out->samples = N;
   out->total = T;
   out->max_abs = m;
