@@ -1,7 +1,7 @@
 /* reader.h - the container reader of docs/FORMAT.md: the header and the
  * directory entries, every canonical-container rule that the directory can
  * decide, and the rules on a layer's decoded totals.  One definition for the
- * CPU decoder (host/decode.c) and the GPU decoder (kernels/decode.cu), so the
+ * CPU decoder (host/stream/decode.c) and the GPU decoder (kernels/decode.cu), so the
  * two cannot disagree on what is canonical.
  *
  * The checks return an mcgq_rule: which rule a message breaks (MCGQ_RULE_OK

@@ -1,7 +1,7 @@
 /* decode.cu - decode-and-average of P messages on the GPU (DESIGN.md 2,
  * averaging; FORMAT.md 3), in four passes on the caller's stream:
  *   header    one thread per message validates the header, the directory
- *             and the CRCs exactly as host/decode.c does; thread 0 then
+ *             and the CRCs exactly as host/stream/decode.c does; thread 0 then
  *             reports the first failing rank in rank order and lays out the
  *             chunks of rank 0's layer table;
  *   chunks    one thread per chunk of 2^13 elements (the chunk index gives

@@ -1,5 +1,5 @@
 /* launch.h - the C-callable entry points of the GPU kernels (the .cu files of kernels/),
- * used by host/gpu_api.c.  Arguments are validated by the caller; these
+ * used by host/gpu/gpu_api.c.  Arguments are validated by the caller; these
  * functions only carve the scratch and enqueue work on `stream` (no
  * allocation, no synchronization, no other stream), returning the
  * cudaError_t of the launches as an int (0 = success). */

@@ -1,4 +1,4 @@
-// Accumulation modes of DESIGN.md section 2 (host/accumulate.c, compiled
+// Accumulation modes of DESIGN.md section 2 (host/cpu/accumulate.c, compiled
 // into this test because its functions are internal): the invariants, bit
 // for bit, with the quantizer of the library in between.
 #include <gtest/gtest.h>

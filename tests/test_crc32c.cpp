@@ -1,4 +1,4 @@
-// CRC32C (host/crc32c.c): the standard check value and agreement with the
+// CRC32C (host/cpu/crc32c.c): the standard check value and agreement with the
 // bitwise definition for every length and alignment, on both the SSE4.2
 // path (where the CPU has it) and the portable table path.
 #include <gtest/gtest.h>

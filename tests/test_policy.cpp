@@ -1,4 +1,4 @@
-// Performance model and policy (host/policy.c): the formulas of mcgq.h
+// Performance model and policy (host/model/policy.c): the formulas of mcgq.h
 // ("performance model and policy") against values derived by hand, the
 // monotonicity the model must have, and the consistency of the break-even
 // points with the step-time prediction.

@@ -42,7 +42,7 @@ float FromBits(uint32_t b) {
 // Alg 1 as the paper states it, with DESIGN.md's half-open rule: sample i at
 // x_i = (u/2^32 + i)/N hits the first k with x_i < C_k/T, decided with exact
 // integers (C_k*N*2^32 > (i*2^32 + u)*T).  Nothing here shares code with
-// host/quantize.c: q uses nearbyint, the walk is over samples, not elements.
+// host/cpu/quantize.c: q uses nearbyint, the walk is over samples, not elements.
 struct Literal {
   std::vector<int32_t> g_int;
   uint64_t T = 0;

@@ -20,7 +20,7 @@
 #include <random>
 #include <vector>
 
-#include "bitstream.h"
+#include "cpu/bitstream.h"
 #include "format.h"
 #include "internal.h"
 

@@ -1,5 +1,5 @@
-// Argument validation (host/validate.c, compiled into this test with
-// host/errors.c so the internal checks can be called directly): every limit
+// Argument validation (host/api/validate.c, compiled into this test with
+// host/api/errors.c so the internal checks can be called directly): every limit
 // of mcgq.h and DESIGN.md section 7, every error code and its detail.
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
  * (a mcgq_bench JSON: --bench, else the newest one recorded in
  * bench/results/, see model_bench.c; or flags) and measured bits/element,
  * with break-even bits/element and layer size, and whole-model predictions
- * over layer tables.  Built-in codec speeds are printed as assumptions.  The math is the library's (mcgqModelStepTime & co., host/policy.c);
+ * over layer tables.  Built-in codec speeds are printed as assumptions.  The math is the library's (mcgqModelStepTime & co., host/model/policy.c);
  * this file only parses, loops and prints. */
 #include <stdio.h>
 #include <stdlib.h>

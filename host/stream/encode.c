@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bitstream.h"
+#include "cpu/bitstream.h"
 #include "format.h"
 #include "internal.h"
 

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bitstream.h"
-#include "dequantize.h"
+#include "cpu/bitstream.h"
+#include "cpu/dequantize.h"
 #include "internal.h"
 #include "range.h"
 #include "reader.h"

@@ -14,7 +14,7 @@ endif()
 if(MCGQ_ENABLE_MPI)
   add_library(mcgq_mpi ${_mcgq_type} ${CMAKE_CURRENT_LIST_DIR}/comm_mpi.c)
   add_library(mcgq::mcgq_mpi ALIAS mcgq_mpi)
-  target_include_directories(mcgq_mpi PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+  target_include_directories(mcgq_mpi PRIVATE ${CMAKE_CURRENT_LIST_DIR} ${PROJECT_SOURCE_DIR}/host)
   target_compile_features(mcgq_mpi PRIVATE c_std_11)
   target_compile_definitions(mcgq_mpi PRIVATE MCGQ_BUILDING_LIBRARY)
   target_link_libraries(mcgq_mpi PUBLIC mcgq MPI::MPI_C
