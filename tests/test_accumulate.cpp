@@ -15,14 +15,10 @@
 #endif
 
 #include "internal.h"
+#include "support/bits.hpp"
 
 namespace {
 
-uint32_t Bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
 
 std::vector<float> Normal(size_t n, float sd, std::mt19937_64 &rng) {
   std::normal_distribution<float> d(0.0f, sd);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mcgq.h"
+#include "support/bits.hpp"
 #include "support/vectors.hpp"
 
 namespace {
@@ -216,11 +217,6 @@ void ExpectIndexMatches(const Bytes &m, const Dir &d, const std::vector<int32_t>
   }
 }
 
-uint32_t Bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
 
 }  // namespace
 

@@ -19,16 +19,12 @@
 #include <vector>
 
 #include "mcgq.h"
+#include "support/bits.hpp"
 
 namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-uint32_t Bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
 
 enum class Dist { kNormal, kSparse, kHuge, kTiny, kZero, kOneHot };
 

@@ -18,25 +18,11 @@
 #endif
 
 #include "mcgq.h"
+#include "support/bits.hpp"
 #include "support/vectors.hpp"
 
 namespace {
 
-uint32_t Bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
-uint64_t Bits(double d) {
-  uint64_t b;
-  std::memcpy(&b, &d, sizeof b);
-  return b;
-}
-float FromBits(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, sizeof f);
-  return f;
-}
 
 // ------------------------------------------------------- literal reference
 // Alg 1 as the paper states it, with DESIGN.md's half-open rule: sample i at

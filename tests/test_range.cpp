@@ -14,16 +14,12 @@
 #include <vector>
 
 #include "mcgq.h"
+#include "support/bits.hpp"
 
 namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-uint32_t Bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
 
 // One plain layer (or an accumulated one when accum is given) encoded alone.
 mcgqResult_t Encode(const std::vector<float> &g, double k, uint32_t u, Bytes *out,

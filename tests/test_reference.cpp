@@ -21,26 +21,12 @@
 #endif
 
 #include "mcgq.h"
+#include "support/bits.hpp"
 #include "mcgq_reference.h"
 #include "support/vectors.hpp"
 
 namespace {
 
-uint32_t Bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
-uint64_t Bits(double d) {
-  uint64_t b;
-  std::memcpy(&b, &d, sizeof b);
-  return b;
-}
-float FromBits(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, sizeof f);
-  return f;
-}
 
 // splitmix64: a fixed, library-independent stream, so a failing case is
 // reproduced by its seed on any platform.

@@ -13,17 +13,13 @@
 #include <vector>
 
 #include "mcgq.h"
+#include "support/bits.hpp"
 
 namespace {
 
 using u128 = unsigned __int128;
 using i128 = __int128;
 
-uint64_t Bits(double d) {
-  uint64_t b;
-  std::memcpy(&b, &d, sizeof b);
-  return b;
-}
 
 struct FixedPoint {
   std::vector<int64_t> a;  // sign(g) q
