@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "comm_internal.h"
+#include "gpu/cuda_check.h"
 #include "internal.h"
 #include "mcgq_nccl.h"
 
@@ -57,29 +58,30 @@ typedef struct {
   unsigned char *d_small; /* (nranks + 1) * SMALL_BYTES */
 } nccl_transport_t;
 
+/* CUDA and NCCL failures go through gpu/cuda_check.h, which writes the
+ * detail once; the transport collectives hand it to comm.c through their
+ * detail buffer, the step into the communicator's, both copied as is. */
 static void detail_cuda(char *detail, size_t size, const char *what,
                         cudaError_t err) {
-  snprintf(detail, size, "mcgqCommStep: %s: %s", what, cudaGetErrorString(err));
+  mcgq_cuda_result((int)err, "mcgqCommStep", what);
+  snprintf(detail, size, "%s", mcgqGetLastErrorDetail());
 }
 
 static void detail_nccl(char *detail, size_t size, const char *what,
                         ncclResult_t err) {
-  snprintf(detail, size, "mcgqCommStep: %s: %s", what, ncclGetErrorString(err));
+  mcgq_nccl_result((int)err, "mcgqCommStep", what);
+  snprintf(detail, size, "%s", mcgqGetLastErrorDetail());
 }
 
-#define CUDA_TRY(call, what, comm)                                       \
-  do {                                                                   \
-    cudaError_t e_ = (call);                                             \
-    if (e_ != cudaSuccess)                                               \
-      return mcgq_comm_fail(comm, mcgqCudaError, "mcgqCommStep: %s: %s", \
-                            what, cudaGetErrorString(e_));               \
+#define CUDA_TRY(call, what, comm)                                                   \
+  do {                                                                               \
+    mcgqResult_t r_ = mcgq_cuda_result((int)(call), "mcgqCommStep", (what));         \
+    if (r_ != mcgqSuccess) return mcgq_comm_fail(comm, r_, "%s", mcgqGetLastErrorDetail()); \
   } while (0)
-#define NCCL_TRY(call, what, comm)                                       \
-  do {                                                                   \
-    ncclResult_t e_ = (call);                                            \
-    if (e_ != ncclSuccess)                                               \
-      return mcgq_comm_fail(comm, mcgqNcclError, "mcgqCommStep: %s: %s", \
-                            what, ncclGetErrorString(e_));               \
+#define NCCL_TRY(call, what, comm)                                                   \
+  do {                                                                               \
+    mcgqResult_t r_ = mcgq_nccl_result((int)(call), "mcgqCommStep", (what));         \
+    if (r_ != mcgqSuccess) return mcgq_comm_fail(comm, r_, "%s", mcgqGetLastErrorDetail()); \
   } while (0)
 
 /* Waits for the stream, then asks NCCL whether a collective failed. */

@@ -14,13 +14,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include "gpu/cuda_check.h"
 #include "launch.h"
 #include "tuning.h"
-
-static mcgqResult_t cuda_fail(const char *fn, const char *what, int err) {
-  return mcgq_fail(mcgqCudaError, "%s: %s failed: %s", fn, what,
-                   cudaGetErrorString((cudaError_t)err));
-}
 
 int mcgqGpuAvailable(void) {
   int count = 0;
@@ -105,8 +101,8 @@ mcgqResult_t mcgqEncodeGetTempSize(const mcgqLayerDesc_t *layers, int count,
   uint64_t max_n = 0, total_n = 0;
   int checksum = 0;
   MCGQ_CHECK(check_gpu_layers(fn, layers, count, &max_n, &total_n, &checksum));
-  int err = mcgq_gpu_encode_temp_bytes(max_n, count, temp_bytes);
-  if (err) return cuda_fail(fn, "sizing the CUB scratch", err);
+  MCGQ_CUDA_CHECK(fn, "sizing the CUB scratch",
+                  mcgq_gpu_encode_temp_bytes(max_n, count, temp_bytes));
   mcgq_clear_error();
   return mcgqSuccess;
 }
@@ -161,7 +157,7 @@ static mcgqResult_t encode_enqueue(const char *fn, const mcgqLayerDesc_t *layers
   if (!err)
     err = mcgq_gpu_encode_end(count, checksum, max_n, total_n, d_out, d_out_bytes,
                               d_temp, stream);
-  if (err) return cuda_fail(fn, "launching the encode", err);
+  MCGQ_CUDA_CHECK(fn, "launching the encode", err);
   return mcgqSuccess;
 }
 
@@ -182,8 +178,8 @@ mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_o
   MCGQ_CHECK(check_encode_buffers(fn, layers, count, d_out, out_capacity, d_out_bytes,
                                   d_stats, d_temp, temp_bytes));
   size_t need = 0;
-  int err = mcgq_gpu_encode_temp_bytes(max_n, count, &need);
-  if (err) return cuda_fail(fn, "sizing the CUB scratch", err);
+  MCGQ_CUDA_CHECK(fn, "sizing the CUB scratch",
+                  mcgq_gpu_encode_temp_bytes(max_n, count, &need));
   if (temp_bytes < need)
     return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below "
                      "mcgqEncodeGetTempSize = %zu", fn, temp_bytes, need);
@@ -253,7 +249,7 @@ mcgqResult_t mcgqDecodeAverageAsync(const void *const *d_in, const size_t *d_in_
                      "the largest d_in_bytes)", fn, temp_bytes, need);
   int err = mcgq_gpu_decode_average(d_in, d_in_bytes, nranks, d_out, n, in_capacity,
                                     d_status, d_temp, temp_bytes, stream);
-  if (err) return cuda_fail(fn, "launching the decode", err);
+  MCGQ_CUDA_CHECK(fn, "launching the decode", err);
   mcgq_clear_error();
   return mcgqSuccess;
 }
