@@ -83,7 +83,8 @@ typedef enum {
   mcgqCorruptStream = 10,     /* a message or bitstream is malformed */
   mcgqNonFinite = 11,         /* NaN or Inf in the values to be sampled */
   mcgqCapacityExceeded = 12,  /* output buffer too small */
-  mcgqRangeError = 13,        /* scale not representable in float32 */
+  mcgqRangeError = 13,        /* scale, or a decode of the values, would overflow
+                                 float32 (docs/FORMAT.md 4, the range rule) */
   /* system errors */
   mcgqCudaError = 20,
   mcgqNcclError = 21,
