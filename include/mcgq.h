@@ -544,6 +544,79 @@ MCGQ_API mcgqResult_t mcgqPolicyShouldCompress(const mcgqLinkModel_t *link,
                                                int nranks, int baseline_bits,
                                                int *compress);
 
+/* ---------------------------------------------- exchange modes (model)
+ * How the ranks exchange compressed gradients; the model below prices each
+ * so a job can pick one (mcgqPolicyChooseExchange).  With P ranks, n
+ * elements in L layers, b (b2) wire bits per element:
+ *   MCGQ_EXCHANGE_ALL_GATHER   every rank receives every rank's message
+ *                              (today's mcgqCommStep): (P-1) n b / 8 bytes
+ *                              in per rank, P decodes of n elements;
+ *   MCGQ_EXCHANGE_REDUCE_SCATTER  each rank cuts every layer into P shards
+ *                              and sends shard j to rank j (all-to-all), rank
+ *                              j decode-averages the P messages of its shard:
+ *                              (P-1)/P n b / 8 bytes per rank; the result is
+ *                              sharded (ZeRO / FSDP), so its baseline is a
+ *                              ring reduce-scatter;
+ *   MCGQ_EXCHANGE_TWO_STAGE    the reduce-scatter above, then every owner
+ *                              re-encodes its averaged shard (b2 bits, its own
+ *                              error feedback) and the shards are all-gathered:
+ *                              (P-1)/P n (b + b2) / 8 bytes per rank, whatever
+ *                              P.
+ *   reduce-scatter:   t_enc = launch + L P per_layer + 4n / encode_bw
+ *                     t_x   = (1 + size_exchange)(P-1) alpha
+ *                             + (P-1)/P (n b / 8) / bw
+ *                     t_dec = launch + L per_layer + 4n / decode_bw
+ *   two-stage adds    t_enc2 = launch + L per_layer + 4(n/P) / encode_bw
+ *                     t_x2   = (1 + size_exchange)(P-1) alpha
+ *                              + (P-1)/P (n b2 / 8) / bw
+ *                     t_dec2 = launch + L per_layer + 4n / decode_bw
+ * Hierarchical (ranks_per_node = G > 1, P = G N): within a node an
+ * uncompressed fp32 ring reduce-scatter on node_link, (G-1) alpha_i +
+ * (G-1)/G 4n / bw_i; across the N nodes the chosen mode on each local rank's
+ * n/G elements over `link`; within the node an fp32 ring all-gather of the
+ * result (not in reduce-scatter mode).  The baseline is hierarchical the
+ * same way (node reduce-scatter, cross-node all-reduce or reduce-scatter of
+ * n/G, node all-gather). */
+#define MCGQ_EXCHANGE_NONE (-1)          /* policy: send uncompressed */
+#define MCGQ_EXCHANGE_ALL_GATHER 0
+#define MCGQ_EXCHANGE_TWO_STAGE 1
+#define MCGQ_EXCHANGE_REDUCE_SCATTER 2
+
+typedef struct {
+  uint32_t struct_size;            /* sizeof(mcgqExchangeModel_t) */
+  int32_t mode;                    /* MCGQ_EXCHANGE_* (not NONE) */
+  int32_t ranks_per_node;          /* G >= 1; 1 = flat; G > 1: P % G == 0 */
+  int32_t reserved;
+  double second_bits_per_element;  /* two-stage b2; 0 = the same as b */
+  mcgqLinkModel_t node_link;       /* within a node (G > 1 only) */
+} mcgqExchangeModel_t;
+#define MCGQ_EXCHANGE_MODEL_INITIALIZER                                     \
+  { (uint32_t) sizeof(mcgqExchangeModel_t), MCGQ_EXCHANGE_ALL_GATHER, 1, 0, \
+    0.0, MCGQ_LINK_MODEL_INITIALIZER }
+
+/* Predicted step in exchange->mode (see above); `link` joins the nodes (all
+ * ranks when flat).  pred's baselines are the same collective uncompressed:
+ * all-reduce (ALL_GATHER, TWO_STAGE) or reduce-scatter (REDUCE_SCATTER) of
+ * fp32 and bf16, hierarchical when exchange->ranks_per_node > 1.  For
+ * ALL_GATHER with G = 1 the result equals mcgqModelStepTime's. */
+MCGQ_API mcgqResult_t mcgqModelExchangeStepTime(const mcgqLinkModel_t *link,
+                                                const mcgqCodecModel_t *codec,
+                                                const mcgqExchangeModel_t *exchange,
+                                                uint64_t n, uint32_t layers,
+                                                double bits_per_element, int nranks,
+                                                mcgqStepPrediction_t *pred);
+
+/* The all-reduce mode to use: *mode = the faster of ALL_GATHER and
+ * TWO_STAGE when it is strictly faster than the ring all-reduce of
+ * baseline_bits-bit values, else MCGQ_EXCHANGE_NONE (also for P = 1).
+ * exchange->mode is ignored; its hierarchy and b2 are used. */
+MCGQ_API mcgqResult_t mcgqPolicyChooseExchange(const mcgqLinkModel_t *link,
+                                               const mcgqCodecModel_t *codec,
+                                               const mcgqExchangeModel_t *exchange,
+                                               uint64_t n, uint32_t layers,
+                                               double bits_per_element, int nranks,
+                                               int baseline_bits, int *mode);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

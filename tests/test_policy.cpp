@@ -4,9 +4,11 @@
 // points with the step-time prediction.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 
 #include "mcgq.h"
 
@@ -289,4 +291,147 @@ TEST(Policy, RejectsBadArguments) {
   EXPECT_EQ(mcgqPolicyShouldCompress(&l, &c, 10, 1, 2, 2, 0, &out),
             mcgqInvalidArgument);
   EXPECT_EQ(out, 7);  // untouched on failure
+}
+
+// ------------------------------------------------------- exchange modes
+
+namespace {
+
+mcgqExchangeModel_t Exchange(int mode, int ranks_per_node = 1, double b2 = 0.0) {
+  mcgqExchangeModel_t x = MCGQ_EXCHANGE_MODEL_INITIALIZER;
+  x.mode = mode;
+  x.ranks_per_node = ranks_per_node;
+  x.second_bits_per_element = b2;
+  return x;
+}
+
+mcgqStepPrediction_t PredictMode(const mcgqLinkModel_t &l, const mcgqCodecModel_t &c,
+                                 const mcgqExchangeModel_t &x, uint64_t n, uint32_t layers,
+                                 double bits, int P) {
+  mcgqStepPrediction_t p;
+  std::memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  EXPECT_EQ(mcgqModelExchangeStepTime(&l, &c, &x, n, layers, bits, P, &p), mcgqSuccess)
+      << mcgqGetLastErrorDetail();
+  return p;
+}
+
+}  // namespace
+
+// Hand-derived: P = 4, n = 1e6, L = 10, b = 1, b2 = 2, link alpha 3 us,
+// 10 GB/s (10e3 bytes/us), codec 100/200 GB/s, launch 10 us, 1 us/layer,
+// exact sizes (two latencies per exchange).
+TEST(PolicyModes, StepTimesMatchHandDerivedValues) {
+  const mcgqLinkModel_t l = Link(3.0, 10.0);
+  const mcgqCodecModel_t c = Codec(100.0, 200.0, 10.0, 1.0, 1);
+  const uint64_t n = 1000000;
+  // Reduce-scatter: enc = 10 + 40*1 + 4e6/1e5 = 90; x = 2*3*3 + 3/4 * 125000/1e4
+  // = 18 + 9.375; dec = 10 + 10 + 4e6/2e5 = 40.
+  mcgqStepPrediction_t rs = PredictMode(l, c, Exchange(MCGQ_EXCHANGE_REDUCE_SCATTER), n, 10, 1.0, 4);
+  EXPECT_DOUBLE_EQ(rs.encode_us, 90.0);
+  EXPECT_DOUBLE_EQ(rs.exchange_us, 27.375);
+  EXPECT_DOUBLE_EQ(rs.decode_us, 40.0);
+  EXPECT_DOUBLE_EQ(rs.mcgq_us, 157.375);
+  // Baseline: ring reduce-scatter, 3*3 + 3/4 * 4e6/1e4 = 9 + 300 (fp32), 9 + 150 (bf16).
+  EXPECT_DOUBLE_EQ(rs.allreduce_fp32_us, 309.0);
+  EXPECT_DOUBLE_EQ(rs.allreduce_bf16_us, 159.0);
+  // Two-stage adds enc2 = 20 + 1e6/1e5 = 30, x2 = 18 + 3/4 * 250000/1e4 = 36.75,
+  // dec2 = 20 + 20 = 40; baseline = ring all-reduce 2*3*3 + 2*3/4*400 = 618.
+  mcgqStepPrediction_t ts =
+      PredictMode(l, c, Exchange(MCGQ_EXCHANGE_TWO_STAGE, 1, 2.0), n, 10, 1.0, 4);
+  EXPECT_DOUBLE_EQ(ts.encode_us, 120.0);
+  EXPECT_DOUBLE_EQ(ts.exchange_us, 27.375 + 36.75);
+  EXPECT_DOUBLE_EQ(ts.decode_us, 80.0);
+  EXPECT_DOUBLE_EQ(ts.allreduce_fp32_us, 618.0);
+  EXPECT_DOUBLE_EQ(ts.allreduce_bf16_us, 318.0);
+  // All-gather mode is mcgqModelStepTime's prediction.
+  mcgqStepPrediction_t ag = PredictMode(l, c, Exchange(MCGQ_EXCHANGE_ALL_GATHER), n, 10, 1.0, 4);
+  mcgqStepPrediction_t old = Predict(l, c, n, 10, 1.0, 4);
+  EXPECT_EQ(0, std::memcmp(&ag, &old, sizeof ag));
+}
+
+// Hierarchical with G = 2 ranks per node, P = 8 (N = 4 nodes): the node
+// stages are fp32 rings on the node link, the cross-node stage is the flat
+// mode on n/G elements among N ranks.
+TEST(PolicyModes, HierarchicalIsNodeRingsAroundTheFlatMode) {
+  const mcgqLinkModel_t cross = Link(3.0, 10.0);
+  const mcgqCodecModel_t c = Codec(100.0, 200.0, 10.0, 1.0, 1);
+  mcgqExchangeModel_t x = Exchange(MCGQ_EXCHANGE_TWO_STAGE, 2);
+  x.node_link = Link(1.0, 100.0);
+  const uint64_t n = 1000000;
+  mcgqStepPrediction_t h = PredictMode(cross, c, x, n, 10, 1.0, 8);
+  mcgqStepPrediction_t flat =
+      PredictMode(cross, c, Exchange(MCGQ_EXCHANGE_TWO_STAGE), n / 2, 10, 1.0, 4);
+  // node ring half: 1 * 1 + 1/2 * 4e6 / 1e5 = 21 us, twice (RS and AG)
+  EXPECT_DOUBLE_EQ(h.encode_us, flat.encode_us);
+  EXPECT_DOUBLE_EQ(h.decode_us, flat.decode_us);
+  EXPECT_DOUBLE_EQ(h.exchange_us, flat.exchange_us + 42.0);
+  // Baseline: node RS + cross all-reduce of n/2 among 4 + node AG, fp32.
+  const double cross_ar = 2 * 3 * 3.0 + 2 * 3.0 / 4 * (4.0 * 500000 / 1e4);
+  EXPECT_DOUBLE_EQ(h.allreduce_fp32_us, 42.0 + cross_ar);
+  // G = 1 is the flat model.
+  mcgqStepPrediction_t g1 = PredictMode(cross, c, Exchange(MCGQ_EXCHANGE_TWO_STAGE, 1), n, 10, 1.0, 8);
+  mcgqStepPrediction_t g1b = PredictMode(cross, c, Exchange(MCGQ_EXCHANGE_TWO_STAGE), n, 10, 1.0, 8);
+  EXPECT_EQ(0, std::memcmp(&g1, &g1b, sizeof g1));
+}
+
+// The traffic per rank: all-gather grows with P, two-stage does not, so the
+// policy moves from all-gather to two-stage as P grows, and to no
+// compression where bits are too many for either.
+TEST(PolicyModes, PolicyPicksTheFasterModeAsRanksGrow) {
+  const mcgqLinkModel_t l = Link(3.0, 25.0);
+  const mcgqCodecModel_t c = Codec(1000.0, 2000.0, 5.0, 0.0, 0);
+  const mcgqExchangeModel_t x = Exchange(MCGQ_EXCHANGE_ALL_GATHER);
+  const uint64_t n = 25000000;
+  int mode = 99;
+  ASSERT_EQ(mcgqPolicyChooseExchange(&l, &c, &x, n, 161, 1.0, 2, 32, &mode), mcgqSuccess);
+  EXPECT_EQ(mode, MCGQ_EXCHANGE_ALL_GATHER);
+  ASSERT_EQ(mcgqPolicyChooseExchange(&l, &c, &x, n, 161, 1.0, 256, 32, &mode), mcgqSuccess);
+  EXPECT_EQ(mode, MCGQ_EXCHANGE_TWO_STAGE);
+  // 40 bits per element: more than fp32 itself, never worth it.
+  ASSERT_EQ(mcgqPolicyChooseExchange(&l, &c, &x, n, 161, 40.0, 8, 32, &mode), mcgqSuccess);
+  EXPECT_EQ(mode, MCGQ_EXCHANGE_NONE);
+  ASSERT_EQ(mcgqPolicyChooseExchange(&l, &c, &x, n, 161, 1.0, 1, 32, &mode), mcgqSuccess);
+  EXPECT_EQ(mode, MCGQ_EXCHANGE_NONE);
+  // The choice agrees with the predictions it is made from.
+  for (int P : {2, 3, 8, 32, 128, 1024}) {
+    ASSERT_EQ(mcgqPolicyChooseExchange(&l, &c, &x, n, 161, 1.0, P, 16, &mode), mcgqSuccess);
+    mcgqStepPrediction_t ag = PredictMode(l, c, Exchange(MCGQ_EXCHANGE_ALL_GATHER), n, 161, 1.0, P);
+    mcgqStepPrediction_t ts = PredictMode(l, c, Exchange(MCGQ_EXCHANGE_TWO_STAGE), n, 161, 1.0, P);
+    const double best = std::min(ag.mcgq_us, ts.mcgq_us);
+    if (best >= ag.allreduce_bf16_us) {
+      EXPECT_EQ(mode, MCGQ_EXCHANGE_NONE) << P;
+    } else {
+      EXPECT_EQ(mode, ag.mcgq_us <= ts.mcgq_us ? MCGQ_EXCHANGE_ALL_GATHER : MCGQ_EXCHANGE_TWO_STAGE)
+          << P;
+    }
+  }
+}
+
+TEST(PolicyModes, RejectsBadExchangeModels) {
+  const mcgqLinkModel_t l = Link(3.0, 25.0);
+  const mcgqCodecModel_t c = Codec(100.0, 200.0, 10.0, 0.0, 1);
+  mcgqStepPrediction_t p;
+  std::memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  mcgqExchangeModel_t x = Exchange(7);
+  EXPECT_EQ(mcgqModelExchangeStepTime(&l, &c, &x, 100, 1, 1.0, 4, &p), mcgqInvalidArgument);
+  EXPECT_NE(std::string(mcgqGetLastErrorDetail()).find("mode = 7"), std::string::npos);
+  x = Exchange(MCGQ_EXCHANGE_TWO_STAGE, 3);
+  EXPECT_EQ(mcgqModelExchangeStepTime(&l, &c, &x, 100, 1, 1.0, 4, &p), mcgqInvalidArgument);
+  x = Exchange(MCGQ_EXCHANGE_TWO_STAGE, 2);
+  x.node_link.bw_gbs = 0.0;
+  EXPECT_EQ(mcgqModelExchangeStepTime(&l, &c, &x, 100, 1, 1.0, 4, &p), mcgqInvalidArgument);
+  x = Exchange(MCGQ_EXCHANGE_TWO_STAGE, 1, NAN);
+  EXPECT_EQ(mcgqModelExchangeStepTime(&l, &c, &x, 100, 1, 1.0, 4, &p), mcgqInvalidArgument);
+  x = Exchange(MCGQ_EXCHANGE_ALL_GATHER);
+  x.struct_size = 8;
+  EXPECT_EQ(mcgqModelExchangeStepTime(&l, &c, &x, 100, 1, 1.0, 4, &p), mcgqUnsupportedVersion);
+  EXPECT_EQ(mcgqModelExchangeStepTime(&l, &c, nullptr, 100, 1, 1.0, 4, &p), mcgqInvalidArgument);
+  int mode = 0;
+  EXPECT_EQ(mcgqPolicyChooseExchange(&l, &c, nullptr, 100, 1, 1.0, 4, 32, &mode),
+            mcgqInvalidArgument);
+  x = Exchange(MCGQ_EXCHANGE_ALL_GATHER);
+  EXPECT_EQ(mcgqPolicyChooseExchange(&l, &c, &x, 100, 1, 1.0, 4, 32, nullptr),
+            mcgqInvalidArgument);
 }

@@ -12,7 +12,7 @@
 #include "cli.h"
 #include "model_bench.h"
 
-#define MODEL_MAX_RANKS 16
+#define MODEL_MAX_RANKS 32
 #define MODEL_MAX_TABLES 8
 #define MODEL_CMD "model"
 
@@ -42,6 +42,10 @@ typedef struct {
   char table_list[512];       /* --tables, split in place at the commas */
   const char *tables[MODEL_MAX_TABLES];
   int table_count;
+  int modes;                  /* --modes: the exchange modes instead of the size sweep */
+  uint32_t layers;            /* --layers: layers of --n in --modes */
+  mcgqExchangeModel_t exchange; /* hierarchy and b2 (--ranks-per-node & co.) */
+  const char *node_link_name;
 } model_options_t;
 
 static const char model_usage[] =
@@ -64,21 +68,31 @@ static const char model_usage[] =
     "  --fixed-capacity     no size exchange before the payload all-gather\n"
     "  --ranks LIST         numbers of ranks, comma separated (default 2,4,8)\n"
     "  --n ELEMENTS         one layer size instead of the 1K..1G sweep\n"
+    "  --modes              per rank count: all-gather, two-stage and reduce-scatter\n"
+    "                       steps against fp32/bf16 all-reduce (reduce-scatter), and\n"
+    "                       the mode the policy picks; over --tables, or --n/--layers\n"
+    "  --layers L           layers of --n (with --modes; default 1)\n"
+    "  --bits2 X            two-stage: bits/element of the re-encoded shards (default --bits)\n"
+    "  --ranks-per-node G   hierarchical: fp32 within nodes of G ranks, mcgq across nodes\n"
+    "  --node-link NAME     the link within a node (default nvlink-h100)\n"
     "  --tables LIST        whole-model predictions over layer tables: resnet50,\n"
     "                       bert-base, gpt2-small or paths, comma separated\n"
     "Flags override the --link preset and the --bench numbers.\n"
     "  -h, --help           this help\n";
 
+/* --ranks: comma-separated strict decimals in [1, 2^20]. */
 static int parse_ranks(const char *s, model_options_t *o) {
   o->rank_count = 0;
   while (*s) {
-    char *end = NULL;
-    long p = strtol(s, &end, 10);
-    if (end == s || p < 1 || p > 1 << 20 || o->rank_count == MODEL_MAX_RANKS) return -1;
+    const char *comma = strchr(s, ',');
+    size_t len = comma ? (size_t)(comma - s) : strlen(s);
+    uint64_t p = 0;
+    if (cli_parse_decimal(s, len, (uint64_t)1 << 20, &p) || p < 1 ||
+        o->rank_count == MODEL_MAX_RANKS)
+      return -1;
     o->ranks[o->rank_count++] = (int)p;
-    if (*end == ',') ++end;
-    else if (*end) return -1;
-    s = end;
+    s += len;
+    if (*s == ',' && *++s == '\0') return -1; /* a trailing comma */
   }
   return o->rank_count ? 0 : -1;
 }
@@ -146,7 +160,12 @@ static int parse_model_args(int argc, char **argv, model_options_t *o, int *help
   o->bits = 4.0;
   const char *ranks = "2,4,8", *tables = NULL;
   int fixed = 0, builtin = 0;
-  double alpha, bw, enc, dec, launch, per_layer, bits;
+  double alpha, bw, enc, dec, launch, per_layer, bits, bits2 = 0.0;
+  uint32_t ranks_per_node = 1;
+  mcgqExchangeModel_t exchange = MCGQ_EXCHANGE_MODEL_INITIALIZER;
+  o->exchange = exchange;
+  o->node_link_name = "nvlink-h100";
+  o->layers = 1;
   cli_option_t opts[] = {
       {"--link", CLI_STRING, &o->link_name, 0}, {"--alpha-us", CLI_DOUBLE, &alpha, 0},
       {"--bw-gbs", CLI_DOUBLE, &bw, 0},         {"--bench", CLI_STRING, &o->bench_json, 0},
@@ -154,7 +173,10 @@ static int parse_model_args(int argc, char **argv, model_options_t *o, int *help
       {"--launch-us", CLI_DOUBLE, &launch, 0},  {"--per-layer-us", CLI_DOUBLE, &per_layer, 0},
       {"--bits", CLI_DOUBLE, &bits, 0},         {"--fixed-capacity", CLI_FLAG, &fixed, 0},
       {"--ranks", CLI_STRING, &ranks, 0},       {"--n", CLI_U64, &o->n, 0},
-      {"--tables", CLI_STRING, &tables, 0},     {"--builtin", CLI_FLAG, &builtin, 0}};
+      {"--tables", CLI_STRING, &tables, 0},     {"--builtin", CLI_FLAG, &builtin, 0},
+      {"--modes", CLI_FLAG, &o->modes, 0},      {"--layers", CLI_U32, &o->layers, 0},
+      {"--bits2", CLI_DOUBLE, &bits2, 0},       {"--ranks-per-node", CLI_U32, &ranks_per_node, 0},
+      {"--node-link", CLI_STRING, &o->node_link_name, 0}};
   const int count = (int)(sizeof opts / sizeof opts[0]);
   cli_parse_t parsed = cli_parse(MODEL_CMD, argc, argv, opts, count, model_usage);
   *help = parsed == CLI_HELP;
@@ -185,6 +207,15 @@ static int parse_model_args(int argc, char **argv, model_options_t *o, int *help
   if (parse_ranks(ranks, o)) return cli_error(MODEL_CMD, "bad --ranks '%s'", ranks);
   if (tables && split_tables(tables, o)) return cli_error(MODEL_CMD, "bad --tables '%s'", tables);
   if (cli_given(opts, count, "--n") && o->n == 0) return cli_error(MODEL_CMD, "--n must be >= 1");
+  if (o->layers == 0) return cli_error(MODEL_CMD, "--layers must be >= 1");
+  if (ranks_per_node == 0 || ranks_per_node > (1u << 20))
+    return cli_error(MODEL_CMD, "--ranks-per-node must be in [1, 2^20]");
+  o->exchange.ranks_per_node = (int32_t)ranks_per_node;
+  o->exchange.second_bits_per_element = bits2;
+  r = mcgqLinkModelPreset(o->node_link_name, &o->exchange.node_link);
+  if (r != mcgqSuccess) return cli_library_error(MODEL_CMD, "--node-link", r);
+  if (o->modes && !o->table_count && !o->n)
+    return cli_error(MODEL_CMD, "--modes needs --tables or --n");
   return CLI_EXIT_OK;
 }
 
@@ -377,6 +408,88 @@ static int print_tables(const model_options_t *o) {
   return 0;
 }
 
+static const char *mode_name(int mode) {
+  switch (mode) {
+    case MCGQ_EXCHANGE_ALL_GATHER: return "all-gather";
+    case MCGQ_EXCHANGE_TWO_STAGE: return "two-stage";
+    case MCGQ_EXCHANGE_REDUCE_SCATTER: return "red-scatter";
+    default: return "fp32/bf16";
+  }
+}
+
+/* One row of --modes: n elements in L layers on P ranks. */
+static int print_modes_row(const model_options_t *o, const char *what, uint64_t n,
+                           uint32_t layers, int P) {
+  if (o->exchange.ranks_per_node > 1 && P % o->exchange.ranks_per_node != 0) {
+    printf("  %-12s %6d  (not a multiple of --ranks-per-node %d)\n", what, P,
+           (int)o->exchange.ranks_per_node);
+    return 0;
+  }
+  mcgqStepPrediction_t p[3];
+  for (int m = 0; m < 3; ++m) {
+    mcgqExchangeModel_t x = o->exchange;
+    x.mode = m;
+    memset(&p[m], 0, sizeof p[m]);
+    p[m].struct_size = sizeof p[m];
+    if (mcgqModelExchangeStepTime(&o->link, &o->codec, &x, n, layers, o->bits, P, &p[m]) !=
+        mcgqSuccess)
+      return -1;
+  }
+  int pick32 = MCGQ_EXCHANGE_NONE, pick16 = MCGQ_EXCHANGE_NONE;
+  if (mcgqPolicyChooseExchange(&o->link, &o->codec, &o->exchange, n, layers, o->bits, P, 32,
+                               &pick32) != mcgqSuccess ||
+      mcgqPolicyChooseExchange(&o->link, &o->codec, &o->exchange, n, layers, o->bits, P, 16,
+                               &pick16) != mcgqSuccess)
+    return -1;
+  const mcgqStepPrediction_t *ag = &p[MCGQ_EXCHANGE_ALL_GATHER];
+  const mcgqStepPrediction_t *ts = &p[MCGQ_EXCHANGE_TWO_STAGE];
+  const mcgqStepPrediction_t *rs = &p[MCGQ_EXCHANGE_REDUCE_SCATTER];
+  const double best = ag->mcgq_us < ts->mcgq_us ? ag->mcgq_us : ts->mcgq_us;
+  printf("  %-12s %6d %11.1f %11.1f %11.1f %11.1f %7.2f %7.2f %11s %11s %11.1f %11.1f\n", what,
+         P, ag->mcgq_us, ts->mcgq_us, ag->allreduce_fp32_us, ag->allreduce_bf16_us,
+         ag->allreduce_fp32_us / best, ag->allreduce_bf16_us / best, mode_name(pick32),
+         mode_name(pick16), rs->mcgq_us, rs->allreduce_bf16_us);
+  return 0;
+}
+
+/* --modes: the three exchange modes per rank count (issue 16's table). */
+static int print_modes(const model_options_t *o) {
+  printf("# exchange modes at %.4f bits/element (two-stage shards at %.4f)%s\n", o->bits,
+         o->exchange.second_bits_per_element > 0 ? o->exchange.second_bits_per_element : o->bits,
+         o->exchange.ranks_per_node > 1 ? "; hierarchical" : "");
+  if (o->exchange.ranks_per_node > 1)
+    printf("# nodes of %d ranks on %s (alpha %.3f us, bw %.3f GB/s): fp32 reduce-scatter and\n"
+           "# all-gather within a node, mcgq across nodes on each rank's 1/%d\n",
+           (int)o->exchange.ranks_per_node, o->node_link_name, o->exchange.node_link.alpha_us,
+           o->exchange.node_link.bw_gbs, (int)o->exchange.ranks_per_node);
+  printf("# times in us; 'x fp32'/'x bf16' = all-reduce time / the faster mcgq mode;\n"
+         "# 'pick' = mcgqPolicyChooseExchange against that all-reduce; the last two\n"
+         "# columns: compressed reduce-scatter against a bf16 ring reduce-scatter\n");
+  printf("# %-12s %6s %11s %11s %11s %11s %7s %7s %11s %11s %11s %11s\n", "what", "ranks",
+         "all-gather", "two-stage", "fp32 AR", "bf16 AR", "x fp32", "x bf16", "pick fp32",
+         "pick bf16", "red-scatter", "bf16 RS");
+  for (int t = 0; t < (o->table_count ? o->table_count : 1); ++t) {
+    uint64_t n = o->n, *sizes = NULL;
+    uint32_t layers = o->layers;
+    const char *what = "n";
+    if (o->table_count) {
+      int count = 0;
+      sizes = read_table(o->tables[t], &count);
+      if (!sizes) return -1;
+      n = 0;
+      for (int i = 0; i < count; ++i) n += sizes[i];
+      layers = (uint32_t)count;
+      what = o->tables[t];
+    }
+    int rc = 0;
+    for (int r = 0; r < o->rank_count && rc == 0; ++r)
+      rc = print_modes_row(o, what, n, layers, o->ranks[r]);
+    free(sizes);
+    if (rc) return -1;
+  }
+  return 0;
+}
+
 int mcgq_cmd_model(int argc, char **argv) {
   model_options_t o;
   int help = 0;
@@ -389,7 +502,7 @@ int mcgq_cmd_model(int argc, char **argv) {
   mcgqResult_t r = mcgqModelStepTime(&o.link, &o.codec, 1, 1, o.bits, 2, &probe);
   if (r != mcgqSuccess) return cli_library_error(MODEL_CMD, "model parameters", r);
   print_parameters(&o);
-  if (print_sizes(&o) || (o.table_count && print_tables(&o))) {
+  if (o.modes ? print_modes(&o) : (print_sizes(&o) || (o.table_count && print_tables(&o)))) {
     /* A table that cannot be read has printed its line already; a library
      * failure left its detail. */
     const char *detail = mcgqGetLastErrorDetail();

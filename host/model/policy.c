@@ -1,8 +1,10 @@
 /* policy.c - alpha-beta performance model of one exchange step and the
  * compress-or-not policy built on it (mcgq.h, "performance model and
- * policy").  Everything here is closed-form host arithmetic: both the mcgq
- * step and a ring all-reduce are linear in n and in the bits per element,
- * so the break-even points are solutions of linear equations. */
+ * policy"), and the exchange modes (all-gather, two-stage, reduce-scatter,
+ * flat or hierarchical) with the policy that picks one.  Everything here is
+ * closed-form host arithmetic: both the mcgq step and a ring all-reduce are
+ * linear in n and in the bits per element, so the break-even points are
+ * solutions of linear equations. */
 #include <math.h>
 #include <string.h>
 
@@ -234,6 +236,158 @@ mcgqResult_t mcgqPolicyShouldCompress(const mcgqLinkModel_t *link,
   predict(link, codec, (double)n, layers, bits_per_element, nranks, &p);
   double baseline = ring_allreduce_us(link, (double)n, baseline_bits, nranks);
   *compress = nranks > 1 && p.mcgq_us < baseline;
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
+/* ------------------------------------------------------ exchange modes */
+
+/* Ring reduce-scatter (or all-gather): P-1 steps, each moving 1/P. */
+static double ring_half_us(const mcgqLinkModel_t *link, double n, double value_bits, int P) {
+  if (P <= 1) return 0.0;
+  return (P - 1) * link->alpha_us +
+         (double)(P - 1) / P * transfer_us(n * value_bits / 8.0, link->bw_gbs);
+}
+
+static mcgqResult_t check_exchange(const char *fn, const mcgqExchangeModel_t *x,
+                                   int nranks) {
+  if (!x) return mcgq_fail(mcgqInvalidArgument, "%s: exchange is NULL", fn);
+  if (x->struct_size < sizeof(mcgqExchangeModel_t))
+    return mcgq_fail(mcgqUnsupportedVersion,
+                     "%s: exchange->struct_size = %u, expected >= %u", fn,
+                     x->struct_size, (unsigned)sizeof(mcgqExchangeModel_t));
+  if (x->mode != MCGQ_EXCHANGE_ALL_GATHER && x->mode != MCGQ_EXCHANGE_TWO_STAGE &&
+      x->mode != MCGQ_EXCHANGE_REDUCE_SCATTER)
+    return mcgq_fail(mcgqInvalidArgument,
+                     "%s: exchange->mode = %d is not MCGQ_EXCHANGE_ALL_GATHER, "
+                     "_TWO_STAGE or _REDUCE_SCATTER", fn, (int)x->mode);
+  if (x->ranks_per_node < 1 || (nranks >= 1 && nranks % x->ranks_per_node != 0))
+    return mcgq_fail(mcgqInvalidArgument,
+                     "%s: exchange->ranks_per_node = %d does not divide nranks = %d",
+                     fn, (int)x->ranks_per_node, nranks);
+  if (!finite_at_least(x->second_bits_per_element, 0.0))
+    return mcgq_fail(mcgqInvalidArgument,
+                     "%s: exchange->second_bits_per_element = %g is not a finite "
+                     "value >= 0", fn, x->second_bits_per_element);
+  if (x->ranks_per_node > 1) return check_link(fn, &x->node_link);
+  return mcgqSuccess;
+}
+
+/* The compressed exchange of n elements among P ranks on one link. */
+static void predict_flat_mode(const mcgqLinkModel_t *link, const mcgqCodecModel_t *c,
+                              int mode, double n, uint32_t layers, double b, double b2,
+                              int P, mcgqStepPrediction_t *p) {
+  if (mode == MCGQ_EXCHANGE_ALL_GATHER) {
+    predict(link, c, n, layers, b, P, p);
+    return;
+  }
+  /* Reduce-scatter: every layer cut into P shards, one message per rank. */
+  const double sharded_layers = (double)layers * P;
+  p->encode_us = c->launch_us + sharded_layers * c->per_layer_us +
+                 transfer_us(4.0 * n, c->encode_gbs);
+  p->exchange_us = P <= 1 ? 0.0
+                          : gather_latency_us(link, c, P) +
+                                (double)(P - 1) / P * transfer_us(n * b / 8.0, link->bw_gbs);
+  p->decode_us = codec_fixed_us(c, layers) + transfer_us(4.0 * n, c->decode_gbs);
+  if (mode == MCGQ_EXCHANGE_TWO_STAGE) { /* owners re-encode, shards all-gathered */
+    p->encode_us += codec_fixed_us(c, layers) + transfer_us(4.0 * n / P, c->encode_gbs);
+    p->exchange_us += P <= 1 ? 0.0
+                              : gather_latency_us(link, c, P) +
+                                    (double)(P - 1) / P *
+                                        transfer_us(n * b2 / 8.0, link->bw_gbs);
+    p->decode_us += codec_fixed_us(c, layers) + transfer_us(4.0 * n, c->decode_gbs);
+  }
+  p->mcgq_us = p->encode_us + p->exchange_us + p->decode_us;
+}
+
+/* The same collective uncompressed, of w-bit values: all-reduce, or
+ * reduce-scatter in REDUCE_SCATTER mode; hierarchical when G > 1. */
+static double baseline_us(const mcgqLinkModel_t *link, const mcgqExchangeModel_t *x,
+                          int mode, double n, double w, int P) {
+  const int G = x->ranks_per_node, N = P / G;
+  const int sharded = mode == MCGQ_EXCHANGE_REDUCE_SCATTER;
+  if (G <= 1)
+    return sharded ? ring_half_us(link, n, w, P) : ring_allreduce_us(link, n, w, P);
+  const double node_rs = ring_half_us(&x->node_link, n, w, G);
+  const double node_ag = sharded ? 0.0 : ring_half_us(&x->node_link, n, w, G);
+  const double cross = sharded ? ring_half_us(link, n / G, w, N)
+                               : ring_allreduce_us(link, n / G, w, N);
+  return node_rs + cross + node_ag;
+}
+
+static void predict_mode(const mcgqLinkModel_t *link, const mcgqCodecModel_t *c,
+                         const mcgqExchangeModel_t *x, int mode, double n,
+                         uint32_t layers, double b, int P, mcgqStepPrediction_t *p) {
+  const double b2 = x->second_bits_per_element > 0.0 ? x->second_bits_per_element : b;
+  const int G = x->ranks_per_node;
+  if (G <= 1) {
+    predict_flat_mode(link, c, mode, n, layers, b, b2, P, p);
+  } else {
+    /* fp32 reduce-scatter in the node, mcgq across nodes on n/G, fp32
+     * all-gather in the node (the result stays sharded in RS mode). */
+    predict_flat_mode(link, c, mode, n / G, layers, b, b2, P / G, p);
+    p->exchange_us += ring_half_us(&x->node_link, n, 32.0, G);
+    if (mode != MCGQ_EXCHANGE_REDUCE_SCATTER)
+      p->exchange_us += ring_half_us(&x->node_link, n, 32.0, G);
+    p->mcgq_us = p->encode_us + p->exchange_us + p->decode_us;
+  }
+  p->allreduce_fp32_us = baseline_us(link, x, mode, n, 32.0, P);
+  p->allreduce_bf16_us = baseline_us(link, x, mode, n, 16.0, P);
+}
+
+mcgqResult_t mcgqModelExchangeStepTime(const mcgqLinkModel_t *link,
+                                       const mcgqCodecModel_t *codec,
+                                       const mcgqExchangeModel_t *exchange, uint64_t n,
+                                       uint32_t layers, double bits_per_element,
+                                       int nranks, mcgqStepPrediction_t *pred) {
+  static const char fn[] = "mcgqModelExchangeStepTime";
+  MCGQ_CHECK(check_link(fn, link));
+  MCGQ_CHECK(check_codec(fn, codec));
+  MCGQ_CHECK(check_step(fn, n, layers, bits_per_element, nranks, 1));
+  MCGQ_CHECK(check_exchange(fn, exchange, nranks));
+  if (!pred) return mcgq_fail(mcgqInvalidArgument, "%s: pred is NULL", fn);
+  if (pred->struct_size < sizeof(mcgqStepPrediction_t))
+    return mcgq_fail(mcgqUnsupportedVersion,
+                     "%s: pred->struct_size = %u, expected >= %u", fn,
+                     pred->struct_size, (unsigned)sizeof(mcgqStepPrediction_t));
+  predict_mode(link, codec, exchange, exchange->mode, (double)n, layers, bits_per_element,
+               nranks, pred);
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqPolicyChooseExchange(const mcgqLinkModel_t *link,
+                                      const mcgqCodecModel_t *codec,
+                                      const mcgqExchangeModel_t *exchange, uint64_t n,
+                                      uint32_t layers, double bits_per_element,
+                                      int nranks, int baseline_bits, int *mode) {
+  static const char fn[] = "mcgqPolicyChooseExchange";
+  MCGQ_CHECK(check_link(fn, link));
+  MCGQ_CHECK(check_codec(fn, codec));
+  MCGQ_CHECK(check_step(fn, n, layers, bits_per_element, nranks, 1));
+  MCGQ_CHECK(check_baseline(fn, baseline_bits));
+  mcgqExchangeModel_t x;
+  if (exchange) {
+    x = *exchange;
+    x.mode = MCGQ_EXCHANGE_ALL_GATHER; /* ignored: both all-reduce modes are priced */
+  }
+  MCGQ_CHECK(check_exchange(fn, exchange ? &x : NULL, nranks));
+  if (!mode) return mcgq_fail(mcgqInvalidArgument, "%s: mode is NULL", fn);
+  const double uncompressed =
+      baseline_us(link, &x, MCGQ_EXCHANGE_ALL_GATHER, (double)n, baseline_bits, nranks);
+  int best = MCGQ_EXCHANGE_NONE;
+  double best_us = uncompressed;
+  const int candidates[2] = {MCGQ_EXCHANGE_ALL_GATHER, MCGQ_EXCHANGE_TWO_STAGE};
+  for (int i = 0; i < 2 && nranks > 1; ++i) {
+    mcgqStepPrediction_t p;
+    predict_mode(link, codec, &x, candidates[i], (double)n, layers, bits_per_element,
+                 nranks, &p);
+    if (p.mcgq_us < best_us) {
+      best_us = p.mcgq_us;
+      best = candidates[i];
+    }
+  }
+  *mode = best;
   mcgq_clear_error();
   return mcgqSuccess;
 }
