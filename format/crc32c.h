@@ -3,7 +3,7 @@
  * One definition of the byte-table algorithm for the host and the kernels:
  * the table is built from the polynomial (on the stack on the host, in
  * shared memory on the device), never typed in.  The host adds the SSE4.2
- * instruction as a faster path (host/crc32c.c), tested equal to this one.
+ * instruction as a faster path (host/cpu/crc32c.c), tested equal to this one.
  * Check value: CRC32C("123456789") = 0xe3069283. */
 #ifndef MCGQ_FORMAT_CRC32C_H_
 #define MCGQ_FORMAT_CRC32C_H_

@@ -2,7 +2,7 @@
  * directory, regions with chunk index, CRC32C) and the host encode that
  * mcgqEncodeHost specifies (mcgq.h): per layer K, accumulation, quantize,
  * dynamic K, encoding choice; all layers or none.  Written from the spec's
- * tables with its own little-endian stores, independently of host/format.h. */
+ * tables with its own little-endian stores, independently of format/format.h. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * written as two 64-bit halves in portable C11 (no __int128), so the exact
  * integer steps of DESIGN.md 2.4-2.5 and the W1 sum of Alg 3 can be read
  * without trusting a compiler extension.  Deliberately separate from
- * host/u128.h: the oracle shares no code with the fast path it checks. */
+ * format/u128.h: the oracle shares no code with the fast path it checks. */
 #ifndef MCGQ_REFERENCE_U128_H_
 #define MCGQ_REFERENCE_U128_H_
 
