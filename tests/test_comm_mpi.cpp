@@ -612,7 +612,9 @@ TEST(CommMpi, FixedCapacityRefusalsAreCollective) {
     CommGuard c;
     auto layers = w.comm_layers();
     ASSERT_EQ(mcgqCommSetLayers(c.comm, layers.data(), (int)layers.size()), mcgqSuccess);
-    if (!only_last || me == P - 1) ASSERT_EQ(mcgqCommSetCapacity(c.comm, 64), mcgqSuccess);
+    if (!only_last || me == P - 1) {
+      ASSERT_EQ(mcgqCommSetCapacity(c.comm, 64), mcgqSuccess);
+    }
     mcgqResult_t want = only_last && P > 1 ? mcgqInvalidUsage : mcgqCapacityExceeded;
     EXPECT_EQ(mcgqCommStep(c.comm, 0, 1, nullptr, nullptr), want) << mcgqCommGetLastError(c.comm);
     EXPECT_EQ(w.hash(), before);
