@@ -111,6 +111,11 @@ void mcgq_rle_measure(const int32_t *g_int, uint64_t n, uint32_t *bits_value,
  *   prepare: validates, computes every layer into private scratch (ag,
  *            g_int, new K state), writes the message; changes nothing of
  *            the caller's.  On failure nothing is allocated in *enc.
+ *            cut = 1: out_capacity is a fixed capacity (DESIGN.md 5);
+ *            layers that do not fit are cut at an element boundary
+ *            (MCGQ_LAYER_FLAG_CUT in stats) and their tails stay in the
+ *            accumulator at commit; only a capacity below the header and
+ *            directory fails.
  *   commit:  applies the accumulator and K-state updates of a prepared encode.
  *   release: frees the scratch (NULL is fine).
  * mcgqEncodeHost is prepare + commit + release. */
@@ -118,7 +123,7 @@ typedef struct mcgq_host_encode mcgq_host_encode_t;
 mcgqResult_t mcgq_host_encode_prepare(const char *fn,
                                       const mcgqLayerDesc_t *layers, int count,
                                       void *out, size_t out_capacity,
-                                      size_t *out_bytes,
+                                      int cut, size_t *out_bytes,
                                       mcgqLayerStats_t *stats,
                                       mcgq_host_encode_t **enc);
 void mcgq_host_encode_commit(mcgq_host_encode_t *enc);

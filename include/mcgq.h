@@ -91,6 +91,8 @@ typedef enum {
   mcgqMpiError = 22,
   mcgqOutOfMemory = 23,
   mcgqInternalError = 30,
+  mcgqTimeout = 31,           /* a peer did not join a collective in time
+                                 (mcgqCommSetTimeout); the handle is aborted */
   mcgqNumResults
 } mcgqResult_t;
 
@@ -369,15 +371,45 @@ MCGQ_API mcgqResult_t mcgqDecodeAverageAsync(const void *const *d_in,
 
 /* ================================================================ exchange
  * A communicator binds the library to the caller's NCCL communicator
- * (mcgq_nccl.h) or MPI communicator (mcgq_mpi.h, libmcgq_mpi).  The library
- * never creates communicators or streams of its own.  A communicator is not
- * thread-safe: one thread at a time per handle. */
+ * (mcgq_nccl.h), MPI communicator (mcgq_mpi.h, libmcgq_mpi) or to collectives
+ * the caller supplies as callbacks (mcgqCommInitCallbacks: how the PyTorch
+ * hook runs on torch.distributed).  The library never creates communicators
+ * or streams of its own.  A communicator is not thread-safe: one thread at a
+ * time per handle.
+ *
+ * The step protocol is the same on every transport (one definition, in the
+ * library): (1) each rank quantizes and encodes its layers, changing nothing;
+ * (2) one all-gather of a small block per rank (fingerprint of the layer
+ * table, settings and step counter, status, message size): every rank then
+ * takes the same decision, so a mismatch or any rank's failure ends the step
+ * on every rank with nothing changed; (3) exact sizes only: the receive
+ * buffer is reserved and a max-reduction agrees that every rank has one;
+ * (4) all-gather of the messages, decode-and-average in rank order into the
+ * gradients; (5) commit of accumulators and K state (the first write to
+ * them: no backups are needed).
+ *
+ * Modes: exact sizes (default) send each message at its size.  Fixed
+ * capacity (mcgqCommSetCapacity) sends exactly bytes_per_rank bytes per rank
+ * and step: no size exchange, no step 3; a layer that does not fit is cut at
+ * an element boundary (MCGQ_LAYER_FLAG_CUT, docs/FORMAT.md), the cut elements
+ * stay in the accumulator in the accumulated modes, and every cut is counted
+ * in mcgqStepStats_t.layers_cut (in plain mode they are simply not sent).
+ *
+ * Timeout (mcgqCommSetTimeout, off by default): a collective of a step that
+ * has not completed `seconds` after the step began returns mcgqTimeout on
+ * the ranks that wait; nothing was committed (gradients, accumulators and K
+ * state are as before the step) and the handle is aborted: every later step
+ * returns mcgqInvalidUsage.  The transport under it is then unusable too
+ * (MPI: a collective stays posted on the caller's MPI communicator; NCCL:
+ * the library calls ncclCommAbort on it), and mcgqCommDestroy keeps the
+ * exchange buffers allocated because that collective may still write them. */
 
 typedef struct mcgqComm *mcgqComm_t;
 
 /* One registered layer.  grad (and accum, kstate) point to device memory on
- * an NCCL communicator and to host memory on an MPI one; the library keeps
- * these pointers until the next mcgqCommSetLayers or mcgqCommDestroy. */
+ * a device communicator (NCCL, callbacks with payload_on_device = 1) and to
+ * host memory otherwise; the library keeps these pointers until the next
+ * mcgqCommSetLayers or mcgqCommDestroy. */
 typedef struct {
   uint32_t struct_size;     /* sizeof(mcgqLayer_t) */
   uint32_t reserved;
@@ -394,28 +426,79 @@ typedef struct {
   double paper_ratio;       /* 32*n / (paper stream bits + 32) over all layers */
   double wire_ratio;        /* 4*n / container bytes */
   int32_t found_nonfinite;  /* 1: some rank had NaN/Inf, nothing was updated */
-  int32_t layers_cut;       /* fixed capacity: layers whose tail stayed behind */
+  int32_t layers_cut;       /* fixed capacity: layers of this rank whose tail
+                               was not sent (MCGQ_LAYER_FLAG_CUT) */
 } mcgqStepStats_t;
 
 /* Registers the layer table (copied; the pointers inside are kept).  Collective
- * check at the next step: all ranks must register the same count and sizes. */
+ * check at the next step: all ranks must register the same count and sizes.
+ * On failure the previous table stays registered. */
 MCGQ_API mcgqResult_t mcgqCommSetLayers(mcgqComm_t comm,
                                         const mcgqLayer_t *layers, int count);
 
 /* Fixed-capacity mode: every rank sends exactly bytes_per_rank bytes per step
- * (no size exchange, no host read of sizes); 0 = exact sizes (default). */
+ * (a multiple of 8; 0 = exact sizes, the default).  All ranks must set the
+ * same capacity (checked at the step).  A capacity below the message header
+ * and directory (32 + 56 * layers bytes) makes the step fail with
+ * mcgqCapacityExceeded on every rank.  mcgqInvalidUsage on a communicator
+ * whose codec cannot cut layers (the GPU codec of this version). */
 MCGQ_API mcgqResult_t mcgqCommSetCapacity(mcgqComm_t comm,
                                           size_t bytes_per_rank);
+
+/* Per-step timeout in seconds (0 = none, the default; at most 1e9).  See
+ * "Timeout" above.  Every rank should set the same value. */
+MCGQ_API mcgqResult_t mcgqCommSetTimeout(mcgqComm_t comm, double seconds);
 
 /* One training step: encode every layer with u = mcgqRandomWord(seed, step,
  * layer index, rank), exchange, decode-and-average in rank order and write
  * the averages into every layer's grad.  Every rank ends with bit-identical
  * gradients.  A non-finite value on any rank changes nothing on any rank and
- * returns mcgqNonFinite everywhere (stats->found_nonfinite = 1).  stream is
- * ignored by MPI communicators.  stats may be NULL. */
+ * returns mcgqNonFinite everywhere (stats->found_nonfinite = 1); any other
+ * failure of any rank (range, capacity, memory, mismatched tables or step
+ * counters) likewise returns an error on every rank with nothing changed.
+ * stream: the step's stream on a device communicator, ignored on a host
+ * one.  stats (host) may be NULL. */
 MCGQ_API mcgqResult_t mcgqCommStep(mcgqComm_t comm, uint64_t step,
                                    uint64_t seed, mcgqStream_t stream,
                                    mcgqStepStats_t *stats);
+
+/* ---------------------------------------------------- callback transport
+ * Collectives supplied by the caller (e.g. torch.distributed from Python
+ * through ctypes), so a framework runs the library's protocol over its own
+ * process group.  Each callback must be called by every rank in the same
+ * order (the library guarantees that) and must block until its result is
+ * complete; it returns mcgqSuccess (0), mcgqTimeout if the framework's own
+ * timeout struck, or any other mcgqResult_t (e.g. mcgqInternalError) on
+ * failure; a failure leaves the handle usable, a timeout aborts it.
+ * Buffers of allgather and allreduce_max_int are always host memory;
+ * allgatherv's are device memory iff payload_on_device (the device codec
+ * then runs on mcgqCommStep's stream, which the callback must order its
+ * work after, e.g. by synchronizing it). */
+typedef struct {
+  uint32_t struct_size;      /* sizeof(mcgqTransportCallbacks_t) */
+  int32_t payload_on_device; /* 0: host buffers (CPU codec) */
+  void *user;                /* passed back to every callback */
+  /* recv (nranks * bytes) receives every rank's `bytes` bytes, rank order. */
+  int32_t (*allgather)(void *user, const void *send, void *recv,
+                       size_t bytes);
+  /* Rank r contributes counts[r] bytes (send_bytes == counts[rank]) that
+   * land at recv + displs[r]; counts/displs (host, nranks entries) are
+   * equal on every rank. */
+  int32_t (*allgatherv)(void *user, const void *send, size_t send_bytes,
+                        void *recv, const size_t *counts,
+                        const size_t *displs);
+  /* *value becomes the maximum of all ranks' values. */
+  int32_t (*allreduce_max_int)(void *user, int32_t *value);
+} mcgqTransportCallbacks_t;
+
+/* Creates *comm over the callbacks (copied; `user` is borrowed) for rank
+ * `rank` of `nranks`.  A struct_size below sizeof(mcgqTransportCallbacks_t)
+ * is mcgqUnsupportedVersion; a NULL callback or a bad rank,
+ * mcgqInvalidArgument; payload_on_device = 1 in a build without CUDA,
+ * mcgqInvalidUsage. */
+MCGQ_API mcgqResult_t mcgqCommInitCallbacks(mcgqComm_t *comm, int rank,
+                                            int nranks,
+                                            const mcgqTransportCallbacks_t *cb);
 
 MCGQ_API mcgqResult_t mcgqCommGetRank(mcgqComm_t comm, int *rank, int *nranks);
 

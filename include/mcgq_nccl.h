@@ -4,13 +4,25 @@
  *
  * A communicator over the caller's ncclComm_t: grad, accum and kstate of
  * every registered layer are device memory on the communicator's GPU, and
- * mcgqCommStep runs on the caller's stream (encode with mcgqEncodeAsync,
- * size and payload exchange with NCCL, decode with mcgqDecodeAverageAsync).
- * mcgqCommSetLayers allocates the device buffers a step needs; mcgqCommStep
- * allocates nothing.  The step synchronizes the stream twice (to read the
- * encode status and the message sizes), so it is not graph capturable.
- * NCCL's asynchronous errors (ncclCommGetAsyncError) are returned as
- * mcgqNcclError.  The library never creates or destroys NCCL communicators.
+ * mcgqCommStep runs the library's one step protocol (mcgq.h, "exchange") on
+ * the caller's stream: encode with mcgqEncodeAsync, the small step block
+ * with ncclAllGather, the messages with grouped ncclSend/ncclRecv, decode
+ * with mcgqDecodeAverageAsync.  mcgqCommSetLayers allocates the buffers of
+ * a step; a step allocates only when the gathered messages outgrow the
+ * receive buffer (it grows to the largest step seen, never P worst-case
+ * bounds).  Host waits per step: the encode status, the step block, the
+ * receive agreement and the decode status, each by polling (cudaStreamQuery
+ * and ncclCommGetAsyncError, which is returned as mcgqNcclError), never a
+ * blind cudaStreamSynchronize.  With a timeout (mcgqCommSetTimeout) a wait
+ * that passes the deadline calls ncclCommAbort on the caller's communicator
+ * (which frees it: do not use or destroy it afterwards) and returns
+ * mcgqTimeout.  Fixed capacity (mcgqCommSetCapacity) is refused with
+ * mcgqInvalidUsage: the GPU encoder of this version cannot cut layers, so
+ * the graph-capturable step does not exist yet.  The GPU encoder also
+ * writes accumulators and K state as it goes, so the step keeps a device
+ * copy of them to undo a step another rank refused.  Apart from
+ * ncclCommAbort on timeout, the library never creates or destroys NCCL
+ * communicators.
  */
 #ifndef MCGQ_NCCL_H_
 #define MCGQ_NCCL_H_

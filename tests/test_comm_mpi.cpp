@@ -1,4 +1,6 @@
 // MPI exchange (DESIGN.md section 5) under mpirun: the communicator's step
+// (the library's one protocol, over the MPI transport and over the callback
+// transport)
 // against a single-process simulation of the same P workers built only from
 // the public CPU reference (mcgqEncodeHost per simulated rank with the same
 // u, then mcgqDecodeAverageHost), and the failure protocol (table mismatch,
@@ -402,10 +404,206 @@ TEST(CommMpi, PaperResetKeepsUnsampledSums) {
   EXPECT_GT(reset, 0u);
 }
 
-// Fixed capacity is not implemented on the MPI transport yet: the step says
-// so on every rank (no hang), also when only one rank asked for it, and
-// nothing changes.
-TEST(CommMpi, FixedCapacityRefusedEverywhere) {
+uint64_t grads_hash(const Worker &w) {
+  uint64_t h = 1469598103934665603ull;
+  for (auto &g : w.grad) h = fnv(g.data(), g.size() * sizeof(float), h);
+  return h;
+}
+
+size_t align8(size_t x) { return (x + 7) / 8 * 8; }
+
+// A capacity that holds every message (the bound, and the largest exact
+// message of the step) cuts nothing: the step is bit for bit the exact-size
+// step, every rank sends exactly `capacity` bytes.
+TEST(CommMpi, FixedCapacityThatFitsEqualsExactSizes) {
+  const int me = world_rank();
+  const uint64_t seed = 99;
+  auto table = mixed_table();
+  for (int exact_fit = 0; exact_fit < 2; ++exact_fit) {
+    Worker exact(table), fixed(table);
+    CommGuard ce, cf;
+    auto le = exact.comm_layers(), lf = fixed.comm_layers();
+    ASSERT_EQ(mcgqCommSetLayers(ce.comm, le.data(), (int)le.size()), mcgqSuccess);
+    ASSERT_EQ(mcgqCommSetLayers(cf.comm, lf.data(), (int)lf.size()), mcgqSuccess);
+    for (uint64_t step = 0; step < 4; ++step) {
+      exact.load(me, step);
+      fixed.load(me, step);
+      mcgqStepStats_t se, sf;
+      ASSERT_EQ(mcgqCommStep(ce.comm, step, seed, nullptr, &se), mcgqSuccess)
+          << mcgqCommGetLastError(ce.comm);
+      size_t capacity = 0;
+      if (exact_fit) {  // the largest message of this step, 8-aligned
+        uint64_t most = 0;
+        for (uint64_t b : gather(se.bytes_sent)) most = std::max(most, b);
+        capacity = align8((size_t)most);
+      } else {
+        auto d = fixed.descs(seed, step, me);
+        ASSERT_EQ(mcgqEncodeGetMaxOutputSize(d.data(), (int)d.size(), &capacity), mcgqSuccess);
+        capacity = align8(capacity);
+      }
+      ASSERT_EQ(mcgqCommSetCapacity(cf.comm, capacity), mcgqSuccess);
+      ASSERT_EQ(mcgqCommStep(cf.comm, step, seed, nullptr, &sf), mcgqSuccess)
+          << mcgqCommGetLastError(cf.comm);
+      EXPECT_EQ(sf.bytes_sent, capacity);
+      EXPECT_EQ(sf.layers_cut, 0);
+      EXPECT_EQ(fixed.hash(), exact.hash()) << "step " << step << " exact_fit " << exact_fit;
+    }
+  }
+}
+
+// Collectives of the callback transport over MPI_COMM_WORLD that keep a copy
+// of what the payload all-gather delivered, so the test sees the messages.
+struct Recorder {
+  std::vector<unsigned char> gathered;
+  std::vector<size_t> counts, displs;
+  int calls = 0;
+};
+
+int32_t rec_allgather(void *user, const void *send, void *recv, size_t bytes) {
+  ++static_cast<Recorder *>(user)->calls;
+  return MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
+                       MPI_COMM_WORLD) == MPI_SUCCESS ? mcgqSuccess : mcgqMpiError;
+}
+int32_t rec_allgatherv(void *user, const void *send, size_t send_bytes, void *recv,
+                       const size_t *counts, const size_t *displs) {
+  auto *r = static_cast<Recorder *>(user);
+  ++r->calls;
+  const int P = world_size();
+  std::vector<int> c(P), d(P);
+  for (int i = 0; i < P; ++i) {
+    c[i] = (int)counts[i];
+    d[i] = (int)displs[i];
+  }
+  int rc = MPI_Allgatherv(send, (int)send_bytes, MPI_BYTE, recv, c.data(), d.data(),
+                          MPI_BYTE, MPI_COMM_WORLD);
+  size_t total = displs[P - 1] + counts[P - 1];
+  r->gathered.assign(static_cast<unsigned char *>(recv),
+                     static_cast<unsigned char *>(recv) + total);
+  r->counts.assign(counts, counts + P);
+  r->displs.assign(displs, displs + P);
+  return rc == MPI_SUCCESS ? mcgqSuccess : mcgqMpiError;
+}
+int32_t rec_allreduce_max(void *user, int32_t *value) {
+  ++static_cast<Recorder *>(user)->calls;
+  int32_t in = *value;
+  return MPI_Allreduce(&in, value, 1, MPI_INT32_T, MPI_MAX, MPI_COMM_WORLD) == MPI_SUCCESS
+             ? mcgqSuccess
+             : mcgqMpiError;
+}
+
+mcgqComm_t recording_comm(Recorder *rec) {
+  mcgqTransportCallbacks_t cb;
+  std::memset(&cb, 0, sizeof cb);
+  cb.struct_size = sizeof cb;
+  cb.user = rec;
+  cb.allgather = rec_allgather;
+  cb.allgatherv = rec_allgatherv;
+  cb.allreduce_max_int = rec_allreduce_max;
+  mcgqComm_t comm = nullptr;
+  EXPECT_EQ(mcgqCommInitCallbacks(&comm, world_rank(), world_size(), &cb), mcgqSuccess);
+  return comm;
+}
+
+uint64_t message_bytes(const unsigned char *msg) {
+  uint64_t v = 0;
+  for (int b = 7; b >= 0; --b) v = (v << 8) | msg[16 + b];  // header total_bytes
+  return v;
+}
+
+// A capacity far below the messages: layers are cut at element boundaries,
+// the decoders accept the CUT layers, every rank averages the same sent
+// values, and what was not sent stays in the accumulators bit for bit
+// (residual: accum = fmaf(-scale, g_int, ag) with g_int = 0 where not sent;
+// reset: 0 where sampled and sent, ag elsewhere).
+TEST(CommMpi, FixedCapacityTooSmallCutsAndKeepsTheRest) {
+  const int P = world_size(), me = world_rank();
+  const uint64_t seed = 7;
+  auto table = mixed_table();
+  Worker w(table);
+  Recorder rec;
+  mcgqComm_t comm = recording_comm(&rec);
+  ASSERT_NE(comm, nullptr);
+  auto layers = w.comm_layers();
+  ASSERT_EQ(mcgqCommSetLayers(comm, layers.data(), (int)layers.size()), mcgqSuccess);
+  const size_t capacity = 32 + 56 * table.size() + 640;
+  ASSERT_EQ(mcgqCommSetCapacity(comm, capacity), mcgqSuccess);
+  uint64_t total_n = 0;
+  for (auto &s : table) total_n += s.n;
+  int cut_seen = 0;
+  for (uint64_t step = 0; step < 4; ++step) {
+    w.load(me, step);
+    std::vector<std::vector<float>> ag(table.size());
+    for (size_t i = 0; i < table.size(); ++i)
+      if (!w.accum[i].empty()) {
+        ag[i].resize(table[i].n);
+        for (uint64_t k = 0; k < table[i].n; ++k) ag[i][k] = w.accum[i][k] + w.grad[i][k];
+      }
+    mcgqStepStats_t st;
+    ASSERT_EQ(mcgqCommStep(comm, step, seed, nullptr, &st), mcgqSuccess)
+        << mcgqCommGetLastError(comm);
+    EXPECT_EQ(st.bytes_sent, capacity);
+    EXPECT_GT(st.layers_cut, 0);
+    ASSERT_EQ(rec.counts.size(), (size_t)P);
+    std::vector<const void *> msgs(P);
+    std::vector<size_t> sizes(P);
+    for (int r = 0; r < P; ++r) {
+      EXPECT_EQ(rec.counts[r], capacity);
+      msgs[r] = rec.gathered.data() + rec.displs[r];
+      sizes[r] = (size_t)message_bytes(rec.gathered.data() + rec.displs[r]);
+      ASSERT_LE(sizes[r], capacity);
+    }
+    // The gradients are the average of exactly what was sent.
+    std::vector<float> avg(total_n);
+    ASSERT_EQ(mcgqDecodeAverageHost(msgs.data(), sizes.data(), P, avg.data(), total_n),
+              mcgqSuccess)
+        << mcgqGetLastErrorDetail();
+    size_t off = 0;
+    for (size_t i = 0; i < table.size(); ++i) {
+      ASSERT_EQ(std::memcmp(w.grad[i].data(), avg.data() + off, table[i].n * 4), 0)
+          << "step " << step << " layer " << i;
+      off += table[i].n;
+    }
+    // This rank's own message: CUT layers and the accumulators.
+    std::vector<int32_t> g_int(total_n);
+    std::vector<float> scales(table.size());
+    ASSERT_EQ(mcgqDecodeIntsHost(msgs[me], sizes[me], g_int.data(), total_n, scales.data(),
+                                 (uint32_t)table.size()),
+              mcgqSuccess)
+        << mcgqGetLastErrorDetail();
+    off = 0;
+    for (size_t i = 0; i < table.size(); ++i) {
+      mcgqMessageLayer_t ml;
+      ASSERT_EQ(mcgqMessageGetLayer(msgs[me], sizes[me], (uint32_t)i, &ml), mcgqSuccess);
+      if (ml.flags & MCGQ_LAYER_FLAG_CUT) {
+        ++cut_seen;
+        EXPECT_LT(ml.n_coded, ml.n);
+        for (uint64_t k = ml.n_coded; k < ml.n; ++k) ASSERT_EQ(g_int[off + k], 0);
+      } else {
+        EXPECT_EQ(ml.n_coded, ml.n);
+      }
+      for (uint64_t k = 0; k < table[i].n && table[i].accumulate != MCGQ_ACCUM_NONE; ++k) {
+        int32_t c = g_int[off + k];
+        float want = table[i].accumulate == MCGQ_ACCUM_RESIDUAL
+                         ? std::fmaf(-scales[i], (float)c, ag[i][k])
+                         : (c != 0 ? 0.0f : ag[i][k]);
+        ASSERT_EQ(std::memcmp(&w.accum[i][k], &want, 4), 0)
+            << "step " << step << " layer " << i << " element " << k;
+      }
+      off += table[i].n;
+    }
+    for (uint64_t other : gather(grads_hash(w))) EXPECT_EQ(other, grads_hash(w));
+  }
+  EXPECT_GT(cut_seen, 0);
+  // Fixed capacity: the block all-gather and the payload all-gather, no
+  // size agreement.
+  EXPECT_EQ(rec.calls, 4 * 2);
+  mcgqCommDestroy(comm);
+}
+
+// A capacity below the header and directory fails on every rank (also when
+// one rank alone set it: then the capacities differ), nothing changes, and
+// exact sizes work again afterwards.
+TEST(CommMpi, FixedCapacityRefusalsAreCollective) {
   const int P = world_size(), me = world_rank();
   for (int only_last = 0; only_last < 2; ++only_last) {
     Worker w(mixed_table());
@@ -415,14 +613,19 @@ TEST(CommMpi, FixedCapacityRefusedEverywhere) {
     auto layers = w.comm_layers();
     ASSERT_EQ(mcgqCommSetLayers(c.comm, layers.data(), (int)layers.size()), mcgqSuccess);
     if (!only_last || me == P - 1) {
-      ASSERT_EQ(mcgqCommSetCapacity(c.comm, 4096), mcgqSuccess);
+      ASSERT_EQ(mcgqCommSetCapacity(c.comm, 64), mcgqSuccess);
     }
-    EXPECT_EQ(mcgqCommStep(c.comm, 0, 1, nullptr, nullptr), mcgqInvalidUsage);
+    mcgqResult_t want = only_last && P > 1 ? mcgqInvalidUsage : mcgqCapacityExceeded;
+    EXPECT_EQ(mcgqCommStep(c.comm, 0, 1, nullptr, nullptr), want) << mcgqCommGetLastError(c.comm);
     EXPECT_EQ(w.hash(), before);
     ASSERT_EQ(mcgqCommSetCapacity(c.comm, 0), mcgqSuccess);  // back to exact sizes
     EXPECT_EQ(mcgqCommStep(c.comm, 0, 1, nullptr, nullptr), mcgqSuccess)
         << mcgqCommGetLastError(c.comm);
   }
+  CommGuard c;
+  EXPECT_EQ(mcgqCommSetCapacity(c.comm, 4097), mcgqInvalidArgument);  // not 8-aligned
+  EXPECT_EQ(mcgqCommSetTimeout(c.comm, -1.0), mcgqInvalidArgument);
+  EXPECT_EQ(mcgqCommSetTimeout(c.comm, NAN), mcgqInvalidArgument);
 }
 
 TEST(CommMpi, BadArguments) {
@@ -454,6 +657,47 @@ TEST(CommMpi, BadArguments) {
   mcgqComm_t none = nullptr;
   EXPECT_EQ(mcgqCommInitMpi(&none, MPI_COMM_NULL), mcgqInvalidArgument);
   EXPECT_EQ(mcgqCommInitMpi(nullptr, MPI_COMM_WORLD), mcgqInvalidArgument);
+}
+
+// A rank that stops calling: the others return mcgqTimeout within the
+// deadline plus one second, change nothing, and their handles stay aborted.
+// Runs last, because the timed-out ranks keep an unmatched all-gather posted
+// on a duplicate of MPI_COMM_WORLD (it is never freed).
+TEST(CommMpi, StalledRankTimesOutEverywhereElse) {
+  const int P = world_size(), me = world_rank();
+  if (P < 2) GTEST_SKIP() << "needs 2 ranks";
+  MPI_Comm dup;
+  ASSERT_EQ(MPI_Comm_dup(MPI_COMM_WORLD, &dup), MPI_SUCCESS);
+  Worker w(mixed_table());
+  w.load(me, 0);
+  uint64_t before = w.hash();
+  mcgqComm_t comm = nullptr;
+  ASSERT_EQ(mcgqCommInitMpi(&comm, dup), mcgqSuccess);
+  auto layers = w.comm_layers();
+  ASSERT_EQ(mcgqCommSetLayers(comm, layers.data(), (int)layers.size()), mcgqSuccess);
+  const double timeout = 1.0;
+  ASSERT_EQ(mcgqCommSetTimeout(comm, timeout), mcgqSuccess);
+  if (me == P - 1) {
+    // The stalled rank never calls the step; it waits until the others
+    // have timed out.
+    MPI_Barrier(MPI_COMM_WORLD);
+  } else {
+    double t0 = MPI_Wtime();
+    EXPECT_EQ(mcgqCommStep(comm, 0, 1, nullptr, nullptr), mcgqTimeout);
+    double waited = MPI_Wtime() - t0;
+    EXPECT_GE(waited, timeout - 0.05);
+    EXPECT_LE(waited, timeout + 1.0);
+    EXPECT_NE(std::string(mcgqCommGetLastError(comm)).find("timeout"), std::string::npos)
+        << mcgqCommGetLastError(comm);
+    EXPECT_EQ(w.hash(), before);
+    EXPECT_EQ(mcgqCommStep(comm, 1, 1, nullptr, nullptr), mcgqInvalidUsage);  // aborted
+    EXPECT_EQ(w.hash(), before);
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  // On the timed-out ranks the handle keeps the buffers the posted
+  // all-gather writes.
+  EXPECT_EQ(mcgqCommDestroy(comm), mcgqSuccess);
+  // dup is not freed: the timed-out ranks' request on it was never waited for.
 }
 
 }  // namespace

@@ -118,6 +118,12 @@ void run_rank(ncclComm_t nccl, int dev, int rank, uint64_t steps, uint64_t seed,
   out->status = mcgqCommInitNccl(&comm, nccl);
   if (out->status == mcgqSuccess)
     out->status = mcgqCommSetLayers(comm, layers.data(), (int)layers.size());
+  // The GPU encoder cannot cut layers yet: fixed capacity is refused, never
+  // silently ignored (DESIGN.md 5).
+  if (out->status == mcgqSuccess && mcgqCommSetCapacity(comm, 4096) != mcgqInvalidUsage) {
+    out->status = mcgqInternalError;
+    out->detail = "mcgqCommSetCapacity was not refused on an NCCL communicator";
+  }
   for (uint64_t step = 0; step < steps && out->status == mcgqSuccess; ++step) {
     for (size_t i = 0; i < kTable.size(); ++i) {
       auto g = make_grad(rank, step, (int)i, kTable[i].n);

@@ -24,6 +24,7 @@ const char *mcgqGetErrorString(mcgqResult_t result) {
     case mcgqMpiError: return "MPI error";
     case mcgqOutOfMemory: return "out of memory";
     case mcgqInternalError: return "internal error";
+    case mcgqTimeout: return "timeout";
     case mcgqNumResults: break;
   }
   return "unknown status";

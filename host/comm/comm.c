@@ -1,23 +1,29 @@
 /*
- * comm.c - the communicator: layer table, collective checks and the step
- * protocol of DESIGN.md section 5 over a transport's three collectives.
+ * comm.c - the communicator: layer table, settings and the one step
+ * protocol of DESIGN.md section 5, over a transport's collectives and a
+ * codec (comm_internal.h).  MPI, NCCL and the callback transport (the
+ * PyTorch hook) all run this protocol; none has a step of its own.
  *
- * One host step, every rank in the same order:
- *   1. allgather of a fixed fingerprint of the layer table (count, every n,
- *      accumulation and dynamic-K modes, format version, capacity), of every
- *      layer's sampling settings (K or samples, dynamic-K parameters,
- *      checksum flag, dtype) and of the step counter: a mismatch is
- *      mcgqInvalidUsage on every rank before any payload moves.
- *   2. local two-phase encode, prepare only: nothing of the caller's changes.
- *   3. allgather of (status, message size) of every rank, then allreduce-max
- *      of a flag that also covers this rank's receive buffer: any failure on
- *      any rank (non-finite first) makes every rank return without touching
- *      a gradient, accumulator or K state.  Two collectives and not one,
- *      because a rank can only size its receive buffer after seeing the
- *      sizes, and an allocation failure there must be agreed as well.
- *   4. allgatherv of the messages, decode-and-average in rank order into
- *      scratch (every rank decodes the same bytes, so a decode failure is the
- *      same everywhere), then commit accumulators / K state and write grads.
+ * One step, every rank calling the same collectives in the same order:
+ *   1. prepare: quantize and encode locally (codec); nothing of the
+ *      caller's changes.  Fixed capacity: the message is exactly `capacity`
+ *      bytes and the receive buffer (P * capacity) is reserved here.
+ *   2. allgather of one small block per rank: fingerprint of the layer
+ *      table, settings and step counter, this rank's status flag and
+ *      message size.  Every rank sees every block, so every rank takes the
+ *      same decision: a table mismatch (mcgqInvalidUsage) or any rank's
+ *      failure (non-finite outranks the rest) ends the step on every rank
+ *      with nothing changed.
+ *   3. exact sizes only: reserve the receive buffer for the gathered sizes
+ *      and agree on that (allreduce-max of a flag: an allocation can fail
+ *      on one rank alone).  Fixed capacity has no size exchange at all.
+ *   4. allgatherv of the messages; decode-and-average in rank order into
+ *      the gradients (every rank decodes the same bytes, so a decode
+ *      failure, the range rule of docs/FORMAT.md 4 included, is every
+ *      rank's and nobody commits).
+ *   5. commit: accumulators and K state, the first write to either.
+ * A collective that misses the step's deadline (mcgqCommSetTimeout) returns
+ * mcgqTimeout: nothing was committed, and the handle is aborted.
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -28,42 +34,45 @@
 #include "comm_internal.h"
 #include "internal.h"
 
-/* Flag of step 3: non-finite outranks every other failure, so that every
- * rank reports mcgqNonFinite when some rank saw NaN/Inf. */
+/* Status flag of the agreement: non-finite outranks every other failure, so
+ * that every rank reports mcgqNonFinite when some rank saw NaN/Inf. */
 #define MCGQ_FLAG_NONFINITE INT32_MAX
 
-enum { FINGERPRINT_WORDS = 8 };
+enum { FINGERPRINT_WORDS = 8, BLOCK_FLAG = 8, BLOCK_SIZE = 9, BLOCK_WORDS = 10 };
 static const uint64_t kFingerprintMagic = 0x4d4347512d434f4dull; /* MCGQ-COM */
 
 struct mcgqComm {
   const mcgq_transport_ops_t *ops;
   void *ctx;
+  mcgq_codec_t *codec;
   int rank, nranks;
-  size_t capacity_per_rank; /* 0 = exact sizes */
+  size_t capacity;  /* bytes per rank and step; 0 = exact sizes */
+  double timeout_s; /* 0 = wait forever */
+  int aborted;      /* a collective timed out: the handle refuses steps */
 
   mcgqLayer_t *layers; /* copy of the caller's table */
   int count;
   uint64_t total_n;
   mcgqLayerStats_t *layer_stats;
-
-  /* host-step scratch, sized at mcgqCommSetLayers (grown when a bound
-   * grows, e.g. dynamic K) */
   mcgqLayerDesc_t *descs;
-  float *average;
-  void *send_buf;
-  size_t send_capacity;
-  void *recv_buf;
-  size_t recv_capacity;
-  uint64_t *rank_info;   /* 2 * nranks: status flag, message size */
-  uint64_t *fingerprints; /* FINGERPRINT_WORDS * nranks */
-  size_t *counts, *displs;
+
+  /* per-rank tables, sized at creation */
+  uint64_t *blocks; /* BLOCK_WORDS * nranks */
+  size_t *counts, *displs, *in_bytes;
   const void **messages;
 
   char detail[MCGQ_COMM_DETAIL_BYTES];
 };
 
-mcgqResult_t mcgq_comm_fail(mcgqComm_t comm, mcgqResult_t status,
-                            const char *fmt, ...) {
+static mcgqResult_t mcgq_comm_fail(mcgqComm_t comm, mcgqResult_t status,
+                                   const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static mcgqResult_t mcgq_comm_fail(mcgqComm_t comm, mcgqResult_t status,
+                                   const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(comm->detail, sizeof comm->detail, fmt, ap);
@@ -76,36 +85,20 @@ static mcgqResult_t adopt_thread_detail(mcgqComm_t comm, mcgqResult_t status) {
   return mcgq_comm_fail(comm, status, "%s", mcgqGetLastErrorDetail());
 }
 
-const mcgqLayer_t *mcgq_comm_layers(mcgqComm_t comm, int *count) {
-  if (count) *count = comm->count;
-  return comm->layers;
-}
-uint64_t mcgq_comm_total_elements(mcgqComm_t comm) { return comm->total_n; }
-mcgqLayerStats_t *mcgq_comm_layer_stats(mcgqComm_t comm) {
-  return comm->layer_stats;
-}
-char *mcgq_comm_detail(mcgqComm_t comm) { return comm->detail; }
-
 /* ------------------------------------------------------------ lifetime */
 
-static void free_host_scratch(mcgqComm_t comm) {
-  free(comm->descs);
-  free(comm->average);
-  free(comm->send_buf);
-  free(comm->recv_buf);
-  comm->descs = NULL;
-  comm->average = NULL;
-  comm->send_buf = comm->recv_buf = NULL;
-  comm->send_capacity = comm->recv_capacity = 0;
-}
-
-/* The per-rank tables sized at creation (free(NULL) is fine). */
 static void free_rank_tables(mcgqComm_t comm) {
-  free(comm->rank_info);
-  free(comm->fingerprints);
+  free(comm->blocks);
   free(comm->counts);
   free(comm->displs);
+  free(comm->in_bytes);
   free((void *)comm->messages);
+}
+
+static mcgqResult_t create_codec(const mcgq_transport_ops_t *ops, int nranks,
+                                 mcgq_codec_t **codec) {
+  return ops->payload_on_device ? mcgq_codec_device_create(nranks, codec)
+                                : mcgq_codec_host_create(codec);
 }
 
 mcgqResult_t mcgq_comm_create(const mcgq_transport_ops_t *ops, void *ctx,
@@ -119,20 +112,25 @@ mcgqResult_t mcgq_comm_create(const mcgq_transport_ops_t *ops, void *ctx,
   mcgqComm_t comm = calloc(1, sizeof *comm);
   size_t p = (size_t)nranks;
   if (comm) {
-    comm->rank_info = calloc(2 * p, sizeof(uint64_t));
-    comm->fingerprints = calloc(FINGERPRINT_WORDS * p, sizeof(uint64_t));
+    comm->blocks = calloc(BLOCK_WORDS * p, sizeof(uint64_t));
     comm->counts = calloc(p, sizeof(size_t));
     comm->displs = calloc(p, sizeof(size_t));
+    comm->in_bytes = calloc(p, sizeof(size_t));
     comm->messages = calloc(p, sizeof(void *));
   }
-  if (!comm || !comm->rank_info || !comm->fingerprints || !comm->counts ||
-      !comm->displs || !comm->messages) {
-    if (comm) {
-      free_rank_tables(comm);
-      free(comm);
-    }
+  if (!comm || !comm->blocks || !comm->counts || !comm->displs ||
+      !comm->in_bytes || !comm->messages) {
+    if (comm) free_rank_tables(comm);
+    free(comm);
     ops->destroy(ctx);
     return mcgq_fail(mcgqOutOfMemory, "%s: cannot allocate the handle", fn);
+  }
+  mcgqResult_t res = create_codec(ops, nranks, &comm->codec);
+  if (res != mcgqSuccess) {
+    free_rank_tables(comm);
+    free(comm);
+    ops->destroy(ctx);
+    return res; /* the codec left its detail */
   }
   comm->ops = ops;
   comm->ctx = ctx;
@@ -145,11 +143,17 @@ mcgqResult_t mcgq_comm_create(const mcgq_transport_ops_t *ops, void *ctx,
 
 mcgqResult_t mcgqCommDestroy(mcgqComm_t comm) {
   if (!comm) return mcgq_fail(mcgqInvalidArgument, "mcgqCommDestroy: comm is NULL");
-  if (comm->ops->destroy) comm->ops->destroy(comm->ctx);
-  free_host_scratch(comm);
+  /* After a timeout a collective the peers never completed may still write
+   * the exchange buffers (MPI cannot cancel a collective), so an aborted
+   * handle leaves them, and the transport's state, allocated. */
+  if (!comm->aborted) {
+    comm->codec->ops->destroy(comm->codec);
+    free_rank_tables(comm);
+  }
+  comm->ops->destroy(comm->ctx);
   free(comm->layers);
   free(comm->layer_stats);
-  free_rank_tables(comm);
+  free(comm->descs);
   free(comm);
   mcgq_clear_error();
   return mcgqSuccess;
@@ -168,11 +172,41 @@ const char *mcgqCommGetLastError(mcgqComm_t comm) {
   return comm ? comm->detail : "mcgqCommGetLastError: comm is NULL";
 }
 
+/* Header and directory of the smallest message: what a capacity must hold. */
+static uint64_t directory_bytes(int count) {
+  return 32u + 56u * (uint64_t)(count > 0 ? count : 1);
+}
+
 mcgqResult_t mcgqCommSetCapacity(mcgqComm_t comm, size_t bytes_per_rank) {
-  if (!comm)
-    return mcgq_fail(mcgqInvalidArgument, "mcgqCommSetCapacity: comm is NULL");
+  static const char fn[] = "mcgqCommSetCapacity";
+  if (!comm) return mcgq_fail(mcgqInvalidArgument, "%s: comm is NULL", fn);
   comm->detail[0] = '\0';
-  comm->capacity_per_rank = bytes_per_rank;
+  if (bytes_per_rank != 0 && !comm->codec->ops->can_cut)
+    return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                          "%s: the %s codec of this %s communicator cannot cut "
+                          "layers to a fixed capacity yet; use exact sizes "
+                          "(bytes_per_rank = 0)",
+                          fn, comm->codec->ops->name, comm->ops->name);
+  if (bytes_per_rank % 8 != 0 ||
+      (bytes_per_rank != 0 && bytes_per_rank > SIZE_MAX / (size_t)comm->nranks))
+    return mcgq_comm_fail(comm, mcgqInvalidArgument,
+                          "%s: bytes_per_rank = %zu must be a multiple of 8 "
+                          "(messages are 8-byte aligned) and nranks times it "
+                          "must fit size_t",
+                          fn, bytes_per_rank);
+  comm->capacity = bytes_per_rank;
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqCommSetTimeout(mcgqComm_t comm, double seconds) {
+  static const char fn[] = "mcgqCommSetTimeout";
+  if (!comm) return mcgq_fail(mcgqInvalidArgument, "%s: comm is NULL", fn);
+  comm->detail[0] = '\0';
+  if (!(seconds >= 0.0) || seconds > 1e9)
+    return mcgq_comm_fail(comm, mcgqInvalidArgument,
+                          "%s: seconds = %g is not in [0, 1e9] (0 = no timeout)",
+                          fn, seconds);
+  comm->timeout_s = seconds;
   return mcgqSuccess;
 }
 
@@ -192,7 +226,7 @@ mcgqResult_t mcgqCommGetLayerStats(mcgqComm_t comm, mcgqLayerStats_t *stats,
 /* ------------------------------------------------------------ layer table */
 
 /* Checks one registered layer without reading memory the layer points to
- * (device memory on an NCCL communicator). */
+ * (device memory on a device communicator). */
 static mcgqResult_t check_layer(mcgqComm_t comm, const mcgqLayer_t *l, int i) {
   static const char fn[] = "mcgqCommSetLayers";
   if (l->struct_size < sizeof(mcgqLayer_t))
@@ -229,25 +263,6 @@ static const mcgqLayer_t *layer_at(const mcgqLayer_t *layers, int i,
   return (const mcgqLayer_t *)((const char *)layers + (size_t)i * stride);
 }
 
-/* Host scratch of the host step: descriptors and the averaged output. */
-static mcgqResult_t alloc_host_scratch(mcgqComm_t comm, int count,
-                                       uint64_t total_n,
-                                       mcgqLayerDesc_t **descs, float **avg) {
-  *descs = calloc((size_t)(count > 0 ? count : 1), sizeof **descs);
-  *avg = total_n <= SIZE_MAX / sizeof(float)
-             ? malloc((size_t)(total_n > 0 ? total_n : 1) * sizeof(float))
-             : NULL;
-  if (!*descs || !*avg) {
-    free(*descs);
-    free(*avg);
-    return mcgq_comm_fail(comm, mcgqOutOfMemory,
-                          "mcgqCommSetLayers: cannot allocate scratch for %llu "
-                          "elements",
-                          (unsigned long long)total_n);
-  }
-  return mcgqSuccess;
-}
-
 mcgqResult_t mcgqCommSetLayers(mcgqComm_t comm, const mcgqLayer_t *layers,
                                int count) {
   static const char fn[] = "mcgqCommSetLayers";
@@ -264,60 +279,41 @@ mcgqResult_t mcgqCommSetLayers(mcgqComm_t comm, const mcgqLayer_t *layers,
     MCGQ_CHECK(check_layer(comm, layer_at(layers, i, stride), i));
     total_n += layer_at(layers, i, stride)->n; /* < 2^31 * 2^32: no overflow */
   }
-  mcgqLayer_t *copy = calloc((size_t)(count > 0 ? count : 1), sizeof *copy);
-  mcgqLayerStats_t *stats = calloc((size_t)(count > 0 ? count : 1), sizeof *stats);
-  mcgqLayerDesc_t *descs = NULL;
-  float *avg = NULL;
-  mcgqResult_t res = mcgqSuccess;
-  if (!copy || !stats) {
-    res = mcgq_comm_fail(comm, mcgqOutOfMemory, "%s: cannot copy %d layers", fn,
-                         count);
-    goto fail;
+  size_t slots = (size_t)(count > 0 ? count : 1);
+  mcgqLayer_t *copy = calloc(slots, sizeof *copy);
+  mcgqLayerStats_t *stats = calloc(slots, sizeof *stats);
+  mcgqLayerDesc_t *descs = calloc(slots, sizeof *descs);
+  if (!copy || !stats || !descs) {
+    free(copy);
+    free(stats);
+    free(descs);
+    return mcgq_comm_fail(comm, mcgqOutOfMemory, "%s: cannot copy %d layers", fn,
+                          count);
   }
-  if (!comm->ops->step)
-    MCGQ_CHECK_GOTO(alloc_host_scratch(comm, count, total_n, &descs, &avg), res,
-                    fail);
   for (int i = 0; i < count; ++i) {
     copy[i] = *layer_at(layers, i, stride);
     copy[i].struct_size = (uint32_t)sizeof(mcgqLayer_t);
   }
-  /* Swap in the new table; the old one stays valid until here. */
-  mcgqLayer_t *old_layers = comm->layers;
-  mcgqLayerStats_t *old_stats = comm->layer_stats;
-  int old_count = comm->count;
-  uint64_t old_total = comm->total_n;
+  mcgqResult_t res = comm->codec->ops->set_layers(comm->codec, copy, count, total_n,
+                                                  comm->detail, sizeof comm->detail);
+  if (res != mcgqSuccess) { /* the old table stays registered */
+    free(copy);
+    free(stats);
+    free(descs);
+    return res;
+  }
+  free(comm->layers);
+  free(comm->layer_stats);
+  free(comm->descs);
   comm->layers = copy;
   comm->layer_stats = stats;
+  comm->descs = descs;
   comm->count = count;
   comm->total_n = total_n;
-  if (comm->ops->set_layers) {
-    res = comm->ops->set_layers(comm->ctx, comm);
-    if (res != mcgqSuccess) {
-      comm->layers = old_layers;
-      comm->layer_stats = old_stats;
-      comm->count = old_count;
-      comm->total_n = old_total;
-      goto fail;
-    }
-  }
-  free(old_layers);
-  free(old_stats);
-  if (!comm->ops->step) {
-    free(comm->descs);
-    free(comm->average);
-    comm->descs = descs;
-    comm->average = avg;
-  }
   return mcgqSuccess;
-fail:
-  free(copy);
-  free(stats);
-  free(descs);
-  free(avg);
-  return res;
 }
 
-/* ------------------------------------------------------------ step 1 */
+/* ------------------------------------------------- step block: agreement */
 
 /* FNV-1a of 64-bit words, continued from h. */
 static uint64_t fnv1a_words(uint64_t h, const uint64_t *words, size_t count) {
@@ -365,19 +361,33 @@ static uint64_t config_hash(const mcgqLayer_t *layers, int count) {
   return h;
 }
 
-static mcgqResult_t check_tables_agree(mcgqComm_t comm, uint64_t step) {
+/* This rank's block: the fingerprint of what the message layout and the
+ * sampling depend on (a mismatch is a caller error, reported before any
+ * payload moves), then this rank's status flag and message size. */
+static void fill_block(const mcgqComm_t comm, uint64_t step, int32_t flag,
+                       size_t msg_bytes, uint64_t *block) {
+  block[0] = kFingerprintMagic;
+  block[1] = MCGQ_FORMAT_VERSION;
+  block[2] = (uint64_t)comm->count;
+  block[3] = comm->total_n;
+  block[4] = table_hash(comm->layers, comm->count);
+  block[5] = (uint64_t)comm->capacity;
+  block[6] = config_hash(comm->layers, comm->count);
+  block[7] = step;
+  block[BLOCK_FLAG] = (uint64_t)(uint32_t)flag;
+  block[BLOCK_SIZE] = flag == 0 ? (uint64_t)msg_bytes : 0;
+}
+
+/* Every rank compares its fingerprint with every other's; when they are
+ * not all equal, every rank finds one that differs from its own, so all
+ * ranks refuse the step together. */
+static mcgqResult_t check_tables_agree(mcgqComm_t comm) {
   static const char fn[] = "mcgqCommStep";
-  uint64_t mine[FINGERPRINT_WORDS] = {
-      kFingerprintMagic, MCGQ_FORMAT_VERSION, (uint64_t)comm->count,
-      comm->total_n, table_hash(comm->layers, comm->count),
-      (uint64_t)comm->capacity_per_rank, config_hash(comm->layers, comm->count), step};
-  mcgqResult_t res = comm->ops->allgather(comm->ctx, mine, comm->fingerprints,
-                                          sizeof mine, comm->detail,
-                                          sizeof comm->detail);
-  if (res != mcgqSuccess) return res;
+  const uint64_t *mine = comm->blocks + (size_t)comm->rank * BLOCK_WORDS;
+  const size_t fp_bytes = FINGERPRINT_WORDS * sizeof(uint64_t);
   for (int r = 0; r < comm->nranks; ++r) {
-    const uint64_t *theirs = comm->fingerprints + (size_t)r * FINGERPRINT_WORDS;
-    if (memcmp(theirs, mine, sizeof mine) == 0) continue;
+    const uint64_t *theirs = comm->blocks + (size_t)r * BLOCK_WORDS;
+    if (memcmp(theirs, mine, fp_bytes) == 0) continue;
     if (theirs[0] != mine[0] || theirs[1] != mine[1])
       return mcgq_comm_fail(comm, mcgqInvalidUsage,
                             "%s: rank %d runs another mcgq format version", fn, r);
@@ -417,15 +427,10 @@ static mcgqResult_t check_tables_agree(mcgqComm_t comm, uint64_t step) {
   return mcgqSuccess;
 }
 
-/* ------------------------------------------------------------ host step */
+/* ------------------------------------------------------------ the step */
 
-static mcgqResult_t ensure_buffer(void **buf, size_t *capacity, size_t need) {
-  if (need <= *capacity) return mcgqSuccess;
-  void *grown = realloc(*buf, need);
-  if (!grown) return mcgqOutOfMemory;
-  *buf = grown;
-  *capacity = need;
-  return mcgqSuccess;
+static int32_t status_flag(mcgqResult_t res) {
+  return res == mcgqNonFinite ? MCGQ_FLAG_NONFINITE : (int32_t)res;
 }
 
 static void fill_descs(mcgqComm_t comm, uint64_t step, uint64_t seed) {
@@ -442,29 +447,34 @@ static void fill_descs(mcgqComm_t comm, uint64_t step, uint64_t seed) {
   }
 }
 
-/* Step 2: sizes the send buffer and prepares the encode; the status is what
- * this rank contributes to the agreement. */
-static mcgqResult_t prepare_local(mcgqComm_t comm, size_t *msg_bytes,
-                                  mcgq_host_encode_t **enc) {
-  static const char fn[] = "mcgqCommStep";
-  size_t bound = 0;
-  mcgqResult_t res = mcgqEncodeGetMaxOutputSize(comm->descs, comm->count, &bound);
-  if (res != mcgqSuccess) return adopt_thread_detail(comm, res);
-  if (ensure_buffer(&comm->send_buf, &comm->send_capacity, bound) != mcgqSuccess)
-    return mcgq_comm_fail(comm, mcgqOutOfMemory,
-                          "%s: cannot allocate a %zu-byte send buffer", fn, bound);
-  res = mcgq_host_encode_prepare(fn, comm->descs, comm->count, comm->send_buf,
-                                 comm->send_capacity, msg_bytes,
-                                 comm->layer_stats, enc);
-  if (res != mcgqSuccess) return adopt_thread_detail(comm, res);
-  return mcgqSuccess;
+/* Step 1: this rank's message, and with fixed capacity the receive buffer
+ * too (its size is known before anything is gathered). */
+static mcgqResult_t prepare_local(mcgqComm_t comm, const mcgq_call_t *call,
+                                  uint64_t step, uint64_t seed,
+                                  const void **send, size_t *send_bytes,
+                                  void **recv) {
+  if (comm->count == 0)
+    return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                          "mcgqCommStep: no layers registered (mcgqCommSetLayers)");
+  if (comm->capacity != 0 && comm->capacity < directory_bytes(comm->count))
+    return mcgq_comm_fail(comm, mcgqCapacityExceeded,
+                          "mcgqCommStep: a fixed capacity of %zu bytes cannot "
+                          "hold the header and directory of %d layers (%llu "
+                          "bytes)",
+                          comm->capacity, comm->count,
+                          (unsigned long long)directory_bytes(comm->count));
+  fill_descs(comm, step, seed);
+  const mcgq_codec_ops_t *codec = comm->codec->ops;
+  MCGQ_CHECK(codec->prepare(comm->codec, comm->descs, comm->count, comm->capacity,
+                            call, send, send_bytes, comm->layer_stats));
+  if (comm->capacity == 0) return mcgqSuccess;
+  mcgqResult_t res = codec->reserve(comm->codec, comm->capacity * (size_t)comm->nranks,
+                                    recv, call);
+  if (res != mcgqSuccess) codec->discard(comm->codec, call);
+  return res;
 }
 
-static int32_t status_flag(mcgqResult_t res) {
-  return res == mcgqNonFinite ? MCGQ_FLAG_NONFINITE : (int32_t)res;
-}
-
-/* Step 3, second half: every rank learns that some rank failed. */
+/* Step 2, a failure on some rank: every rank returns the same status. */
 static mcgqResult_t agreed_failure(mcgqComm_t comm, mcgqResult_t local,
                                    int32_t agreed, mcgqStepStats_t *stats) {
   mcgqResult_t status =
@@ -475,7 +485,7 @@ static mcgqResult_t agreed_failure(mcgqComm_t comm, mcgqResult_t local,
   char ranks[160] = "";
   size_t used = 0;
   for (int r = 0; r < comm->nranks && used + 12 < sizeof ranks; ++r) {
-    int32_t f = (int32_t)comm->rank_info[2 * (size_t)r];
+    int32_t f = (int32_t)comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_FLAG];
     if (f != 0 && (f == agreed || status != mcgqNonFinite))
       used += (size_t)snprintf(ranks + used, sizeof ranks - used, " %d", r);
   }
@@ -485,85 +495,107 @@ static mcgqResult_t agreed_failure(mcgqComm_t comm, mcgqResult_t local,
                         mcgqGetErrorString(status), ranks[0] ? ranks : " ?");
 }
 
-/* Step 3: (status, size) of every rank, the receive buffer, the flag. */
-static mcgqResult_t agree(mcgqComm_t comm, mcgqResult_t local, size_t msg_bytes,
-                          size_t *total, mcgqStepStats_t *stats) {
-  uint64_t mine[2] = {(uint64_t)(uint32_t)status_flag(local),
-                      local == mcgqSuccess ? (uint64_t)msg_bytes : 0};
-  mcgqResult_t res = comm->ops->allgather(comm->ctx, mine, comm->rank_info,
-                                          sizeof mine, comm->detail,
-                                          sizeof comm->detail);
-  if (res != mcgqSuccess) return res;
-  int32_t flag = status_flag(local);
-  size_t sum = 0;
+/* Step 2: gather the blocks, then decide (the same on every rank). */
+static mcgqResult_t agree(mcgqComm_t comm, const mcgq_call_t *call,
+                          uint64_t step, mcgqResult_t local, size_t send_bytes,
+                          mcgqStepStats_t *stats) {
+  uint64_t mine[BLOCK_WORDS];
+  fill_block(comm, step, status_flag(local), send_bytes, mine);
+  MCGQ_CHECK(comm->ops->allgather(comm->ctx, mine, comm->blocks, sizeof mine, call));
+  MCGQ_CHECK(check_tables_agree(comm));
+  int32_t agreed = 0;
   for (int r = 0; r < comm->nranks; ++r) {
-    uint64_t size = comm->rank_info[2 * (size_t)r + 1];
-    if (size > SIZE_MAX - sum) size = SIZE_MAX - sum; /* caught below */
-    comm->counts[r] = (size_t)size;
-    comm->displs[r] = sum;
-    sum += (size_t)size;
+    int32_t f = (int32_t)comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_FLAG];
+    if (f > agreed) agreed = f;
   }
-  if (flag == 0 && (sum == SIZE_MAX ||
-                    ensure_buffer(&comm->recv_buf, &comm->recv_capacity,
-                                  sum > 0 ? sum : 1) != mcgqSuccess)) {
-    local = mcgq_comm_fail(comm, mcgqOutOfMemory,
-                           "mcgqCommStep: cannot allocate a %zu-byte receive "
-                           "buffer",
-                           sum);
-    flag = status_flag(local);
-  }
-  res = comm->ops->allreduce_max_int(comm->ctx, &flag, comm->detail,
-                                     sizeof comm->detail);
-  if (res != mcgqSuccess) return res;
-  if (flag != 0) return agreed_failure(comm, local, flag, stats);
-  *total = sum;
+  if (agreed != 0) return agreed_failure(comm, local, agreed, stats);
   return mcgqSuccess;
 }
 
-static void fill_stats(const mcgqComm_t comm, size_t msg_bytes,
+/* Step 3, exact sizes: where every rank's message lands, and an agreed
+ * receive buffer. */
+static mcgqResult_t reserve_exact(mcgqComm_t comm, const mcgq_call_t *call,
+                                  void **recv) {
+  size_t sum = 0;
+  int overflow = 0;
+  for (int r = 0; r < comm->nranks; ++r) {
+    uint64_t size = comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_SIZE];
+    overflow |= size > (uint64_t)(SIZE_MAX - sum);
+    comm->counts[r] = overflow ? 0 : (size_t)size;
+    comm->displs[r] = sum;
+    sum += comm->counts[r];
+  }
+  mcgqResult_t local =
+      overflow ? mcgq_comm_fail(comm, mcgqOutOfMemory,
+                                "mcgqCommStep: the messages exceed size_t")
+               : comm->codec->ops->reserve(comm->codec, sum, recv, call);
+  int32_t flag = status_flag(local);
+  MCGQ_CHECK(comm->ops->allreduce_max_int(comm->ctx, &flag, call));
+  if (flag == 0) return mcgqSuccess;
+  if (local != mcgqSuccess) return local;
+  return mcgq_comm_fail(comm, (mcgqResult_t)flag,
+                        "mcgqCommStep: another rank could not reserve its "
+                        "receive buffer (%s); no rank changed anything",
+                        mcgqGetErrorString((mcgqResult_t)flag));
+}
+
+static void fixed_layout(mcgqComm_t comm) {
+  for (int r = 0; r < comm->nranks; ++r) {
+    comm->counts[r] = comm->capacity;
+    comm->displs[r] = (size_t)r * comm->capacity;
+  }
+}
+
+/* Step 4: the payloads, then decode-and-average into the gradients. */
+static mcgqResult_t exchange_and_decode(mcgqComm_t comm, const mcgq_call_t *call,
+                                        const void *send, size_t send_bytes,
+                                        void *recv) {
+  MCGQ_CHECK(comm->ops->allgatherv(comm->ctx, send, send_bytes, recv, comm->counts,
+                                   comm->displs, call));
+  for (int r = 0; r < comm->nranks; ++r) {
+    comm->messages[r] = (const char *)recv + comm->displs[r];
+    comm->in_bytes[r] = comm->counts[r];
+  }
+  return comm->codec->ops->decode_average(comm->codec, comm->messages,
+                                          comm->in_bytes, comm->capacity != 0,
+                                          comm->nranks,
+                                          comm->layers, comm->count, call);
+}
+
+static void fill_stats(const mcgqComm_t comm, size_t send_bytes,
                        mcgqStepStats_t *stats) {
   if (!stats) return;
   double paper_bits = 0.0;
-  for (int i = 0; i < comm->count; ++i)
+  int cut = 0;
+  for (int i = 0; i < comm->count; ++i) {
     paper_bits += (double)comm->layer_stats[i].stream_bits + 32.0;
-  stats->bytes_sent = msg_bytes;
+    cut += (comm->layer_stats[i].flags & MCGQ_LAYER_FLAG_CUT) != 0;
+  }
+  stats->bytes_sent = send_bytes;
   stats->elements = comm->total_n;
   stats->paper_ratio = paper_bits > 0 ? 32.0 * (double)comm->total_n / paper_bits : 0;
-  stats->wire_ratio = msg_bytes > 0 ? 4.0 * (double)comm->total_n / (double)msg_bytes : 0;
+  stats->wire_ratio =
+      send_bytes > 0 ? 4.0 * (double)comm->total_n / (double)send_bytes : 0;
+  stats->layers_cut = cut;
 }
 
-/* Step 4 after the agreement: exchange, decode, then commit and write. */
-static mcgqResult_t exchange_and_apply(mcgqComm_t comm, size_t msg_bytes,
-                                       mcgq_host_encode_t *enc) {
-  mcgqResult_t res = comm->ops->allgatherv(comm->ctx, comm->send_buf, msg_bytes,
-                                           comm->recv_buf, comm->counts,
-                                           comm->displs, comm->detail,
-                                           sizeof comm->detail);
-  if (res != mcgqSuccess) return res;
-  for (int r = 0; r < comm->nranks; ++r)
-    comm->messages[r] = (const char *)comm->recv_buf + comm->displs[r];
-  res = mcgqDecodeAverageHost(comm->messages, comm->counts, comm->nranks,
-                              comm->average, comm->total_n);
-  if (res != mcgqSuccess) return adopt_thread_detail(comm, res);
-  mcgq_host_encode_commit(enc);
-  const float *src = comm->average;
-  for (int i = 0; i < comm->count; ++i) {
-    memcpy(comm->layers[i].grad, src, (size_t)comm->layers[i].n * sizeof(float));
-    src += comm->layers[i].n;
+static mcgqResult_t run_step(mcgqComm_t comm, const mcgq_call_t *call,
+                             uint64_t step, uint64_t seed,
+                             mcgqStepStats_t *stats) {
+  const void *send = NULL;
+  void *recv = NULL;
+  size_t send_bytes = 0;
+  mcgqResult_t local =
+      prepare_local(comm, call, step, seed, &send, &send_bytes, &recv);
+  mcgqResult_t res = agree(comm, call, step, local, send_bytes, stats);
+  if (res == mcgqSuccess) {
+    if (comm->capacity == 0) res = reserve_exact(comm, call, &recv);
+    else fixed_layout(comm);
   }
-  return mcgqSuccess;
-}
-
-static mcgqResult_t host_step(mcgqComm_t comm, uint64_t step, uint64_t seed,
-                              mcgqStepStats_t *stats) {
-  fill_descs(comm, step, seed);
-  size_t msg_bytes = 0, total = 0;
-  mcgq_host_encode_t *enc = NULL;
-  mcgqResult_t local = prepare_local(comm, &msg_bytes, &enc);
-  mcgqResult_t res = agree(comm, local, msg_bytes, &total, stats);
-  if (res == mcgqSuccess) res = exchange_and_apply(comm, msg_bytes, enc);
-  mcgq_host_encode_release(enc);
-  if (res == mcgqSuccess) fill_stats(comm, msg_bytes, stats);
+  if (res == mcgqSuccess) res = exchange_and_decode(comm, call, send, send_bytes, recv);
+  if (res == mcgqSuccess) res = comm->codec->ops->commit(comm->codec, call);
+  else if (local == mcgqSuccess) comm->codec->ops->discard(comm->codec, call);
+  if (res == mcgqSuccess) fill_stats(comm, send_bytes, stats);
   return res;
 }
 
@@ -572,14 +604,18 @@ mcgqResult_t mcgqCommStep(mcgqComm_t comm, uint64_t step, uint64_t seed,
   if (!comm) return mcgq_fail(mcgqInvalidArgument, "mcgqCommStep: comm is NULL");
   comm->detail[0] = '\0';
   if (stats) memset(stats, 0, sizeof *stats);
-  if (comm->ops->set_stream) comm->ops->set_stream(comm->ctx, stream);
-  MCGQ_CHECK(check_tables_agree(comm, step));
-  if (comm->capacity_per_rank != 0 && !comm->ops->step)
+  if (comm->aborted)
     return mcgq_comm_fail(comm, mcgqInvalidUsage,
-                          "mcgqCommStep: fixed-capacity mode is not implemented "
-                          "on the %s transport yet",
+                          "mcgqCommStep: the communicator was aborted by a "
+                          "timeout; destroy it (and the %s communicator under "
+                          "it) and create a new one",
                           comm->ops->name);
-  if (comm->ops->step)
-    return comm->ops->step(comm->ctx, comm, step, seed, stream, stats);
-  return host_step(comm, step, seed, stats);
+  mcgq_call_t call;
+  call.stream = stream;
+  call.deadline = comm->timeout_s > 0 ? mcgq_clock_seconds() + comm->timeout_s : 0.0;
+  call.detail = comm->detail;
+  call.detail_size = sizeof comm->detail;
+  mcgqResult_t res = run_step(comm, &call, step, seed, stats);
+  if (res == mcgqTimeout) comm->aborted = 1;
+  return res;
 }

@@ -2,7 +2,10 @@
 # transport inside libmcgq when NCCL was found, the MPI transport in its own
 # libmcgq_mpi so users of the NCCL path never need MPI.  Included from
 # host/CMakeLists.txt after target mcgq exists.
-target_sources(mcgq PRIVATE ${CMAKE_CURRENT_LIST_DIR}/comm.c)
+target_sources(mcgq PRIVATE ${CMAKE_CURRENT_LIST_DIR}/comm.c
+                            ${CMAKE_CURRENT_LIST_DIR}/codec_host.c
+                            ${CMAKE_CURRENT_LIST_DIR}/codec_device.c
+                            ${CMAKE_CURRENT_LIST_DIR}/transport_callbacks.c)
 
 if(MCGQ_ENABLE_NCCL)
   target_sources(mcgq PRIVATE ${CMAKE_CURRENT_LIST_DIR}/comm_nccl.c)

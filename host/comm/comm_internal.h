@@ -1,13 +1,27 @@
 /*
- * comm_internal.h - the transport-independent communicator (comm.c) and the
- * small vtable a transport (MPI: comm_mpi.c, NCCL: comm_nccl.c) implements.
- * Not installed.
+ * comm_internal.h - the two seams of the exchange (not installed).
  *
- * The step protocol (DESIGN.md section 5) needs only three collectives, so a
- * transport is three functions plus destroy.  Every collective is called by
- * every rank in the same order with arguments that are equal on all ranks
- * (sizes are exchanged before they are used), so a failure that depends on
- * those arguments happens on every rank alike and nobody hangs.
+ * The step protocol of DESIGN.md section 5 is written once, in comm.c.  It
+ * runs over two interfaces, so that MPI, NCCL and a framework's own
+ * collectives (the PyTorch hook, through mcgqCommInitCallbacks) are
+ * transports and not protocols, and the CPU and GPU codecs are backends:
+ *
+ *   transport  moves bytes, nothing else: an all-gather of a small block
+ *              (host memory), an all-gather of the payloads of different
+ *              sizes (host or device memory, as the transport declares) and a
+ *              max-reduction of one int32 (host memory).
+ *   codec      prepare (quantize and encode, nothing of the caller's
+ *              changes), reserve (the receive buffer), decode_average
+ *              (straight into the registered gradients), commit (accumulators
+ *              and K state), discard (drop what prepare computed).
+ *
+ * Rules every transport keeps, so that no rank hangs and every rank decides
+ * alike: every collective is called by every rank in the same order with
+ * arguments that are equal on all ranks (sizes are gathered before they are
+ * used); a collective that cannot finish before call->deadline returns
+ * mcgqTimeout and leaves the transport aborted (it refuses every later
+ * call); a failure that is not a timeout is reported as mcgqMpiError /
+ * mcgqNcclError / mcgqCudaError with the detail written into call->detail.
  *
  * libmcgq_mpi is a separate shared library and libmcgq exports only its
  * API, so mcgq_comm_create is exported (MCGQ_API) although it is not part of
@@ -19,6 +33,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <time.h>
 
 #include "mcgq.h"
 
@@ -28,36 +44,78 @@ extern "C" {
 
 #define MCGQ_COMM_DETAIL_BYTES 512
 
-/* A transport's collectives.  `detail` (detail_size bytes) receives a message
- * when a call fails; the return value is then mcgqMpiError / mcgqNcclError /
- * mcgqCudaError / mcgqInvalidArgument.  Buffers are host memory. */
+/* What every collective of one step shares. */
+typedef struct {
+  mcgqStream_t stream; /* the step's stream (device transports) */
+  double deadline;     /* mcgq_clock_seconds() limit; 0 = wait forever */
+  char *detail;        /* receives a message on failure */
+  size_t detail_size;
+} mcgq_call_t;
+
 typedef struct mcgq_transport_ops {
-  const char *name; /* "MPI", "NCCL" */
-  /* recv (nranks * bytes) receives every rank's `bytes` bytes, rank order. */
+  const char *name;       /* "MPI", "NCCL", "callbacks" */
+  int payload_on_device;  /* allgatherv's buffers are device memory */
+  /* recv (nranks * bytes, host) receives every rank's `bytes` bytes in rank
+   * order; send is host memory. */
   mcgqResult_t (*allgather)(void *ctx, const void *send, void *recv,
-                            size_t bytes, char *detail, size_t detail_size);
-  /* Rank r contributes counts[r] bytes (send_bytes == counts[rank]); they land
-   * at recv + displs[r].  counts and displs are equal on every rank. */
+                            size_t bytes, const mcgq_call_t *call);
+  /* Rank r contributes counts[r] bytes (send_bytes == counts[rank]); they
+   * land at recv + displs[r].  counts and displs (host) are equal on every
+   * rank; send and recv are device memory iff payload_on_device. */
   mcgqResult_t (*allgatherv)(void *ctx, const void *send, size_t send_bytes,
                              void *recv, const size_t *counts,
-                             const size_t *displs, char *detail,
-                             size_t detail_size);
-  /* *value becomes the maximum over ranks. */
-  mcgqResult_t (*allreduce_max_int)(void *ctx, int32_t *value, char *detail,
-                                    size_t detail_size);
-  /* Optional: a transport that runs the step itself (NCCL: device memory).
-   * Called after the layer tables were found equal on all ranks. */
-  mcgqResult_t (*step)(void *ctx, mcgqComm_t comm, uint64_t step,
-                       uint64_t seed, mcgqStream_t stream,
-                       mcgqStepStats_t *stats);
-  /* Optional: told about a new layer table (to size device buffers). */
-  mcgqResult_t (*set_layers)(void *ctx, mcgqComm_t comm);
-  /* Optional: the stream of the current step (collectives of the NCCL
-   * transport run on it). */
-  void (*set_stream)(void *ctx, mcgqStream_t stream);
+                             const size_t *displs, const mcgq_call_t *call);
+  /* *value (host) becomes the maximum over ranks. */
+  mcgqResult_t (*allreduce_max_int)(void *ctx, int32_t *value,
+                                    const mcgq_call_t *call);
   /* Frees ctx (never the caller's communicator). */
   void (*destroy)(void *ctx);
 } mcgq_transport_ops_t;
+
+/* The codec of a communicator: host memory (codec_host.c, the CPU encoder
+ * and decoder) or device memory (codec_device.c, the GPU path). */
+typedef struct mcgq_codec mcgq_codec_t;
+typedef struct mcgq_codec_ops {
+  const char *name;
+  int can_cut; /* fixed-capacity mode is supported */
+  /* A new layer table (allocation happens here, or in reserve). */
+  mcgqResult_t (*set_layers)(mcgq_codec_t *codec, const mcgqLayer_t *layers,
+                             int count, uint64_t total_n, char *detail,
+                             size_t detail_size);
+  /* Quantizes and encodes descs into the codec's send buffer: capacity 0
+   * gives the exact message, otherwise exactly `capacity` bytes (layers
+   * cut to fit, zero padding).  Nothing of the caller's changes.  stats
+   * (host, count entries) receive this rank's per-layer results. */
+  mcgqResult_t (*prepare)(mcgq_codec_t *codec, const mcgqLayerDesc_t *descs,
+                          int count, size_t capacity, const mcgq_call_t *call,
+                          const void **send, size_t *send_bytes,
+                          mcgqLayerStats_t *stats);
+  /* A receive buffer of `bytes` bytes (memory of the codec's kind). */
+  mcgqResult_t (*reserve)(mcgq_codec_t *codec, size_t bytes, void **recv,
+                          const mcgq_call_t *call);
+  /* Decode-and-average of the gathered messages in rank order into the
+   * layers' grads.  in_bytes: what arrived from each rank; padded = 1
+   * (fixed capacity): a message may be shorter, its header has its size.  Every rank decodes
+   * the same bytes, so a failure here is every rank's: the grads are then
+   * left as they were. */
+  mcgqResult_t (*decode_average)(mcgq_codec_t *codec, const void *const *in,
+                                 const size_t *in_bytes, int padded,
+                                 int nranks, const mcgqLayer_t *layers,
+                                 int count, const mcgq_call_t *call);
+  /* Applies (commit) or drops (discard) what the last prepare computed. */
+  mcgqResult_t (*commit)(mcgq_codec_t *codec, const mcgq_call_t *call);
+  void (*discard)(mcgq_codec_t *codec, const mcgq_call_t *call);
+  void (*destroy)(mcgq_codec_t *codec);
+} mcgq_codec_ops_t;
+
+struct mcgq_codec {
+  const mcgq_codec_ops_t *ops;
+};
+
+/* Creates the codec of the memory kind a transport declares (device: NULL
+ * with mcgqInvalidUsage in a build without CUDA). */
+mcgqResult_t mcgq_codec_host_create(mcgq_codec_t **codec);
+mcgqResult_t mcgq_codec_device_create(int nranks, mcgq_codec_t **codec);
 
 /* Builds a communicator over a transport; takes ownership of ctx (destroyed
  * through ops->destroy, also when this call fails). */
@@ -65,19 +123,27 @@ MCGQ_API mcgqResult_t mcgq_comm_create(const mcgq_transport_ops_t *ops,
                                        void *ctx, int rank, int nranks,
                                        mcgqComm_t *comm);
 
-/* For transports that run the step themselves (comm.c owns the table). */
-const mcgqLayer_t *mcgq_comm_layers(mcgqComm_t comm, int *count);
-uint64_t mcgq_comm_total_elements(mcgqComm_t comm);
-mcgqLayerStats_t *mcgq_comm_layer_stats(mcgqComm_t comm);
-/* The handle's detail buffer (MCGQ_COMM_DETAIL_BYTES), for transports. */
-char *mcgq_comm_detail(mcgqComm_t comm);
-/* Records a formatted detail on the handle and returns status. */
-mcgqResult_t mcgq_comm_fail(mcgqComm_t comm, mcgqResult_t status,
-                            const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+/* Monotonic clock in seconds (deadlines of the collectives). */
+static inline double mcgq_clock_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* 1 when the call has a deadline and it has passed. */
+static inline int mcgq_call_expired(const mcgq_call_t *call) {
+  return call->deadline > 0.0 && mcgq_clock_seconds() > call->deadline;
+}
+
+/* Fills call->detail and returns mcgqTimeout: `what` did not finish. */
+static inline mcgqResult_t mcgq_call_timeout(const mcgq_call_t *call,
+                                             const char *what) {
+  snprintf(call->detail, call->detail_size,
+           "mcgqCommStep: %s did not complete before the communicator's "
+           "timeout (a peer stopped calling?); the communicator is aborted",
+           what);
+  return mcgqTimeout;
+}
 
 #ifdef __cplusplus
 }

@@ -1,21 +1,27 @@
 /*
  * comm_mpi.c - the MPI transport of the communicator (libmcgq_mpi).
  *
- * Three collectives on the caller's communicator.  MPI's default error
+ * Three collectives on the caller's communicator, non-blocking and polled
+ * against the step's deadline when the communicator has a timeout.  MPI's default error
  * handler aborts the job, and the library must never abort, so every call
  * runs with MPI_ERRORS_RETURN and puts the caller's handler back afterwards
  * (the caller's communicator is borrowed, its settings are not ours).
  */
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "comm_internal.h"
+#include "internal.h"
 #include "mcgq_mpi.h"
 
 typedef struct {
   MPI_Comm mpi;
-  int *counts, *displs; /* int arrays for MPI_Allgatherv, nranks each */
+  int nranks;
+  int *counts, *displs; /* int arrays for MPI_Iallgatherv, nranks each */
+  int32_t reduce_in, reduce_out; /* outlive a timed-out MPI_Iallreduce */
+  int aborted;
 } mpi_transport_t;
 
 typedef struct {
@@ -36,46 +42,79 @@ static void guard_leave(errhandler_guard_t *g) {
   MPI_Errhandler_free(&g->saved);
 }
 
-static mcgqResult_t mpi_error(int code, const char *what, char *detail,
-                              size_t detail_size) {
+static mcgqResult_t mpi_error(int code, const char *what,
+                              const mcgq_call_t *call) {
   char text[MPI_MAX_ERROR_STRING] = "";
   int len = 0;
   if (MPI_Error_string(code, text, &len) != MPI_SUCCESS)
     snprintf(text, sizeof text, "MPI error %d", code);
-  snprintf(detail, detail_size, "mcgqCommStep: %s failed: %s", what, text);
+  snprintf(call->detail, call->detail_size, "mcgqCommStep: %s failed: %s", what,
+           text);
   return mcgqMpiError;
 }
 
+/* Completes a started collective: MPI_Wait without a deadline, else MPI_Test
+ * polled against it.  A collective cannot be cancelled, so on timeout the
+ * request stays posted (its buffers stay allocated: comm.c keeps them) and
+ * the transport refuses every later call. */
+static mcgqResult_t finish(mpi_transport_t *t, int rc, MPI_Request *req,
+                           const char *what, const mcgq_call_t *call) {
+  if (rc != MPI_SUCCESS) return mpi_error(rc, what, call);
+  if (call->deadline <= 0.0) {
+    rc = MPI_Wait(req, MPI_STATUS_IGNORE);
+    return rc == MPI_SUCCESS ? mcgqSuccess : mpi_error(rc, what, call);
+  }
+  for (;;) {
+    int done = 0;
+    rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) return mpi_error(rc, what, call);
+    if (done) return mcgqSuccess;
+    if (mcgq_call_expired(call)) {
+      t->aborted = 1;
+      return mcgq_call_timeout(call, what);
+    }
+    sched_yield(); /* a peer on the same core needs the CPU to catch up */
+  }
+}
+
+static mcgqResult_t refuse_if_aborted(const mpi_transport_t *t,
+                                      const mcgq_call_t *call) {
+  if (!t->aborted) return mcgqSuccess;
+  snprintf(call->detail, call->detail_size,
+           "mcgqCommStep: the MPI transport was aborted by a timeout");
+  return mcgqInvalidUsage;
+}
+
 static mcgqResult_t mpi_allgather(void *ctx, const void *send, void *recv,
-                                  size_t bytes, char *detail,
-                                  size_t detail_size) {
+                                  size_t bytes, const mcgq_call_t *call) {
   mpi_transport_t *t = ctx;
+  MCGQ_CHECK(refuse_if_aborted(t, call));
   if (bytes > INT_MAX) {
-    snprintf(detail, detail_size, "mcgqCommStep: %zu bytes exceed MPI's int count",
-             bytes);
+    snprintf(call->detail, call->detail_size,
+             "mcgqCommStep: %zu bytes exceed MPI's int count", bytes);
     return mcgqInvalidArgument;
   }
   errhandler_guard_t g;
   guard_enter(&g, t->mpi);
-  int rc = MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
-                         t->mpi);
+  MPI_Request req = MPI_REQUEST_NULL;
+  int rc = MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
+                          t->mpi, &req);
+  mcgqResult_t res = finish(t, rc, &req, "MPI_Iallgather", call);
   guard_leave(&g);
-  return rc == MPI_SUCCESS ? mcgqSuccess
-                           : mpi_error(rc, "MPI_Allgather", detail, detail_size);
+  return res;
 }
 
 static mcgqResult_t mpi_allgatherv(void *ctx, const void *send,
                                    size_t send_bytes, void *recv,
                                    const size_t *counts, const size_t *displs,
-                                   char *detail, size_t detail_size) {
+                                   const mcgq_call_t *call) {
   mpi_transport_t *t = ctx;
-  int nranks = 0;
-  MPI_Comm_size(t->mpi, &nranks);
+  MCGQ_CHECK(refuse_if_aborted(t, call));
   /* counts and displs are equal on every rank, so every rank takes this
    * branch alike and none is left waiting. */
-  for (int r = 0; r < nranks; ++r) {
+  for (int r = 0; r < t->nranks; ++r) {
     if (counts[r] > INT_MAX || displs[r] > INT_MAX) {
-      snprintf(detail, detail_size,
+      snprintf(call->detail, call->detail_size,
                "mcgqCommStep: the messages (%zu bytes from rank %d at offset "
                "%zu) exceed MPI's int counts; register fewer elements per "
                "communicator",
@@ -87,36 +126,40 @@ static mcgqResult_t mpi_allgatherv(void *ctx, const void *send,
   }
   errhandler_guard_t g;
   guard_enter(&g, t->mpi);
-  int rc = MPI_Allgatherv(send, (int)send_bytes, MPI_BYTE, recv, t->counts,
-                          t->displs, MPI_BYTE, t->mpi);
+  MPI_Request req = MPI_REQUEST_NULL;
+  int rc = MPI_Iallgatherv(send, (int)send_bytes, MPI_BYTE, recv, t->counts,
+                           t->displs, MPI_BYTE, t->mpi, &req);
+  mcgqResult_t res = finish(t, rc, &req, "MPI_Iallgatherv", call);
   guard_leave(&g);
-  return rc == MPI_SUCCESS ? mcgqSuccess
-                           : mpi_error(rc, "MPI_Allgatherv", detail, detail_size);
+  return res;
 }
 
-static mcgqResult_t mpi_allreduce_max(void *ctx, int32_t *value, char *detail,
-                                      size_t detail_size) {
+static mcgqResult_t mpi_allreduce_max(void *ctx, int32_t *value,
+                                      const mcgq_call_t *call) {
   mpi_transport_t *t = ctx;
-  int32_t in = *value;
+  MCGQ_CHECK(refuse_if_aborted(t, call));
+  t->reduce_in = *value;
   errhandler_guard_t g;
   guard_enter(&g, t->mpi);
-  int rc = MPI_Allreduce(&in, value, 1, MPI_INT32_T, MPI_MAX, t->mpi);
+  MPI_Request req = MPI_REQUEST_NULL;
+  int rc = MPI_Iallreduce(&t->reduce_in, &t->reduce_out, 1, MPI_INT32_T, MPI_MAX,
+                          t->mpi, &req);
+  mcgqResult_t res = finish(t, rc, &req, "MPI_Iallreduce", call);
   guard_leave(&g);
-  return rc == MPI_SUCCESS ? mcgqSuccess
-                           : mpi_error(rc, "MPI_Allreduce", detail, detail_size);
+  if (res == mcgqSuccess) *value = t->reduce_out;
+  return res;
 }
 
 static void mpi_destroy(void *ctx) {
   mpi_transport_t *t = ctx;
-  if (!t) return;
+  if (!t || t->aborted) return; /* a posted collective may still use it */
   free(t->counts);
   free(t->displs);
   free(t);
 }
 
 static const mcgq_transport_ops_t kMpiOps = {
-    "MPI", mpi_allgather, mpi_allgatherv, mpi_allreduce_max,
-    NULL,  NULL,          NULL,           mpi_destroy};
+    "MPI", 0, mpi_allgather, mpi_allgatherv, mpi_allreduce_max, mpi_destroy};
 
 /* Thread-local detail of libmcgq is not reachable from here (only its API is
  * exported), so a failed init returns its status and leaves the detail in
@@ -137,6 +180,7 @@ mcgqResult_t mcgqCommInitMpi(mcgqComm_t *comm, MPI_Comm mpi) {
   mpi_transport_t *t = calloc(1, sizeof *t);
   if (t) {
     t->mpi = mpi;
+    t->nranks = nranks;
     t->counts = calloc((size_t)nranks, sizeof(int));
     t->displs = calloc((size_t)nranks, sizeof(int));
   }

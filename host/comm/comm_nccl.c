@@ -1,22 +1,20 @@
 /*
- * comm_nccl.c - the NCCL transport of the communicator (inside libmcgq when
- * it is built with NCCL).  Gradients, accumulators and K state live in
- * device memory; the step runs on the caller's stream and the caller's
- * ncclComm_t, and allocates nothing (mcgqCommSetLayers sizes every buffer).
+ * comm_nccl.c - the NCCL transport (inside libmcgq when it is built with
+ * NCCL): the three collectives of comm_internal.h on the caller's
+ * ncclComm_t and the step's stream.  The protocol is comm.c's; the codec is
+ * the device codec (codec_device.c), so payloads stay in device memory.
  *
- * Step (DESIGN.md section 5), after comm.c found the layer tables equal:
- *   1. back up accumulators and K state (device to device): the GPU encode
- *      commits a layer as soon as that layer is fine, so "no rank changes
- *      anything when some rank is non-finite" is kept by restoring them.
- *   2. mcgqEncodeAsync into the handle's send buffer.
- *   3. ncclAllGather of the message sizes; read the per-layer status words
- *      and the sizes on the host (one stream synchronization).
- *   4. ncclAllReduce(max) of a failure flag (non-finite outranks the rest):
- *      on failure every rank restores its backups and returns the same kind
- *      of status.
- *   5. grouped ncclSend/ncclRecv of the exact message sizes, then
- *      mcgqDecodeAverageAsync in rank order and copies into the grads.
- * ncclCommGetAsyncError is polled at each synchronization: mcgqNcclError.
+ * The small block all-gather and the max-reduction take host memory: they
+ * are staged through pinned host memory and a small device buffer, and
+ * their completion is the step's host read.  The payload all-gather is
+ * grouped ncclSend/ncclRecv of the gathered sizes (equal sizes in fixed
+ * capacity) on device buffers, stream-ordered, no host wait.
+ *
+ * Waiting never blocks blindly: the stream is polled with cudaStreamQuery,
+ * NCCL's asynchronous error with ncclCommGetAsyncError, and past the step's
+ * deadline the communicator is aborted with ncclCommAbort (peers that are
+ * still in a collective get an error instead of hanging) and the call
+ * returns mcgqTimeout.
  */
 #include <cuda_runtime_api.h>
 #include <nccl.h>
@@ -29,463 +27,175 @@
 #include "internal.h"
 #include "mcgq_nccl.h"
 
-#define FLAG_NONFINITE 0x7fffffff
-#define SMALL_BYTES 64 /* per rank: the fingerprint and small arrays of comm.c */
+static const char kFn[] = "mcgqCommStep";
+enum { SMALL_BYTES = 128 }; /* largest host-staged block per rank */
 
 typedef struct {
   ncclComm_t nccl;
   int rank, nranks;
-  cudaStream_t stream;
-
-  /* sized at set_layers */
-  int count;
-  uint64_t total_n, accum_n;
-  size_t capacity; /* bytes of one rank's message */
-  size_t temp_bytes;
-  void *d_send, *d_recv, *d_temp;
-  float *d_average, *d_accum_backup;
-  mcgqKState_t *d_kstate_backup;
-  mcgqLayerStats_t *d_stats;
-  mcgqLayerDesc_t *descs; /* host */
-  const void **d_in;      /* host array of device pointers, nranks */
-  size_t *in_bytes;       /* host, nranks */
-
-  /* sized at init */
-  uint64_t *d_sizes; /* nranks; [rank] doubles as this rank's size_t */
-  uint64_t *h_sizes;
-  int32_t *d_flag;
-  uint32_t *d_status;
-  unsigned char *d_small; /* (nranks + 1) * SMALL_BYTES */
+  int aborted;
+  unsigned char *h_stage; /* pinned, (nranks + 1) * SMALL_BYTES */
+  unsigned char *d_stage; /* device, same size */
 } nccl_transport_t;
 
-/* CUDA and NCCL failures go through gpu/cuda_check.h, which writes the
- * detail once; the transport collectives hand it to comm.c through their
- * detail buffer, the step into the communicator's, both copied as is. */
-static void detail_cuda(char *detail, size_t size, const char *what,
-                        cudaError_t err) {
-  mcgq_cuda_result((int)err, "mcgqCommStep", what);
-  snprintf(detail, size, "%s", mcgqGetLastErrorDetail());
+static mcgqResult_t to_call(const mcgq_call_t *call, mcgqResult_t res) {
+  if (res != mcgqSuccess)
+    snprintf(call->detail, call->detail_size, "%s", mcgqGetLastErrorDetail());
+  return res;
 }
 
-static void detail_nccl(char *detail, size_t size, const char *what,
-                        ncclResult_t err) {
-  mcgq_nccl_result((int)err, "mcgqCommStep", what);
-  snprintf(detail, size, "%s", mcgqGetLastErrorDetail());
+/* Waits until the stream has passed the enqueued collectives. */
+static mcgqResult_t wait_for(nccl_transport_t *t, const mcgq_call_t *call,
+                             const char *what) {
+  for (;;) {
+    cudaError_t err = cudaStreamQuery((cudaStream_t)call->stream);
+    if (err == cudaSuccess) return mcgqSuccess;
+    if (err != cudaErrorNotReady)
+      return to_call(call, mcgq_cuda_result((int)err, kFn, what));
+    ncclResult_t async = ncclSuccess;
+    ncclResult_t ne = ncclCommGetAsyncError(t->nccl, &async);
+    if (ne != ncclSuccess || (async != ncclSuccess && async != ncclInProgress))
+      return to_call(call, mcgq_nccl_result((int)(ne != ncclSuccess ? ne : async),
+                                            kFn, what));
+    if (mcgq_call_expired(call)) {
+      ncclCommAbort(t->nccl); /* frees the communicator; unblocks the stream */
+      t->aborted = 1;
+      return mcgq_call_timeout(call, what);
+    }
+  }
 }
 
-#define CUDA_TRY(call, what, comm)                                                   \
-  do {                                                                               \
-    mcgqResult_t r_ = mcgq_cuda_result((int)(call), "mcgqCommStep", (what));         \
-    if (r_ != mcgqSuccess) return mcgq_comm_fail(comm, r_, "%s", mcgqGetLastErrorDetail()); \
-  } while (0)
-#define NCCL_TRY(call, what, comm)                                                   \
-  do {                                                                               \
-    mcgqResult_t r_ = mcgq_nccl_result((int)(call), "mcgqCommStep", (what));         \
-    if (r_ != mcgqSuccess) return mcgq_comm_fail(comm, r_, "%s", mcgqGetLastErrorDetail()); \
-  } while (0)
+static mcgqResult_t refuse_if_aborted(const nccl_transport_t *t,
+                                      const mcgq_call_t *call) {
+  if (!t->aborted) return mcgqSuccess;
+  snprintf(call->detail, call->detail_size,
+           "%s: the NCCL communicator was aborted by a timeout", kFn);
+  return mcgqInvalidUsage;
+}
 
-/* Waits for the stream, then asks NCCL whether a collective failed. */
-static mcgqResult_t sync_and_poll(nccl_transport_t *t, char *detail,
-                                  size_t size) {
-  cudaError_t ce = cudaStreamSynchronize(t->stream);
-  if (ce != cudaSuccess) {
-    detail_cuda(detail, size, "cudaStreamSynchronize", ce);
-    return mcgqCudaError;
-  }
-  ncclResult_t async = ncclSuccess;
-  ncclResult_t ne = ncclCommGetAsyncError(t->nccl, &async);
-  if (ne != ncclSuccess || async != ncclSuccess) {
-    detail_nccl(detail, size, "ncclCommGetAsyncError",
-                ne != ncclSuccess ? ne : async);
-    return mcgqNcclError;
-  }
+static mcgqResult_t enqueue_allgather(nccl_transport_t *t, const void *send,
+                                      size_t bytes, cudaStream_t stream) {
+  unsigned char *h_mine = t->h_stage + (size_t)t->nranks * SMALL_BYTES;
+  unsigned char *d_mine = t->d_stage + (size_t)t->nranks * SMALL_BYTES;
+  memcpy(h_mine, send, bytes);
+  MCGQ_CUDA_CHECK(kFn, "staging the block",
+                  cudaMemcpyAsync(d_mine, h_mine, bytes, cudaMemcpyHostToDevice, stream));
+  MCGQ_NCCL_CHECK(kFn, "ncclAllGather",
+                  ncclAllGather(d_mine, t->d_stage, bytes, ncclUint8, t->nccl, stream));
+  MCGQ_CUDA_CHECK(kFn, "reading the blocks",
+                  cudaMemcpyAsync(t->h_stage, t->d_stage, bytes * (size_t)t->nranks,
+                                  cudaMemcpyDeviceToHost, stream));
   return mcgqSuccess;
 }
-
-/* ------------------------------------------------ collectives of comm.c */
 
 static mcgqResult_t nccl_allgather(void *ctx, const void *send, void *recv,
-                                   size_t bytes, char *detail, size_t size) {
+                                   size_t bytes, const mcgq_call_t *call) {
   nccl_transport_t *t = ctx;
-  if (bytes > SMALL_BYTES) {
-    snprintf(detail, size, "mcgqCommStep: internal: %zu-byte allgather", bytes);
+  MCGQ_CHECK(refuse_if_aborted(t, call));
+  if (bytes > SMALL_BYTES) { /* equal on every rank: all return here */
+    snprintf(call->detail, call->detail_size, "%s: internal: %zu-byte block", kFn,
+             bytes);
     return mcgqInternalError;
   }
-  unsigned char *d_mine = t->d_small + (size_t)t->nranks * SMALL_BYTES;
-  cudaError_t ce = cudaMemcpyAsync(d_mine, send, bytes, cudaMemcpyHostToDevice,
-                                   t->stream);
-  if (ce != cudaSuccess) {
-    detail_cuda(detail, size, "cudaMemcpyAsync", ce);
-    return mcgqCudaError;
-  }
-  ncclResult_t ne =
-      ncclAllGather(d_mine, t->d_small, bytes, ncclUint8, t->nccl, t->stream);
-  if (ne != ncclSuccess) {
-    detail_nccl(detail, size, "ncclAllGather", ne);
-    return mcgqNcclError;
-  }
-  ce = cudaMemcpyAsync(recv, t->d_small, bytes * (size_t)t->nranks,
-                       cudaMemcpyDeviceToHost, t->stream);
-  if (ce != cudaSuccess) {
-    detail_cuda(detail, size, "cudaMemcpyAsync", ce);
-    return mcgqCudaError;
-  }
-  return sync_and_poll(t, detail, size);
+  MCGQ_CHECK(to_call(call, enqueue_allgather(t, send, bytes, (cudaStream_t)call->stream)));
+  MCGQ_CHECK(wait_for(t, call, "ncclAllGather of the step blocks"));
+  memcpy(recv, t->h_stage, bytes * (size_t)t->nranks);
+  return mcgqSuccess;
 }
 
-static mcgqResult_t nccl_allgatherv(void *ctx, const void *send,
-                                    size_t send_bytes, void *recv,
-                                    const size_t *counts, const size_t *displs,
-                                    char *detail, size_t size) {
-  (void)ctx, (void)send, (void)send_bytes, (void)recv, (void)counts, (void)displs;
-  snprintf(detail, size, "mcgqCommStep: internal: host allgatherv on NCCL");
-  return mcgqInternalError; /* the NCCL step moves payloads itself */
-}
-
-static mcgqResult_t allreduce_max_device(nccl_transport_t *t, int32_t *value,
-                                         char *detail, size_t size) {
-  cudaError_t ce = cudaMemcpyAsync(t->d_flag, value, sizeof *value,
-                                   cudaMemcpyHostToDevice, t->stream);
+static mcgqResult_t enqueue_exchange(nccl_transport_t *t, const void *send,
+                                     size_t send_bytes, void *recv,
+                                     const size_t *counts, const size_t *displs,
+                                     cudaStream_t stream) {
+  unsigned char *base = recv;
+  MCGQ_CUDA_CHECK(kFn, "copying this rank's message",
+                  cudaMemcpyAsync(base + displs[t->rank], send, send_bytes,
+                                  cudaMemcpyDeviceToDevice, stream));
+  MCGQ_NCCL_CHECK(kFn, "ncclGroupStart", ncclGroupStart());
   ncclResult_t ne = ncclSuccess;
-  if (ce == cudaSuccess)
-    ne = ncclAllReduce(t->d_flag, t->d_flag, 1, ncclInt32, ncclMax, t->nccl,
-                       t->stream);
-  if (ce == cudaSuccess && ne == ncclSuccess)
-    ce = cudaMemcpyAsync(value, t->d_flag, sizeof *value, cudaMemcpyDeviceToHost,
-                         t->stream);
-  if (ce != cudaSuccess) {
-    detail_cuda(detail, size, "cudaMemcpyAsync", ce);
-    return mcgqCudaError;
-  }
-  if (ne != ncclSuccess) {
-    detail_nccl(detail, size, "ncclAllReduce", ne);
-    return mcgqNcclError;
-  }
-  return sync_and_poll(t, detail, size);
-}
-
-static mcgqResult_t nccl_allreduce_max(void *ctx, int32_t *value, char *detail,
-                                       size_t size) {
-  return allreduce_max_device(ctx, value, detail, size);
-}
-
-static void nccl_set_stream(void *ctx, mcgqStream_t stream) {
-  ((nccl_transport_t *)ctx)->stream = (cudaStream_t)stream;
-}
-
-/* ------------------------------------------------------------ buffers */
-
-static void free_layer_buffers(nccl_transport_t *t) {
-  cudaFree(t->d_send);
-  cudaFree(t->d_recv);
-  cudaFree(t->d_temp);
-  cudaFree(t->d_average);
-  cudaFree(t->d_accum_backup);
-  cudaFree(t->d_kstate_backup);
-  cudaFree(t->d_stats);
-  free(t->descs);
-  t->d_send = t->d_recv = t->d_temp = NULL;
-  t->d_average = t->d_accum_backup = NULL;
-  t->d_kstate_backup = NULL;
-  t->d_stats = NULL;
-  t->descs = NULL;
-  t->count = 0;
-}
-
-static void fill_descs(nccl_transport_t *t, const mcgqLayer_t *layers,
-                       uint64_t step, uint64_t seed) {
-  for (int i = 0; i < t->count; ++i) {
-    mcgqLayerDesc_t *d = &t->descs[i];
-    mcgqLayerDescInit(d);
-    d->u = mcgqRandomWord(seed, step, (uint32_t)i, (uint32_t)t->rank);
-    d->g = layers[i].grad;
-    d->accum = layers[i].accum;
-    d->kstate = layers[i].kstate;
-    d->n = layers[i].n;
-    d->cfg = layers[i].cfg;
-  }
-}
-
-/* Sizes every buffer of a step for the new table (allocation happens here,
- * never in the step). */
-static mcgqResult_t nccl_set_layers(void *ctx, mcgqComm_t comm) {
-  static const char fn[] = "mcgqCommSetLayers";
-  nccl_transport_t *t = ctx;
-  int count = 0;
-  const mcgqLayer_t *layers = mcgq_comm_layers(comm, &count);
-  free_layer_buffers(t);
-  if (count == 0) return mcgqSuccess;
-  t->descs = calloc((size_t)count, sizeof *t->descs);
-  if (!t->descs)
-    return mcgq_comm_fail(comm, mcgqOutOfMemory, "%s: no host memory", fn);
-  t->count = count;
-  t->total_n = mcgq_comm_total_elements(comm);
-  t->accum_n = 0;
-  for (int i = 0; i < count; ++i)
-    if (layers[i].accum) t->accum_n += layers[i].n;
-  fill_descs(t, layers, 0, 0);
-  size_t enc_temp = 0, dec_temp = 0;
-  mcgqResult_t res = mcgqEncodeGetMaxOutputSize(t->descs, count, &t->capacity);
-  if (res == mcgqSuccess) res = mcgqEncodeGetTempSize(t->descs, count, &enc_temp);
-  if (res == mcgqSuccess)
-    res = mcgqDecodeAverageGetTempSize(t->nranks, t->total_n, t->capacity,
-                                       &dec_temp);
-  if (res != mcgqSuccess) {
-    free_layer_buffers(t);
-    return mcgq_comm_fail(comm, res, "%s", mcgqGetLastErrorDetail());
-  }
-  t->temp_bytes = enc_temp > dec_temp ? enc_temp : dec_temp;
-  cudaError_t ce = cudaMalloc(&t->d_send, t->capacity);
-  if (ce == cudaSuccess)
-    ce = cudaMalloc(&t->d_recv, t->capacity * (size_t)t->nranks);
-  if (ce == cudaSuccess) ce = cudaMalloc(&t->d_temp, t->temp_bytes ? t->temp_bytes : 1);
-  if (ce == cudaSuccess)
-    ce = cudaMalloc((void **)&t->d_average, t->total_n * sizeof(float));
-  if (ce == cudaSuccess && t->accum_n)
-    ce = cudaMalloc((void **)&t->d_accum_backup, t->accum_n * sizeof(float));
-  if (ce == cudaSuccess)
-    ce = cudaMalloc((void **)&t->d_kstate_backup, (size_t)count * sizeof(mcgqKState_t));
-  if (ce == cudaSuccess)
-    ce = cudaMalloc((void **)&t->d_stats, (size_t)count * sizeof(mcgqLayerStats_t));
-  if (ce != cudaSuccess) {
-    free_layer_buffers(t);
-    return mcgq_comm_fail(comm, ce == cudaErrorMemoryAllocation ? mcgqOutOfMemory
-                                                                : mcgqCudaError,
-                          "%s: cudaMalloc: %s", fn, cudaGetErrorString(ce));
-  }
-  return mcgqSuccess;
-}
-
-/* ------------------------------------------------------------ the step */
-
-/* Direction 0: live -> backup; 1: backup -> live. */
-static mcgqResult_t copy_state(nccl_transport_t *t, mcgqComm_t comm,
-                               const mcgqLayer_t *layers, int restore) {
-  float *backup = t->d_accum_backup;
-  for (int i = 0; i < t->count; ++i) {
-    if (layers[i].accum) {
-      size_t bytes = (size_t)layers[i].n * sizeof(float);
-      CUDA_TRY(cudaMemcpyAsync(restore ? layers[i].accum : backup,
-                               restore ? backup : layers[i].accum, bytes,
-                               cudaMemcpyDeviceToDevice, t->stream),
-               "backup of accumulators", comm);
-      backup += layers[i].n;
-    }
-    if (layers[i].kstate)
-      CUDA_TRY(cudaMemcpyAsync(restore ? layers[i].kstate : &t->d_kstate_backup[i],
-                               restore ? &t->d_kstate_backup[i] : layers[i].kstate,
-                               sizeof(mcgqKState_t), cudaMemcpyDeviceToDevice,
-                               t->stream),
-               "backup of K state", comm);
-  }
-  return mcgqSuccess;
-}
-
-/* Encodes, gathers the sizes and reads the status words; returns this rank's
- * contribution to the agreement (mcgqSuccess or the first layer failure). */
-static mcgqResult_t encode_and_size(nccl_transport_t *t, mcgqComm_t comm,
-                                    mcgqLayerStats_t *h_stats, int ready) {
-  uint64_t *d_mine = &t->d_sizes[t->rank];
-  /* size_t and uint64_t are the same width on every platform CUDA supports */
-  mcgqResult_t launch =
-      ready ? mcgqEncodeAsync(t->descs, t->count, t->d_send, t->capacity,
-                              (size_t *)(void *)d_mine, t->d_stats, t->d_temp,
-                              t->temp_bytes, t->stream)
-            : mcgq_fail(mcgqInvalidUsage,
-                        "mcgqCommStep: the last mcgqCommSetLayers failed on "
-                        "this rank; register the layers again");
-  if (launch != mcgqSuccess) {
-    /* Still take part in the size exchange and the agreement below, so the
-     * other ranks are not left waiting in a collective. */
-    mcgq_comm_fail(comm, launch, "%s", mcgqGetLastErrorDetail());
-    CUDA_TRY(cudaMemsetAsync(d_mine, 0, sizeof *d_mine, t->stream),
-             "cudaMemsetAsync", comm);
-  }
-  NCCL_TRY(ncclAllGather(d_mine, t->d_sizes, 1, ncclUint64, t->nccl, t->stream),
-           "ncclAllGather of sizes", comm);
-  if (ready)
-    CUDA_TRY(cudaMemcpyAsync(h_stats, t->d_stats,
-                             (size_t)t->count * sizeof(mcgqLayerStats_t),
-                             cudaMemcpyDeviceToHost, t->stream),
-             "cudaMemcpyAsync", comm);
-  CUDA_TRY(cudaMemcpyAsync(t->h_sizes, t->d_sizes,
-                           (size_t)t->nranks * sizeof(uint64_t),
-                           cudaMemcpyDeviceToHost, t->stream),
-           "cudaMemcpyAsync", comm);
-  char *detail = mcgq_comm_detail(comm);
-  mcgqResult_t res = sync_and_poll(t, detail, MCGQ_COMM_DETAIL_BYTES);
-  if (res != mcgqSuccess) return res;
-  if (launch != mcgqSuccess) return launch;
-  for (int i = 0; i < t->count; ++i)
-    if (h_stats[i].status != mcgqSuccess)
-      return mcgq_comm_fail(comm, (mcgqResult_t)h_stats[i].status,
-                            "mcgqCommStep: layer %d: %s", i,
-                            mcgqGetErrorString((mcgqResult_t)h_stats[i].status));
-  for (int r = 0; r < t->nranks; ++r)
-    if (t->h_sizes[r] > t->capacity)
-      return mcgq_comm_fail(comm, mcgqCapacityExceeded,
-                            "mcgqCommStep: rank %d sends %llu bytes, more than "
-                            "this rank's bound %zu (layer configs differ?)",
-                            r, (unsigned long long)t->h_sizes[r], t->capacity);
-  return mcgqSuccess;
-}
-
-static mcgqResult_t exchange_payloads(nccl_transport_t *t, mcgqComm_t comm) {
-  NCCL_TRY(ncclGroupStart(), "ncclGroupStart", comm);
-  for (int r = 0; r < t->nranks; ++r) {
+  for (int r = 0; r < t->nranks && ne == ncclSuccess; ++r) {
     if (r == t->rank) continue;
-    unsigned char *slot = (unsigned char *)t->d_recv + (size_t)r * t->capacity;
-    NCCL_TRY(ncclSend(t->d_send, (size_t)t->h_sizes[t->rank], ncclUint8, r,
-                      t->nccl, t->stream),
-             "ncclSend", comm);
-    NCCL_TRY(ncclRecv(slot, (size_t)t->h_sizes[r], ncclUint8, r, t->nccl,
-                      t->stream),
-             "ncclRecv", comm);
+    ne = ncclSend(send, send_bytes, ncclUint8, r, t->nccl, stream);
+    if (ne == ncclSuccess)
+      ne = ncclRecv(base + displs[r], counts[r], ncclUint8, r, t->nccl, stream);
   }
-  NCCL_TRY(ncclGroupEnd(), "ncclGroupEnd", comm);
-  for (int r = 0; r < t->nranks; ++r) {
-    t->d_in[r] = r == t->rank ? t->d_send
-                              : (unsigned char *)t->d_recv + (size_t)r * t->capacity;
-    t->in_bytes[r] = (size_t)t->h_sizes[r];
-  }
+  ncclResult_t end = ncclGroupEnd(); /* always closes the group */
+  MCGQ_NCCL_CHECK(kFn, "ncclSend/ncclRecv of the messages", ne);
+  MCGQ_NCCL_CHECK(kFn, "ncclGroupEnd", end);
   return mcgqSuccess;
 }
 
-static mcgqResult_t decode_into_grads(nccl_transport_t *t, mcgqComm_t comm,
-                                      const mcgqLayer_t *layers) {
-  mcgqResult_t res = mcgqDecodeAverageAsync(t->d_in, t->in_bytes, t->nranks,
-                                            t->d_average, t->total_n,
-                                            t->d_status, t->d_temp,
-                                            t->temp_bytes, t->stream);
-  if (res != mcgqSuccess)
-    return mcgq_comm_fail(comm, res, "%s", mcgqGetLastErrorDetail());
-  uint32_t status = 0;
-  CUDA_TRY(cudaMemcpyAsync(&status, t->d_status, sizeof status,
-                           cudaMemcpyDeviceToHost, t->stream),
-           "cudaMemcpyAsync", comm);
-  res = sync_and_poll(t, mcgq_comm_detail(comm), MCGQ_COMM_DETAIL_BYTES);
-  if (res != mcgqSuccess) return res;
-  /* Every rank decoded the same bytes, so this failure is everyone's. */
-  if (status != 0)
-    return mcgq_comm_fail(comm, (mcgqResult_t)status,
-                          "mcgqCommStep: decode of the gathered messages: %s",
-                          mcgqGetErrorString((mcgqResult_t)status));
-  const float *src = t->d_average;
-  for (int i = 0; i < t->count; ++i) {
-    CUDA_TRY(cudaMemcpyAsync(layers[i].grad, src, (size_t)layers[i].n * sizeof(float),
-                             cudaMemcpyDeviceToDevice, t->stream),
-             "cudaMemcpyAsync of the average", comm);
-    src += layers[i].n;
-  }
-  return mcgqSuccess;
-}
-
-static void fill_step_stats(const nccl_transport_t *t,
-                            const mcgqLayerStats_t *h_stats,
-                            mcgqStepStats_t *stats) {
-  if (!stats) return;
-  double paper_bits = 0.0;
-  for (int i = 0; i < t->count; ++i)
-    paper_bits += (double)h_stats[i].stream_bits + 32.0;
-  uint64_t sent = t->h_sizes[t->rank];
-  stats->bytes_sent = sent;
-  stats->elements = t->total_n;
-  stats->paper_ratio = paper_bits > 0 ? 32.0 * (double)t->total_n / paper_bits : 0;
-  stats->wire_ratio = sent > 0 ? 4.0 * (double)t->total_n / (double)sent : 0;
-}
-
-static mcgqResult_t nccl_step(void *ctx, mcgqComm_t comm, uint64_t step,
-                              uint64_t seed, mcgqStream_t stream,
-                              mcgqStepStats_t *stats) {
+/* Stream-ordered: the decode that follows on the same stream sees the
+ * messages, so without a timeout nothing waits on the host here.  With a
+ * timeout the transport waits for the exchange itself, because only it can
+ * abort the communicator when a peer never sends. */
+static mcgqResult_t nccl_allgatherv(void *ctx, const void *send, size_t send_bytes,
+                                    void *recv, const size_t *counts,
+                                    const size_t *displs, const mcgq_call_t *call) {
   nccl_transport_t *t = ctx;
-  t->stream = (cudaStream_t)stream;
-  int count = 0;
-  const mcgqLayer_t *layers = mcgq_comm_layers(comm, &count);
-  mcgqLayerStats_t *h_stats = mcgq_comm_layer_stats(comm);
-  char *detail = mcgq_comm_detail(comm);
-  /* Not ready: a failed mcgqCommSetLayers left this rank without buffers;
-   * it still takes part in the collectives so that every rank fails. */
-  int ready = t->count == count && t->count > 0;
-  if (ready) {
-    fill_descs(t, layers, step, seed);
-    MCGQ_CHECK(copy_state(t, comm, layers, 0));
-  }
-  mcgqResult_t local = encode_and_size(t, comm, h_stats, ready);
-  /* Even a CUDA/NCCL failure is agreed: the collective below fails fast on
-   * a broken device or communicator, and otherwise keeps peers from hanging. */
-  int32_t flag = local == mcgqNonFinite ? FLAG_NONFINITE : (int32_t)local;
-  mcgqResult_t agreed = allreduce_max_device(t, &flag, detail, MCGQ_COMM_DETAIL_BYTES);
-  if (agreed != mcgqSuccess) {
-    if (ready) copy_state(t, comm, layers, 1); /* best effort: device may be gone */
-    return agreed;
-  }
-  if (flag != 0) {
-    if (ready) MCGQ_CHECK(copy_state(t, comm, layers, 1));
-    mcgqResult_t status = flag == FLAG_NONFINITE ? mcgqNonFinite : (mcgqResult_t)flag;
-    if (status == mcgqNonFinite && stats) stats->found_nonfinite = 1;
-    if (local != mcgqSuccess && (local == status || status != mcgqNonFinite))
-      return local;
-    return mcgq_comm_fail(comm, status,
-                          "mcgqCommStep: %s on another rank; no rank changed its "
-                          "gradients, accumulators or K state",
-                          mcgqGetErrorString(status));
-  }
-  mcgqResult_t res = exchange_payloads(t, comm);
-  if (res == mcgqSuccess) res = decode_into_grads(t, comm, layers);
-  if (res != mcgqSuccess) {
-    copy_state(t, comm, layers, 1);
-    return res;
-  }
-  fill_step_stats(t, h_stats, stats);
+  MCGQ_CHECK(refuse_if_aborted(t, call));
+  MCGQ_CHECK(to_call(call, enqueue_exchange(t, send, send_bytes, recv, counts, displs,
+                                            (cudaStream_t)call->stream)));
+  if (call->deadline <= 0.0) return mcgqSuccess;
+  return wait_for(t, call, "ncclSend/ncclRecv of the messages");
+}
+
+static mcgqResult_t enqueue_max(nccl_transport_t *t, int32_t value,
+                                cudaStream_t stream) {
+  int32_t *h = (int32_t *)(void *)t->h_stage;
+  int32_t *d = (int32_t *)(void *)t->d_stage;
+  *h = value;
+  MCGQ_CUDA_CHECK(kFn, "staging the flag",
+                  cudaMemcpyAsync(d, h, sizeof *h, cudaMemcpyHostToDevice, stream));
+  MCGQ_NCCL_CHECK(kFn, "ncclAllReduce",
+                  ncclAllReduce(d, d, 1, ncclInt32, ncclMax, t->nccl, stream));
+  MCGQ_CUDA_CHECK(kFn, "reading the flag",
+                  cudaMemcpyAsync(h, d, sizeof *h, cudaMemcpyDeviceToHost, stream));
+  return mcgqSuccess;
+}
+
+static mcgqResult_t nccl_allreduce_max(void *ctx, int32_t *value,
+                                       const mcgq_call_t *call) {
+  nccl_transport_t *t = ctx;
+  MCGQ_CHECK(refuse_if_aborted(t, call));
+  MCGQ_CHECK(to_call(call, enqueue_max(t, *value, (cudaStream_t)call->stream)));
+  MCGQ_CHECK(wait_for(t, call, "ncclAllReduce of the agreement flag"));
+  *value = *(const int32_t *)(const void *)t->h_stage;
   return mcgqSuccess;
 }
 
 static void nccl_destroy(void *ctx) {
   nccl_transport_t *t = ctx;
   if (!t) return;
-  free_layer_buffers(t);
-  cudaFree(t->d_sizes);
-  cudaFree(t->d_flag);
-  cudaFree(t->d_status);
-  cudaFree(t->d_small);
-  free(t->h_sizes);
-  free((void *)t->d_in);
-  free(t->in_bytes);
+  cudaFreeHost(t->h_stage);
+  cudaFree(t->d_stage);
   free(t);
 }
 
 static const mcgq_transport_ops_t kNcclOps = {
-    "NCCL",    nccl_allgather,  nccl_allgatherv, nccl_allreduce_max,
-    nccl_step, nccl_set_layers, nccl_set_stream, nccl_destroy};
+    "NCCL", 1, nccl_allgather, nccl_allgatherv, nccl_allreduce_max, nccl_destroy};
+
+static mcgqResult_t create_transport(ncclComm_t nccl, nccl_transport_t *t) {
+  static const char fn[] = "mcgqCommInitNccl";
+  MCGQ_NCCL_CHECK(fn, "ncclCommUserRank", ncclCommUserRank(nccl, &t->rank));
+  MCGQ_NCCL_CHECK(fn, "ncclCommCount", ncclCommCount(nccl, &t->nranks));
+  size_t bytes = ((size_t)t->nranks + 1) * SMALL_BYTES;
+  MCGQ_CUDA_CHECK(fn, "cudaMallocHost", cudaMallocHost((void **)&t->h_stage, bytes));
+  MCGQ_CUDA_CHECK(fn, "cudaMalloc", cudaMalloc((void **)&t->d_stage, bytes));
+  t->nccl = nccl;
+  return mcgqSuccess;
+}
 
 mcgqResult_t mcgqCommInitNccl(mcgqComm_t *comm, ncclComm_t nccl) {
   static const char fn[] = "mcgqCommInitNccl";
   if (!comm || !nccl)
     return mcgq_fail(mcgqInvalidArgument, "%s: comm or nccl is NULL", fn);
-  int rank = 0, nranks = 0;
-  ncclResult_t ne = ncclCommUserRank(nccl, &rank);
-  if (ne == ncclSuccess) ne = ncclCommCount(nccl, &nranks);
-  if (ne != ncclSuccess)
-    return mcgq_fail(mcgqNcclError, "%s: %s", fn, ncclGetErrorString(ne));
   nccl_transport_t *t = calloc(1, sizeof *t);
   if (!t) return mcgq_fail(mcgqOutOfMemory, "%s: no host memory", fn);
-  t->nccl = nccl;
-  t->rank = rank;
-  t->nranks = nranks;
-  size_t p = (size_t)nranks;
-  t->h_sizes = calloc(p, sizeof *t->h_sizes);
-  t->d_in = calloc(p, sizeof *t->d_in);
-  t->in_bytes = calloc(p, sizeof *t->in_bytes);
-  cudaError_t ce = cudaMalloc((void **)&t->d_sizes, p * sizeof(uint64_t));
-  if (ce == cudaSuccess) ce = cudaMalloc((void **)&t->d_flag, sizeof(int32_t));
-  if (ce == cudaSuccess) ce = cudaMalloc((void **)&t->d_status, sizeof(uint32_t));
-  if (ce == cudaSuccess) ce = cudaMalloc((void **)&t->d_small, (p + 1) * SMALL_BYTES);
-  if (ce != cudaSuccess || !t->h_sizes || !t->d_in || !t->in_bytes) {
+  mcgqResult_t res = create_transport(nccl, t);
+  if (res != mcgqSuccess) {
     nccl_destroy(t);
-    if (ce != cudaSuccess)
-      return mcgq_fail(ce == cudaErrorMemoryAllocation ? mcgqOutOfMemory : mcgqCudaError,
-                       "%s: cudaMalloc: %s", fn, cudaGetErrorString(ce));
-    return mcgq_fail(mcgqOutOfMemory, "%s: no host memory", fn);
+    return res;
   }
-  return mcgq_comm_create(&kNcclOps, t, rank, nranks, comm);
+  return mcgq_comm_create(&kNcclOps, t, t->rank, t->nranks, comm);
 }

@@ -30,7 +30,8 @@
 typedef struct {
   const mcgqLayerDesc_t *desc;
   uint64_t n, N;
-  int32_t *g_int;          /* n values */
+  uint64_t n_coded;        /* n, or fewer when a fixed capacity cut the layer */
+  int32_t *g_int;          /* n values (zero past n_coded once cut) */
   float *ag;               /* accum + g, accumulated layers only */
   mcgqKState_t kstate;     /* the new state of a dynamic-K layer */
   mcgqLayerStats_t stats;
@@ -129,7 +130,7 @@ static double layer_k(const mcgqLayerDesc_t *d, uint64_t N) {
 /* Canonical choice of FORMAT.md 2: fixed width iff strictly smaller. */
 static void choose_encoding(layer_work_t *w) {
   const mcgqLayerStats_t *st = &w->stats;
-  uint64_t fixed_bits = w->n * st->bits_value;
+  uint64_t fixed_bits = w->n_coded * st->bits_value;
   if (fixed_bits < st->stream_bits) {
     w->encoding = MCGQ_ENCODING_FIXED;
     w->bit_length = fixed_bits;
@@ -139,7 +140,7 @@ static void choose_encoding(layer_work_t *w) {
     w->bit_length = st->stream_bits;
     w->stats.flags = 0;
   }
-  w->region_bytes = mcgq_region_bytes(w->encoding, w->n, w->bit_length);
+  w->region_bytes = mcgq_region_bytes(w->encoding, w->n_coded, w->bit_length);
   w->stats.wire_bytes = w->region_bytes + MCGQ_DIR_BYTES;
 }
 
@@ -203,6 +204,7 @@ static mcgqResult_t compute_layer(const char *fn, int i, layer_work_t *w) {
   w->stats.k = layer_k(d, w->N);
   w->stats.w1 = -1.0;
   if (d->cfg.dynamic_k) MCGQ_CHECK(next_kstate(fn, i, w, x));
+  w->n_coded = w->n;
   choose_encoding(w); /* the quantizer measured the stream (stats) */
   return mcgqSuccess;
 }
@@ -240,17 +242,74 @@ static mcgqResult_t check_layers(const char *fn, const mcgqLayerDesc_t *layers,
   return mcgqSuccess;
 }
 
+/* ------------------------------------------------------------ the cut
+ * Fixed capacity (DESIGN.md 5): a layer that does not fit is cut at an
+ * element boundary, n_coded < n (FORMAT.md 2, flag CUT), and what follows
+ * it is cut too (to n_coded = 0 when nothing fits).  The coded prefix is
+ * encoded as a layer of its own would be (its own B_g, B_RLE and canonical
+ * choice), so every decoder's checks hold; the tail's counts are cleared
+ * here, so commit keeps the tail in the accumulator (nothing is lost in the
+ * accumulated modes) and a decoder sees |g_int| summing to at most N.
+ * Region bytes never shrink when the prefix grows (tokens, B_g, B_RLE and
+ * chunk count only grow), so the longest prefix that fits is found by
+ * bisection: O(n log n) on the rare cut layer only. */
+
+/* Encoding of the prefix g_int[0, m) as the canonical choice makes it. */
+static void measure_prefix(layer_work_t *w, uint64_t m) {
+  w->n_coded = m;
+  if (m == 0) { /* FORMAT.md 2: an empty CUT layer is fixed width, B_g = 0 */
+    w->stats.bits_value = 0;
+    w->stats.bits_run = 0;
+    w->stats.stream_bits = 0;
+    w->encoding = MCGQ_ENCODING_FIXED;
+    w->bit_length = 0;
+    w->stats.flags = MCGQ_LAYER_FLAG_FIXED_WIDTH;
+    w->region_bytes = 0;
+    w->stats.wire_bytes = MCGQ_DIR_BYTES;
+    return;
+  }
+  mcgq_rle_measure(w->g_int, m, &w->stats.bits_value, &w->stats.bits_run,
+                   &w->stats.stream_bits);
+  choose_encoding(w);
+}
+
+static void cut_layer(layer_work_t *w, uint64_t room) {
+  uint64_t lo = 0, hi = w->n - 1; /* the answer is in [lo, hi] */
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo + 1) / 2;
+    measure_prefix(w, mid);
+    if (w->region_bytes <= room) lo = mid;
+    else hi = mid - 1;
+  }
+  measure_prefix(w, lo);
+  uint64_t nonzeros = 0;
+  for (uint64_t k = 0; k < lo; ++k) nonzeros += w->g_int[k] != 0;
+  memset(w->g_int + lo, 0, (size_t)(w->n - lo) * sizeof *w->g_int);
+  w->stats.nonzeros = nonzeros;
+  w->stats.flags |= MCGQ_LAYER_FLAG_CUT;
+}
+
 /* Message size, or CapacityExceeded naming the first layer that does not
- * fit (its stats status says so too). */
-static mcgqResult_t message_size(const char *fn, const mcgq_host_encode_t *enc,
-                                 size_t out_capacity, mcgqLayerStats_t *stats,
-                                 uint64_t *total) {
+ * fit (its stats status says so too).  With `cut`, out_capacity is a fixed
+ * capacity: layers are cut to fit, and only a capacity below the header and
+ * directory fails. */
+static mcgqResult_t message_size(const char *fn, mcgq_host_encode_t *enc,
+                                 size_t out_capacity, int cut,
+                                 mcgqLayerStats_t *stats, uint64_t *total) {
   uint64_t end = mcgq_regions_start((uint64_t)enc->count);
+  if (cut && end > (uint64_t)out_capacity)
+    return mcgq_fail(mcgqCapacityExceeded,
+                     "%s: a fixed capacity of %zu bytes cannot hold the header "
+                     "and directory of %d layers (%" PRIu64 " bytes)",
+                     fn, out_capacity, enc->count, end);
   for (int i = 0; i < enc->count; ++i) {
     uint64_t region = enc->layers[i].region_bytes;
     int fits = end <= (uint64_t)out_capacity &&
                region <= (uint64_t)out_capacity - end;
-    if (!fits) {
+    if (!fits && cut) {
+      cut_layer(&enc->layers[i], (uint64_t)out_capacity - end);
+      region = enc->layers[i].region_bytes;
+    } else if (!fits) {
       if (stats) stats[i].status = mcgqCapacityExceeded;
       return mcgq_fail(mcgqCapacityExceeded,
                        "%s: layers[%d] does not fit: the message needs more than "
@@ -272,12 +331,12 @@ static void write_region(const layer_work_t *w, uint8_t *region) {
   uint64_t stream_part = mcgq_align8(stream_bytes);
   memset(region + stream_bytes, 0, (size_t)(stream_part - stream_bytes));
   if (w->encoding == MCGQ_ENCODING_FIXED) {
-    mcgq_fixed_write(w->g_int, w->n, st->bits_value, region);
+    mcgq_fixed_write(w->g_int, w->n_coded, st->bits_value, region);
     return;
   }
-  uint64_t entries = mcgq_index_entries(MCGQ_ENCODING_RLE, w->n);
+  uint64_t entries = mcgq_index_entries(MCGQ_ENCODING_RLE, w->n_coded);
   uint8_t *index = region + stream_part;
-  mcgq_rle_write(w->g_int, w->n, st->bits_value, st->bits_run, w->bit_length,
+  mcgq_rle_write(w->g_int, w->n_coded, st->bits_value, st->bits_run, w->bit_length,
                  region, entries ? index : NULL);
   uint64_t runs_end = 12u * entries;
   memset(index + runs_end, 0,
@@ -288,7 +347,7 @@ static void write_directory_entry(const layer_work_t *w, uint64_t offset,
                                   uint32_t crc, uint8_t *entry) {
   mcgq_dir_entry_t d;
   d.n = w->n;
-  d.n_coded = w->n;
+  d.n_coded = w->n_coded;
   d.samples = w->stats.samples;
   d.bit_length = w->bit_length;
   d.byte_offset = offset;
@@ -298,6 +357,10 @@ static void write_directory_entry(const layer_work_t *w, uint64_t offset,
   d.bits_value = w->stats.bits_value;
   d.bits_run = w->stats.bits_run;
   mcgq_write_dir_entry(entry, &d);
+  if (w->n_coded < w->n) { /* the writer derives FIXED_WIDTH only */
+    uint8_t *flags = entry + MCGQ_DIR_LAYER_FLAGS;
+    flags[0] = (uint8_t)(flags[0] | MCGQ_DIR_FLAG_CUT);
+  }
 }
 
 static void write_message(const mcgq_host_encode_t *enc, uint8_t *msg,
@@ -321,7 +384,7 @@ static void write_message(const mcgq_host_encode_t *enc, uint8_t *msg,
 
 static mcgqResult_t prepare_pinned(const char *fn, mcgq_host_encode_t *enc,
                                    const mcgqLayerDesc_t *layers,
-                                   void *out, size_t out_capacity,
+                                   void *out, size_t out_capacity, int cut,
                                    size_t *out_bytes, mcgqLayerStats_t *stats) {
   MCGQ_CHECK(check_layers(fn, layers, enc->count, out, out_capacity, enc->layers));
   for (int i = 0; i < enc->count; ++i) {
@@ -332,7 +395,7 @@ static mcgqResult_t prepare_pinned(const char *fn, mcgq_host_encode_t *enc,
     }
   }
   uint64_t total = 0;
-  MCGQ_CHECK(message_size(fn, enc, out_capacity, stats, &total));
+  MCGQ_CHECK(message_size(fn, enc, out_capacity, cut, stats, &total));
   write_message(enc, (uint8_t *)out, total);
   if (stats)
     for (int i = 0; i < enc->count; ++i) stats[i] = enc->layers[i].stats;
@@ -349,7 +412,7 @@ static void reset_stats(mcgqLayerStats_t *stats, int count) {
 mcgqResult_t mcgq_host_encode_prepare(const char *fn,
                                       const mcgqLayerDesc_t *layers, int count,
                                       void *out, size_t out_capacity,
-                                      size_t *out_bytes,
+                                      int cut, size_t *out_bytes,
                                       mcgqLayerStats_t *stats,
                                       mcgq_host_encode_t **enc) {
   MCGQ_CHECK(check_prepare_args(fn, layers, count, out, out_bytes, enc));
@@ -367,7 +430,7 @@ mcgqResult_t mcgq_host_encode_prepare(const char *fn,
   mcgq_fpenv_t env;
   mcgq_fpenv_enter(&env);
   mcgqResult_t res =
-      prepare_pinned(fn, e, layers, out, out_capacity, out_bytes, stats);
+      prepare_pinned(fn, e, layers, out, out_capacity, cut, out_bytes, stats);
   mcgq_fpenv_leave(&env);
   if (res != mcgqSuccess) {
     mcgq_host_encode_release(e);
@@ -399,7 +462,7 @@ mcgqResult_t mcgqEncodeHost(const mcgqLayerDesc_t *layers, int count,
                             mcgqLayerStats_t *stats) {
   static const char fn[] = "mcgqEncodeHost";
   mcgq_host_encode_t *enc = NULL;
-  MCGQ_CHECK(mcgq_host_encode_prepare(fn, layers, count, out, out_capacity,
+  MCGQ_CHECK(mcgq_host_encode_prepare(fn, layers, count, out, out_capacity, 0,
                                       out_bytes, stats, &enc));
   mcgq_host_encode_commit(enc);
   mcgq_host_encode_release(enc);

@@ -32,7 +32,7 @@ from . import _capi
 from ._capi import (  # noqa: F401  (re-exported)
     Error, InvalidArgument, InvalidUsage, UnsupportedVersion, CorruptStream,
     NonFinite, CapacityExceeded, RangeError, CudaError, NcclError, MpiError,
-    OutOfMemory, InternalError, KState, MAX_K, MAX_SAMPLES,
+    OutOfMemory, InternalError, Timeout, KState, MAX_K, MAX_SAMPLES,
     MAX_LAYER_ELEMENTS)
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "message_layer", "DEFAULT_MAX_ELEMENTS", "Error", "InvalidArgument", "InvalidUsage",
     "UnsupportedVersion", "CorruptStream", "NonFinite", "CapacityExceeded",
     "RangeError", "CudaError", "NcclError", "MpiError", "OutOfMemory",
-    "InternalError",
+    "InternalError", "Timeout",
 ]
 
 _ACCUMULATE = {"none": _capi.ACCUM_NONE, "reset": _capi.ACCUM_RESET,

@@ -54,6 +54,7 @@ NCCL_ERROR = 21
 MPI_ERROR = 22
 OUT_OF_MEMORY = 23
 INTERNAL_ERROR = 30
+TIMEOUT = 31
 
 ACCUM_NONE = 0
 ACCUM_RESET = 1
@@ -133,6 +134,11 @@ class InternalError(Error, RuntimeError):
     """mcgqInternalError: a bug in libmcgq."""
 
 
+class Timeout(Error, TimeoutError):
+    """mcgqTimeout: a peer did not join a collective in time; the
+    communicator is aborted."""
+
+
 _ERROR_CLASSES = {
     INVALID_ARGUMENT: InvalidArgument,
     INVALID_USAGE: InvalidUsage,
@@ -146,6 +152,7 @@ _ERROR_CLASSES = {
     MPI_ERROR: MpiError,
     OUT_OF_MEMORY: OutOfMemory,
     INTERNAL_ERROR: InternalError,
+    TIMEOUT: Timeout,
 }
 
 # ------------------------------------------------------------------ structs
@@ -242,6 +249,61 @@ _p = ctypes.POINTER
 _vp = ctypes.c_void_p
 _res = ctypes.c_int  # mcgqResult_t: a C enum, int-sized
 
+# ------------------------------------------------------------ exchange
+# The communicator over caller-supplied collectives (mcgqCommInitCallbacks,
+# mcgq.h): the PyTorch hook passes torch.distributed collectives as these
+# callbacks and calls mcgqCommStep; the protocol runs in the library.  Each
+# callback returns an mcgqResult_t (SUCCESS, TIMEOUT, or another status on
+# failure) and must not raise (ctypes would print and return 0): catch,
+# and return INTERNAL_ERROR.  Keep the CFUNCTYPE objects alive as long as
+# the communicator.
+
+ALLGATHER_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p,
+                                ctypes.c_void_p, ctypes.c_size_t)
+ALLGATHERV_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.c_size_t, ctypes.c_void_p,
+                                 ctypes.POINTER(ctypes.c_size_t),
+                                 ctypes.POINTER(ctypes.c_size_t))
+ALLREDUCE_MAX_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p,
+                                    ctypes.POINTER(ctypes.c_int32))
+
+
+class TransportCallbacks(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("payload_on_device", ctypes.c_int32),
+        ("user", ctypes.c_void_p),
+        ("allgather", ALLGATHER_FN),
+        ("allgatherv", ALLGATHERV_FN),
+        ("allreduce_max_int", ALLREDUCE_MAX_FN),
+    ]
+
+
+class CommLayer(ctypes.Structure):
+    """mcgqLayer_t."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("grad", ctypes.c_void_p),
+        ("accum", ctypes.c_void_p),
+        ("kstate", ctypes.c_void_p),
+        ("n", ctypes.c_uint64),
+        ("cfg", LayerConfig),
+    ]
+
+
+class StepStats(ctypes.Structure):
+    """mcgqStepStats_t."""
+    _fields_ = [
+        ("bytes_sent", ctypes.c_uint64),
+        ("elements", ctypes.c_uint64),
+        ("paper_ratio", ctypes.c_double),
+        ("wire_ratio", ctypes.c_double),
+        ("found_nonfinite", ctypes.c_int32),
+        ("layers_cut", ctypes.c_int32),
+    ]
+
+
 _PROTOTYPES = {
     # name: (restype, argtypes)
     "mcgqGetVersion": (ctypes.c_int, []),
@@ -284,6 +346,17 @@ _PROTOTYPES = {
     "mcgqDecodeAverageAsync": (_res, [_vp, _vp, ctypes.c_int, _vp,
                                       ctypes.c_uint64, _vp, _vp,
                                       ctypes.c_size_t, _vp]),
+    "mcgqCommInitCallbacks": (_res, [_p(_vp), ctypes.c_int, ctypes.c_int,
+                                     _p(TransportCallbacks)]),
+    "mcgqCommSetLayers": (_res, [_vp, _p(CommLayer), ctypes.c_int]),
+    "mcgqCommSetCapacity": (_res, [_vp, ctypes.c_size_t]),
+    "mcgqCommSetTimeout": (_res, [_vp, ctypes.c_double]),
+    "mcgqCommStep": (_res, [_vp, ctypes.c_uint64, ctypes.c_uint64, _vp,
+                            _p(StepStats)]),
+    "mcgqCommGetRank": (_res, [_vp, _p(ctypes.c_int), _p(ctypes.c_int)]),
+    "mcgqCommGetLastError": (ctypes.c_char_p, [_vp]),
+    "mcgqCommGetLayerStats": (_res, [_vp, _p(LayerStats), ctypes.c_int]),
+    "mcgqCommDestroy": (_res, [_vp]),
 }
 
 
