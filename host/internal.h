@@ -61,6 +61,12 @@ mcgqResult_t mcgq_check_desc(const char *fn, const mcgqLayerDesc_t *d,
                              int index, uint64_t *samples);
 /* i-th descriptor of a caller array walked with the caller's struct_size. */
 const mcgqLayerDesc_t *mcgq_desc_at(const mcgqLayerDesc_t *layers, int i);
+/* Bytes of one value of an MCGQ_DTYPE_* (4 or 2; 0 for an unknown type). */
+size_t mcgq_dtype_bytes(int32_t dtype);
+/* "output dtype" check of the typed decoders. */
+mcgqResult_t mcgq_check_dtype(const char *fn, const char *what, int32_t dtype);
+/* dst[k] = the float32 value of src[k] (n values of dtype), exactly. */
+void mcgq_widen(const void *src, int32_t dtype, uint64_t n, float *dst);
 
 /* ------------------------------------------------------------ fpenv.c
  * Pins the FP state the reference needs (round to nearest, no FTZ/DAZ) and

@@ -124,11 +124,18 @@ MCGQ_API const char *mcgqGetLastErrorDetail(void);
 #define MCGQ_ACCUM_RESIDUAL 2  /* error feedback: accum += g, quantize accum,
                                   accum -= scale*g_int, damped scale */
 
-#define MCGQ_DTYPE_F32 0       /* the only input type for now */
+#define MCGQ_DTYPE_F32 0       /* float32 */
+#define MCGQ_DTYPE_BF16 1      /* bfloat16 (the upper half of a float32) */
+#define MCGQ_DTYPE_F16 2       /* IEEE binary16 */
+/* A 16-bit layer is quantized from its values widened exactly to float32,
+ * so its message equals the float32 layer's of those values; accumulators
+ * stay float32.  Decoders can write float32, bf16 or binary16 outputs
+ * (mcgqDecodeHostTyped): each output is computed in float32 as DESIGN.md 2
+ * says, then rounded once to nearest even. */
 
 typedef struct {
   uint32_t struct_size; /* sizeof(mcgqLayerConfig_t); set by the initializer */
-  int32_t dtype;        /* MCGQ_DTYPE_F32 */
+  int32_t dtype;        /* MCGQ_DTYPE_*: the type of the layer's g */
   double k;             /* sampling amount K in (0, 64]; N = ceil(n*K) */
   uint64_t samples;     /* N given directly (overrides k); 0 = derive from k */
   int32_t accumulate;   /* MCGQ_ACCUM_* */
@@ -184,7 +191,7 @@ typedef struct {
 typedef struct {
   uint32_t struct_size;    /* sizeof(mcgqLayerDesc_t) */
   uint32_t u;              /* random word of this layer (mcgqRandomWord) */
-  const float *g;          /* n gradient values (host or device, per call) */
+  const void *g;           /* n gradient values of cfg.dtype (host or device) */
   float *accum;            /* n accumulator values, in/out; NULL iff ACCUM_NONE */
   mcgqKState_t *kstate;    /* in/out; NULL iff !cfg.dynamic_k */
   uint64_t n;              /* elements, 1 <= n <= MCGQ_MAX_LAYER_ELEMENTS */
@@ -320,6 +327,17 @@ MCGQ_API mcgqResult_t mcgqDecodeHost(const void *in, size_t in_bytes,
 MCGQ_API mcgqResult_t mcgqDecodeAverageHost(const void *const *in,
                                             const size_t *in_bytes, int nranks,
                                             float *out, uint64_t n);
+
+/* mcgqDecodeHost and mcgqDecodeAverageHost into an output of out_dtype
+ * (MCGQ_DTYPE_*): each value is computed in float32 exactly as those
+ * functions compute it, then rounded to nearest even into bf16 or binary16
+ * (overflow to infinity).  MCGQ_DTYPE_F32 is those functions. */
+MCGQ_API mcgqResult_t mcgqDecodeHostTyped(const void *in, size_t in_bytes,
+                                          void *out, int32_t out_dtype, uint64_t n);
+MCGQ_API mcgqResult_t mcgqDecodeAverageHostTyped(const void *const *in,
+                                                 const size_t *in_bytes, int nranks,
+                                                 void *out, int32_t out_dtype,
+                                                 uint64_t n);
 
 /* ================================================================ GPU path
  * Device memory, asynchronous on the caller's stream: no allocation, no host

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "dtype.h"
 #include "internal.h"
 
 int mcgq_ranges_overlap(const void *a, size_t a_bytes, const void *b,
@@ -85,11 +86,7 @@ mcgqResult_t mcgq_check_config(const char *fn, const mcgqLayerConfig_t *cfg) {
                      "MCGQ_LAYER_CONFIG_INITIALIZER)",
                      fn, (unsigned)cfg->struct_size,
                      (unsigned)sizeof(mcgqLayerConfig_t));
-  if (cfg->dtype != MCGQ_DTYPE_F32)
-    return mcgq_fail(mcgqInvalidArgument,
-                     "%s: cfg.dtype = %d is not supported (only "
-                     "MCGQ_DTYPE_F32)",
-                     fn, (int)cfg->dtype);
+  MCGQ_CHECK(mcgq_check_dtype(fn, "cfg.dtype", cfg->dtype));
   if (cfg->accumulate != MCGQ_ACCUM_NONE &&
       cfg->accumulate != MCGQ_ACCUM_RESET &&
       cfg->accumulate != MCGQ_ACCUM_RESIDUAL)
@@ -156,11 +153,14 @@ static mcgqResult_t check_desc_pointers(const char *fn,
    * 64-bit host; on a 32-bit host clamp to the address space. */
   size_t bytes = d->n > SIZE_MAX / sizeof(float) ? SIZE_MAX
                                                  : (size_t)d->n * sizeof(float);
-  if (mcgq_ranges_overlap(d->g, bytes, d->accum, bytes))
+  size_t g_bytes = d->n > SIZE_MAX / sizeof(float)
+                       ? SIZE_MAX
+                       : (size_t)d->n * mcgq_dtype_bytes(cfg->dtype);
+  if (mcgq_ranges_overlap(d->g, g_bytes, d->accum, bytes))
     return mcgq_fail(mcgqInvalidArgument,
                      "%s: layers[%d].accum overlaps layers[%d].g", fn, index,
                      index);
-  if (mcgq_ranges_overlap(d->kstate, sizeof(mcgqKState_t), d->g, bytes) ||
+  if (mcgq_ranges_overlap(d->kstate, sizeof(mcgqKState_t), d->g, g_bytes) ||
       mcgq_ranges_overlap(d->kstate, sizeof(mcgqKState_t), d->accum, bytes))
     return mcgq_fail(mcgqInvalidArgument,
                      "%s: layers[%d].kstate overlaps the layer's g or accum",
@@ -244,4 +244,38 @@ mcgqResult_t mcgqResolveSamples(const mcgqLayerConfig_t *cfg,
   *samples = N;
   mcgq_clear_error();
   return mcgqSuccess;
+}
+
+/* ------------------------------------------------------------ dtypes */
+
+size_t mcgq_dtype_bytes(int32_t dtype) {
+  switch (dtype) {
+    case MCGQ_DTYPE_F32: return 4;
+    case MCGQ_DTYPE_BF16:
+    case MCGQ_DTYPE_F16: return 2;
+    default: return 0;
+  }
+}
+
+mcgqResult_t mcgq_check_dtype(const char *fn, const char *what, int32_t dtype) {
+  if (mcgq_dtype_bytes(dtype) == 0)
+    return mcgq_fail(mcgqInvalidArgument,
+                     "%s: %s = %d is not MCGQ_DTYPE_F32, _BF16 or _F16", fn, what,
+                     (int)dtype);
+  return mcgqSuccess;
+}
+
+void mcgq_widen(const void *src, int32_t dtype, uint64_t n, float *dst) {
+  const uint16_t *h = (const uint16_t *)src;
+  switch (dtype) {
+    case MCGQ_DTYPE_BF16:
+      for (uint64_t k = 0; k < n; ++k) dst[k] = mcgq_bf16_to_f32(h[k]);
+      break;
+    case MCGQ_DTYPE_F16:
+      for (uint64_t k = 0; k < n; ++k) dst[k] = mcgq_f16_to_f32(h[k]);
+      break;
+    default:
+      memcpy(dst, src, (size_t)n * sizeof(float));
+      break;
+  }
 }

@@ -244,6 +244,11 @@ static mcgqResult_t check_layer(mcgqComm_t comm, const mcgqLayer_t *l, int i) {
                           (unsigned long long)l->n);
   mcgqResult_t res = mcgq_check_config(fn, &l->cfg);
   if (res != mcgqSuccess) return adopt_thread_detail(comm, res);
+  if (l->cfg.dtype != MCGQ_DTYPE_F32)
+    return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                          "%s: layers[%d].cfg.dtype = %d: the exchange takes float32 "
+                          "gradients only (16-bit layers: mcgqEncodeHost and the typed "
+                          "decoders)", fn, i, (int)l->cfg.dtype);
   int wants_accum = l->cfg.accumulate != MCGQ_ACCUM_NONE;
   if (wants_accum != (l->accum != NULL))
     return mcgq_comm_fail(comm, mcgqInvalidArgument,

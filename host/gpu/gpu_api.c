@@ -35,6 +35,12 @@ int mcgqGpuAvailable(void) {
  * state in stats[i].status); the real pointer gets the overlap checks. */
 static mcgqResult_t check_gpu_desc(const char *fn, const mcgqLayerDesc_t *d, int i,
                                    uint64_t *N) {
+  if (d && d->struct_size >= sizeof(mcgqLayerDesc_t) && d->cfg.dtype != MCGQ_DTYPE_F32 &&
+      mcgq_dtype_bytes(d->cfg.dtype) != 0)
+    return mcgq_fail(mcgqInvalidUsage,
+                     "%s: layers[%d].cfg.dtype = %d: 16-bit inputs are taken by the CPU "
+                     "path (mcgqEncodeHost) but not yet by the GPU kernels", fn, i,
+                     (int)d->cfg.dtype);
   if (!d || d->struct_size < sizeof(mcgqLayerDesc_t) || !d->cfg.dynamic_k || !d->kstate)
     return mcgq_check_desc(fn, d, i, N);
   mcgqLayerDesc_t copy = *d;

@@ -3,6 +3,7 @@
  * mcgqEncodeHost specifies (mcgq.h): per layer K, accumulation, quantize,
  * dynamic K, encoding choice; all layers or none.  Written from the spec's
  * tables with its own little-endian stores, independently of format/format.h. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@ typedef struct {
   double k;               /* K used (stats) */
   uint64_t N;
   const float *x;         /* what is sampled: g, or ag */
+  float *g32;             /* a 16-bit g widened to float32 */
   float *ag;              /* accum + g (accumulated layers) */
   int32_t *g_int;
   mcgq_ref_layer_t quantized;
@@ -59,7 +61,9 @@ typedef struct {
 static mcgqResult_t resolve_layer(const mcgqLayerDesc_t *d, layer_t *w) {
   const mcgqLayerConfig_t *cfg = &d->cfg;
   if (!d->g || (cfg->accumulate != MCGQ_ACCUM_NONE) != (d->accum != NULL) ||
-      (cfg->dynamic_k != 0) != (d->kstate != NULL))
+      (cfg->dynamic_k != 0) != (d->kstate != NULL) ||
+      (cfg->dtype != MCGQ_DTYPE_F32 && cfg->dtype != MCGQ_DTYPE_BF16 &&
+       cfg->dtype != MCGQ_DTYPE_F16))
     return mcgqInvalidArgument;
   double k = cfg->dynamic_k ? d->kstate->k : cfg->k;
   mcgqResult_t res = mcgq_ref_samples(d->n, k, cfg->samples, &w->N);
@@ -82,17 +86,41 @@ static void choose_encoding(layer_t *w) {
                     align8(4u * w->index_entries);
 }
 
+/* Value k of a 16-bit input as float32, by the formats' definitions
+ * (mcgq.h MCGQ_DTYPE_*): bf16 is a float32's upper half; binary16 is
+ * (-1)^s 2^(e-15) (1 + f/1024), or 2^-14 f/1024 when e = 0.  Both are exact. */
+static float widen_value(const uint16_t *g, int32_t dtype, uint64_t k) {
+  const uint16_t h = g[k];
+  if (dtype == MCGQ_DTYPE_BF16) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+  }
+  const float sign = (h & 0x8000u) ? -1.0f : 1.0f;
+  const int e = (h >> 10) & 31, f = h & 1023;
+  if (e == 31) return f ? NAN : sign * INFINITY;
+  if (e == 0) return sign * ldexpf((float)f, -24);
+  return sign * ldexpf((float)(1024 + f), e - 25);
+}
+
 /* Accumulate, quantize, size, Alg 3, choose: all into private scratch. */
 static mcgqResult_t compute_layer(layer_t *w) {
   const mcgqLayerDesc_t *d = w->desc;
   const uint64_t n = d->n;
   w->g_int = (int32_t *)malloc((size_t)n * sizeof *w->g_int);
   if (!w->g_int) return mcgqOutOfMemory;
-  w->x = d->g;
+  w->x = (const float *)d->g;
+  if (d->cfg.dtype != MCGQ_DTYPE_F32) {
+    w->g32 = (float *)malloc((size_t)n * sizeof *w->g32);
+    if (!w->g32) return mcgqOutOfMemory;
+    for (uint64_t k = 0; k < n; ++k) w->g32[k] = widen_value((const uint16_t *)d->g, d->cfg.dtype, k);
+    w->x = w->g32;
+  }
   if (d->cfg.accumulate != MCGQ_ACCUM_NONE) {
     w->ag = (float *)malloc((size_t)n * sizeof *w->ag);
     if (!w->ag) return mcgqOutOfMemory;
-    mcgq_ref_accumulate(d->g, d->accum, n, w->ag);
+    mcgq_ref_accumulate(w->x, d->accum, n, w->ag);
     w->x = w->ag;
   }
   const int damped = d->cfg.accumulate == MCGQ_ACCUM_RESIDUAL;
@@ -283,6 +311,7 @@ mcgqResult_t mcgq_ref_encode(const mcgqLayerDesc_t *layers, int count,
     res = encode_layers(work, count, out, out_capacity, out_bytes, stats);
   for (int i = 0; i < count; ++i) {
     free(work[i].g_int);
+    free(work[i].g32);
     free(work[i].ag);
     free(work[i].bit_offsets);
     free(work[i].run_offsets);

@@ -16,6 +16,7 @@
 
 #include "cpu/bitstream.h"
 #include "cpu/dequantize.h"
+#include "dtype.h"
 #include "internal.h"
 #include "range.h"
 #include "reader.h"
@@ -451,10 +452,35 @@ mcgqResult_t mcgqDecodeIntsHost(const void *in, size_t in_bytes, int32_t *g_int,
   return mcgqSuccess;
 }
 
+/* --------------------------------------------------------- typed output
+ * The float32 results of a block go straight into a float32 output, or into
+ * a float tile that is narrowed once into a bf16 / binary16 output
+ * (format/dtype.h, round to nearest even). */
+typedef struct {
+  void *base;
+  int32_t dtype; /* MCGQ_DTYPE_* */
+} typed_out_t;
+
+/* Where the float32 results of elements [at, at + count) are computed. */
+static float *result_tile(const typed_out_t *o, uint64_t at, float *tile) {
+  return o->dtype == MCGQ_DTYPE_F32 ? (float *)o->base + at : tile;
+}
+
+/* Stores a tile's results into a 16-bit output (nothing for float32). */
+static void store_tile(const typed_out_t *o, uint64_t at, const float *tile,
+                       uint64_t count) {
+  uint16_t *out = (uint16_t *)o->base + at;
+  if (o->dtype == MCGQ_DTYPE_BF16)
+    for (uint64_t k = 0; k < count; ++k) out[k] = mcgq_f32_to_bf16(tile[k]);
+  else if (o->dtype == MCGQ_DTYPE_F16)
+    for (uint64_t k = 0; k < count; ++k) out[k] = mcgq_f32_to_f16(tile[k]);
+}
+
 /* Layer by layer, block by block: g_int lives only in one L1 block. */
 static mcgqResult_t decode_floats(const char *fn, const msg_header_t *h,
-                                  float *out) {
+                                  const typed_out_t *o) {
   int32_t block[DECODE_BLOCK];
+  float tile[DECODE_BLOCK];
   uint64_t at = 0;
   for (uint32_t i = 0; i < h->layer_count; ++i) {
     dir_entry_t e;
@@ -466,7 +492,8 @@ static mcgqResult_t decode_floats(const char *fn, const msg_header_t *h,
     for (uint64_t base = 0; base < e.n; base += DECODE_BLOCK) {
       uint64_t count = e.n - base < DECODE_BLOCK ? e.n - base : DECODE_BLOCK;
       MCGQ_CHECK(walk_block(&w, base, count, block));
-      mcgq_dequantize_store(out + at + base, block, count, e.scale);
+      mcgq_dequantize_store(result_tile(o, at + base, tile), block, count, e.scale);
+      store_tile(o, at + base, tile, count);
     }
     MCGQ_CHECK(walk_close(&w));
     at += e.n;
@@ -474,29 +501,39 @@ static mcgqResult_t decode_floats(const char *fn, const msg_header_t *h,
   return mcgqSuccess;
 }
 
-mcgqResult_t mcgqDecodeHost(const void *in, size_t in_bytes, float *out,
-                            uint64_t n) {
-  static const char fn[] = "mcgqDecodeHost";
+static mcgqResult_t decode_typed(const char *fn, const void *in, size_t in_bytes,
+                                 void *out, int32_t out_dtype, uint64_t n) {
   MCGQ_CHECK(check_input(fn, in));
   if (!out) return mcgq_fail(mcgqInvalidArgument, "%s: out is NULL", fn);
+  MCGQ_CHECK(mcgq_check_dtype(fn, "out_dtype", out_dtype));
   msg_header_t h;
   MCGQ_CHECK(parse_for_decode(fn, fn, in, in_bytes, n, &h));
-  if (mcgq_ranges_overlap(in, in_bytes, out, (size_t)n * sizeof *out))
+  if (mcgq_ranges_overlap(in, in_bytes, out, (size_t)n * mcgq_dtype_bytes(out_dtype)))
     return mcgq_fail(mcgqInvalidArgument, "%s: out overlaps in", fn);
   MCGQ_CHECK(check_range(fn, &h, 1));
+  const typed_out_t o = {out, out_dtype};
   mcgq_fpenv_t env;
   mcgq_fpenv_enter(&env);
-  mcgqResult_t res = decode_floats(fn, &h, out);
+  mcgqResult_t res = decode_floats(fn, &h, &o);
   mcgq_fpenv_leave(&env);
   if (res == mcgqSuccess) mcgq_clear_error();
   return res;
+}
+
+mcgqResult_t mcgqDecodeHost(const void *in, size_t in_bytes, float *out, uint64_t n) {
+  return decode_typed("mcgqDecodeHost", in, in_bytes, out, MCGQ_DTYPE_F32, n);
+}
+
+mcgqResult_t mcgqDecodeHostTyped(const void *in, size_t in_bytes, void *out,
+                                 int32_t out_dtype, uint64_t n) {
+  return decode_typed("mcgqDecodeHostTyped", in, in_bytes, out, out_dtype, n);
 }
 
 /* ------------------------------------------------------ decode-and-average */
 
 static mcgqResult_t check_average_args(const char *fn, const void *const *in,
                                        const size_t *in_bytes, int nranks,
-                                       const float *out) {
+                                       const void *out) {
   if (!in || !in_bytes)
     return mcgq_fail(mcgqInvalidArgument, "%s: in or in_bytes is NULL", fn);
   if (nranks < 1)
@@ -511,13 +548,13 @@ static mcgqResult_t check_average_args(const char *fn, const void *const *in,
 /* Every rank's message: valid, the caller's n, rank 0's layer table. */
 static mcgqResult_t parse_ranks(const char *fn, const void *const *in,
                                 const size_t *in_bytes, int nranks,
-                                const float *out, uint64_t n,
+                                const void *out, size_t out_bytes, uint64_t n,
                                 msg_header_t *hs) {
   for (int r = 0; r < nranks; ++r) {
     char who[96];
     snprintf(who, sizeof who, "%s: rank %d", fn, r);
     MCGQ_CHECK(parse_for_decode(fn, who, in[r], in_bytes[r], n, &hs[r]));
-    if (mcgq_ranges_overlap(in[r], in_bytes[r], out, (size_t)n * sizeof *out))
+    if (mcgq_ranges_overlap(in[r], in_bytes[r], out, out_bytes))
       return mcgq_fail(mcgqInvalidArgument, "%s: out overlaps in[%d]", fn, r);
     if (hs[r].layer_count != hs[0].layer_count)
       return mcgq_fail(mcgqCorruptStream, "%s: rank %d has %u layers, rank 0 has %u",
@@ -564,9 +601,10 @@ static mcgqResult_t first_failure(const char *fn, const msg_header_t *hs,
  * DESIGN.md 2 exactly: acc = fmaf(scale_r, g_int_r, acc) in rank order from
  * acc = +0 (rank 0 as fmaf(scale_0, g, +0)), then out = acc / P. */
 static mcgqResult_t average_layer(const char *fn, const msg_header_t *hs,
-                                  int nranks, uint32_t i, float *out,
-                                  layer_walk_t *walks, char (*who)[96]) {
+                                  int nranks, uint32_t i, const typed_out_t *o,
+                                  uint64_t at, layer_walk_t *walks, char (*who)[96]) {
   int32_t block[DECODE_BLOCK];
+  float tile[DECODE_BLOCK];
   const float P = (float)nranks;
   uint64_t n = 0;
   for (int r = 0; r < nranks; ++r) {
@@ -578,44 +616,49 @@ static mcgqResult_t average_layer(const char *fn, const msg_header_t *hs,
   }
   for (uint64_t base = 0; base < n; base += DECODE_BLOCK) {
     uint64_t count = n - base < DECODE_BLOCK ? n - base : DECODE_BLOCK;
+    float *acc = result_tile(o, at + base, tile);
     for (int r = 0; r < nranks; ++r) {
       MCGQ_CHECK(walk_block(&walks[r], base, count, block));
       if (r == 0)
-        mcgq_dequantize_first(out + base, block, count, walks[r].e.scale);
+        mcgq_dequantize_first(acc, block, count, walks[r].e.scale);
       else
-        mcgq_dequantize_accumulate(out + base, block, count, walks[r].e.scale);
+        mcgq_dequantize_accumulate(acc, block, count, walks[r].e.scale);
     }
-    mcgq_dequantize_divide(out + base, count, P);
+    mcgq_dequantize_divide(acc, count, P);
+    store_tile(o, at + base, tile, count);
   }
   for (int r = 0; r < nranks; ++r) MCGQ_CHECK(walk_close(&walks[r]));
   return mcgqSuccess;
 }
 
 static mcgqResult_t average_layers(const char *fn, const msg_header_t *hs,
-                                   int nranks, float *out, layer_walk_t *walks,
+                                   int nranks, const typed_out_t *o, layer_walk_t *walks,
                                    char (*who)[96]) {
   uint64_t at = 0;
   for (uint32_t i = 0; i < hs[0].layer_count; ++i) {
     dir_entry_t e;
     entry_at(&hs[0], i, &e);
-    mcgqResult_t res = average_layer(fn, hs, nranks, i, out + at, walks, who);
+    mcgqResult_t res = average_layer(fn, hs, nranks, i, o, at, walks, who);
     if (res != mcgqSuccess) return first_failure(fn, hs, nranks, i, res);
     at += e.n;
   }
   return mcgqSuccess;
 }
 
-mcgqResult_t mcgqDecodeAverageHost(const void *const *in, const size_t *in_bytes,
-                                   int nranks, float *out, uint64_t n) {
-  static const char fn[] = "mcgqDecodeAverageHost";
+static mcgqResult_t average_typed(const char *fn, const void *const *in,
+                                  const size_t *in_bytes, int nranks, void *out,
+                                  int32_t out_dtype, uint64_t n) {
   MCGQ_CHECK(check_average_args(fn, in, in_bytes, nranks, out));
+  MCGQ_CHECK(mcgq_check_dtype(fn, "out_dtype", out_dtype));
+  const typed_out_t o = {out, out_dtype};
   msg_header_t *hs = (msg_header_t *)calloc((size_t)nranks, sizeof *hs);
   if (!hs) return mcgq_fail(mcgqOutOfMemory, "%s: no memory for %d headers", fn,
                             nranks);
   /* Per rank: its reader state and its error label. */
   layer_walk_t *walks = NULL;
   char (*who)[96] = NULL;
-  mcgqResult_t res = parse_ranks(fn, in, in_bytes, nranks, out, n, hs);
+  mcgqResult_t res = parse_ranks(fn, in, in_bytes, nranks, out,
+                                 (size_t)n * mcgq_dtype_bytes(out_dtype), n, hs);
   if (res == mcgqSuccess) res = check_range(fn, hs, nranks);
   if (res == mcgqSuccess) {
     walks = (layer_walk_t *)calloc((size_t)nranks, sizeof *walks);
@@ -626,7 +669,7 @@ mcgqResult_t mcgqDecodeAverageHost(const void *const *in, const size_t *in_bytes
   if (res == mcgqSuccess) {
     mcgq_fpenv_t env;
     mcgq_fpenv_enter(&env);
-    res = average_layers(fn, hs, nranks, out, walks, who);
+    res = average_layers(fn, hs, nranks, &o, walks, who);
     mcgq_fpenv_leave(&env);
   }
   free(who);
@@ -634,4 +677,17 @@ mcgqResult_t mcgqDecodeAverageHost(const void *const *in, const size_t *in_bytes
   free(hs);
   if (res == mcgqSuccess) mcgq_clear_error();
   return res;
+}
+
+mcgqResult_t mcgqDecodeAverageHost(const void *const *in, const size_t *in_bytes,
+                                   int nranks, float *out, uint64_t n) {
+  return average_typed("mcgqDecodeAverageHost", in, in_bytes, nranks, out,
+                       MCGQ_DTYPE_F32, n);
+}
+
+mcgqResult_t mcgqDecodeAverageHostTyped(const void *const *in, const size_t *in_bytes,
+                                        int nranks, void *out, int32_t out_dtype,
+                                        uint64_t n) {
+  return average_typed("mcgqDecodeAverageHostTyped", in, in_bytes, nranks, out,
+                       out_dtype, n);
 }

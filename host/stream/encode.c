@@ -32,6 +32,8 @@ typedef struct {
   uint64_t n, N;
   uint64_t n_coded;        /* n, or fewer when a fixed capacity cut the layer */
   int32_t *g_int;          /* n values (zero past n_coded once cut) */
+  const float *g;          /* the layer's g as float32 (desc->g, or widened) */
+  float *widened;          /* g of a bf16/fp16 layer widened to float32 */
   float *ag;               /* accum + g, accumulated layers only */
   mcgqKState_t kstate;     /* the new state of a dynamic-K layer */
   mcgqLayerStats_t stats;
@@ -50,6 +52,7 @@ void mcgq_host_encode_release(mcgq_host_encode_t *enc) {
   if (enc->layers) {
     for (int i = 0; i < enc->count; ++i) {
       free(enc->layers[i].g_int);
+      free(enc->layers[i].widened);
       free(enc->layers[i].ag);
     }
     free(enc->layers);
@@ -168,7 +171,7 @@ static mcgqResult_t fail_nonfinite_sum(const char *fn, int i, const layer_work_t
   while (k < w->n && isfinite(w->ag[k])) ++k;
   if (k == w->n || !d->accum) return fail_layer(fn, i, mcgqNonFinite);
   const unsigned long long at = (unsigned long long)k;
-  const double g = d->g[k], a = d->accum[k];
+  const double g = w->g[k], a = d->accum[k];
   if (!isfinite(g))
     return mcgq_fail(mcgqNonFinite, "%s: layers[%d]: g[%llu] = %g is not finite",
                      fn, i, at, g);
@@ -183,7 +186,16 @@ static mcgqResult_t fail_nonfinite_sum(const char *fn, int i, const layer_work_t
 /* Accumulate, quantize, measure one layer into its private scratch. */
 static mcgqResult_t compute_layer(const char *fn, int i, layer_work_t *w) {
   const mcgqLayerDesc_t *d = w->desc;
-  const float *x = d->g;
+  w->g = (const float *)d->g;
+  if (d->cfg.dtype != MCGQ_DTYPE_F32) { /* quantized from the exact float32 values */
+    w->widened = (float *)alloc_values(w->n, sizeof(float));
+    if (!w->widened)
+      return mcgq_fail(mcgqOutOfMemory, "%s: layers[%d]: no memory to widen %" PRIu64
+                       " 16-bit values", fn, i, w->n);
+    mcgq_widen(d->g, d->cfg.dtype, w->n, w->widened);
+    w->g = w->widened;
+  }
+  const float *x = w->g;
   w->g_int = (int32_t *)alloc_values(w->n, sizeof(int32_t));
   if (!w->g_int)
     return mcgq_fail(mcgqOutOfMemory, "%s: layers[%d]: no memory for %" PRIu64
@@ -193,7 +205,7 @@ static mcgqResult_t compute_layer(const char *fn, int i, layer_work_t *w) {
     if (!w->ag)
       return mcgq_fail(mcgqOutOfMemory, "%s: layers[%d]: no memory for %" PRIu64
                        " accumulated values", fn, i, w->n);
-    mcgq_accum_add(d->g, d->accum, w->n, w->ag);
+    mcgq_accum_add(w->g, d->accum, w->n, w->ag);
     x = w->ag;
   }
   int damped = d->cfg.accumulate == MCGQ_ACCUM_RESIDUAL;
@@ -231,7 +243,8 @@ static mcgqResult_t check_layers(const char *fn, const mcgqLayerDesc_t *layers,
     const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
     MCGQ_CHECK(mcgq_check_desc(fn, d, i, &work[i].N));
     size_t bytes = (size_t)d->n * sizeof(float);
-    if (mcgq_ranges_overlap(out, out_capacity, d->g, bytes) ||
+    if (mcgq_ranges_overlap(out, out_capacity, d->g,
+                            (size_t)d->n * mcgq_dtype_bytes(d->cfg.dtype)) ||
         mcgq_ranges_overlap(out, out_capacity, d->accum, bytes) ||
         mcgq_ranges_overlap(out, out_capacity, d->kstate, sizeof(mcgqKState_t)))
       return mcgq_fail(mcgqInvalidArgument,

@@ -368,7 +368,10 @@ def rle_decode(data, n):
 class Layer:
     """One layer of an encode call (mcgqLayerDesc_t).
 
-    g: float32 gradient (read); accum: float32 accumulator, updated in place
+    g: gradient (read): float32, float16 (IEEE binary16), or bfloat16 given as
+    a uint16 array of the bf16 bit patterns with dtype="bfloat16" (numpy has
+    no bfloat16); a 16-bit layer gives the message of its values widened to
+    float32.  accum: float32 accumulator, updated in place
     (required iff accumulate != 'none'); kstate: mcgq.KState updated in place
     (required iff dynamic_k).  u: explicit random word; default
     random_word(seed, step, layer_id, rank) with layer_id defaulting to the
@@ -387,6 +390,7 @@ class Layer:
     algo: str = "fused"
     u: int = None
     layer_id: int = None
+    dtype: str = None
 
 
 def _layer_list(layers):
@@ -410,6 +414,28 @@ def _layer_list(layers):
     return layers
 
 
+# Layer.dtype / decode(dtype=) names and their numpy arrays.
+_DTYPES = {"float32": (_capi.DTYPE_F32, np.float32),
+           "float16": (_capi.DTYPE_F16, np.float16),
+           "bfloat16": (_capi.DTYPE_BF16, np.uint16)}
+_DTYPE_NAMES = {name: name for name in _DTYPES}
+
+
+def _gradient(g, dtype, where):
+    """(array, MCGQ_DTYPE_*) of a layer's g: float32 or float16 by the array's
+    dtype, bfloat16 only when named (its bits in a uint16 array)."""
+    if dtype is None:
+        if isinstance(g, np.ndarray) and g.dtype == np.float16:
+            dtype = "float16"
+        elif isinstance(g, np.ndarray) and g.dtype == np.uint16:
+            raise TypeError("%sg is a uint16 array: pass dtype=\"bfloat16\" if it "
+                            "holds bfloat16 bit patterns" % where)
+        else:
+            dtype = "float32"
+    code, np_type = _DTYPES[_choice(dtype, where + "dtype", _DTYPE_NAMES)]
+    return _array(g, where + "g", np_type), code
+
+
 def _descriptors(layers, seed, step, rank):
     seed, step, rank = _u64(seed, "seed"), _u64(step, "step"), _u32(rank, "rank")
     layers = _layer_list(layers)
@@ -418,12 +444,13 @@ def _descriptors(layers, seed, step, rank):
         where = "layers[%d]." % i
         d = descs[i]
         _capi.fn.mcgqLayerDescInit(ctypes.byref(d))
-        g = _f32(layer.g, where + "g")
+        g, dtype = _gradient(layer.g, layer.dtype, where)
         d.g = g.ctypes.data
         d.n = g.size
         d.cfg = _config(layer.k, layer.samples, layer.accumulate,
                         layer.dynamic_k, layer.k_min, layer.k_max,
                         layer.delta_k, layer.checksum, layer.algo, prefix=where)
+        d.cfg.dtype = dtype
         if layer.accum is not None:
             d.accum = _f32(layer.accum, where + "accum", g.size,
                            writable=True).ctypes.data
@@ -517,11 +544,13 @@ def decode_ints(message, out=None, max_elements=DEFAULT_MAX_ELEMENTS):
     return g_int, scales
 
 
-def _float_output(info, n, out, max_elements, function):
-    """The float32 array a decoder writes: the caller's `out`, n elements the
-    caller asked for, or total_n elements within max_elements."""
+def _float_output(info, n, out, max_elements, function, dtype="float32"):
+    """The array a decoder writes (float32, float16, or bfloat16 bits as
+    uint16): the caller's `out`, n elements the caller asked for, or total_n
+    elements within max_elements."""
+    np_type = _DTYPES[dtype][1]
     if out is not None:
-        out = _f32(out, "out", writable=True)
+        out = _array(out, "out", np_type, writable=True)
         if n is not None:
             _check_n(n, info, function)
         if out.size != info["total_n"]:
@@ -529,23 +558,28 @@ def _float_output(info, n, out, max_elements, function):
                              % (out.size, info["total_n"]))
         return out
     if n is not None:
-        return np.empty(_check_n(n, info, function), dtype=np.float32)
+        return np.empty(_check_n(n, info, function), dtype=np_type)
     _check_claim(info, max_elements, function)
-    return np.empty(info["total_n"], dtype=np.float32)
+    return np.empty(info["total_n"], dtype=np_type)
 
 
-def decode(message, n=None, out=None, max_elements=DEFAULT_MAX_ELEMENTS):
-    """Dequantized floats scale*g_int of a container (total_n float32).
+def decode(message, n=None, out=None, max_elements=DEFAULT_MAX_ELEMENTS,
+           dtype="float32"):
+    """Dequantized floats scale*g_int of a container (total_n values).
 
-    n: the element count the caller expects (must equal total_n); out: a
-    float32 array of total_n elements to decode into (returned).  With
-    neither, a message claiming more than max_elements elements raises
-    mcgq.CapacityExceeded before anything is allocated."""
+    n: the element count the caller expects (must equal total_n); out: an
+    array of total_n elements to decode into (returned).  With neither, a
+    message claiming more than max_elements elements raises
+    mcgq.CapacityExceeded before anything is allocated.  dtype: "float32",
+    "float16" or "bfloat16" (uint16 bit patterns): each value computed in
+    float32, then rounded once to nearest even (mcgqDecodeHostTyped)."""
     buf = _bytes_view(message)
     max_elements = _max_elements(max_elements)
-    out = _float_output(message_info(buf), n, out, max_elements, "decode")
-    _capi.check(_capi.fn.mcgqDecodeHost(_ptr(buf), buf.size, _ptr(out), out.size),
-                "mcgqDecodeHost")
+    dtype = _choice(dtype, "dtype", _DTYPE_NAMES)
+    out = _float_output(message_info(buf), n, out, max_elements, "decode", dtype)
+    _capi.check(_capi.fn.mcgqDecodeHostTyped(_ptr(buf), buf.size, _ptr(out),
+                                             _DTYPES[dtype][0], out.size),
+                "mcgqDecodeHostTyped")
     return out
 
 
@@ -562,18 +596,20 @@ def _message_list(messages):
     return bufs
 
 
-def decode_average(messages, n=None, out=None, max_elements=DEFAULT_MAX_ELEMENTS):
+def decode_average(messages, n=None, out=None, max_elements=DEFAULT_MAX_ELEMENTS,
+                   dtype="float32"):
     """Average of one message per rank, in rank order (mcgqDecodeAverageHost):
-    bit-identical to what every rank of an exchange computes.  n, out and
-    max_elements as in decode() (total_n of the first message; the library
-    checks that every message agrees)."""
+    bit-identical to what every rank of an exchange computes.  n, out,
+    max_elements and dtype as in decode() (total_n of the first message; the
+    library checks that every message agrees)."""
     bufs = _message_list(messages)
     max_elements = _max_elements(max_elements)
+    dtype = _choice(dtype, "dtype", _DTYPE_NAMES)
     out = _float_output(message_info(bufs[0]), n, out, max_elements,
-                        "decode_average")
+                        "decode_average", dtype)
     ptrs = (ctypes.c_void_p * len(bufs))(*[b.ctypes.data for b in bufs])
     sizes = (ctypes.c_size_t * len(bufs))(*[b.size for b in bufs])
-    _capi.check(_capi.fn.mcgqDecodeAverageHost(ptrs, sizes, len(bufs), _ptr(out),
-                                               out.size),
-                "mcgqDecodeAverageHost")
+    _capi.check(_capi.fn.mcgqDecodeAverageHostTyped(ptrs, sizes, len(bufs), _ptr(out),
+                                                    _DTYPES[dtype][0], out.size),
+                "mcgqDecodeAverageHostTyped")
     return out

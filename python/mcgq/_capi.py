@@ -61,7 +61,9 @@ ACCUM_RESET = 1
 ACCUM_RESIDUAL = 2
 ALGO_FUSED = 0
 ALGO_SAMPLE = 1
-DTYPE_F32 = 0
+DTYPE_F32 = 0   # MCGQ_DTYPE_*: float32, bfloat16, IEEE binary16
+DTYPE_BF16 = 1
+DTYPE_F16 = 2
 LAYER_FLAG_FIXED_WIDTH = 1
 LAYER_FLAG_CUT = 2
 MAX_K = 64.0
@@ -336,6 +338,10 @@ _PROTOTYPES = {
     "mcgqDecodeHost": (_res, [_vp, ctypes.c_size_t, _vp, ctypes.c_uint64]),
     "mcgqDecodeAverageHost": (_res, [_vp, _vp, ctypes.c_int, _vp,
                                      ctypes.c_uint64]),
+    "mcgqDecodeHostTyped": (_res, [_vp, ctypes.c_size_t, _vp, ctypes.c_int32,
+                                   ctypes.c_uint64]),
+    "mcgqDecodeAverageHostTyped": (_res, [_vp, _vp, ctypes.c_int, _vp, ctypes.c_int32,
+                                          ctypes.c_uint64]),
     "mcgqGpuAvailable": (ctypes.c_int, []),
     "mcgqEncodeGetTempSize": (_res, [_vp, ctypes.c_int, _p(ctypes.c_size_t)]),
     "mcgqEncodeAsync": (_res, [_vp, ctypes.c_int, _vp, ctypes.c_size_t, _vp,
