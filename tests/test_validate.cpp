@@ -80,7 +80,7 @@ TEST(Validate, ConfigErrors) {
   const Case cases[] = {
       {[](mcgqLayerConfig_t *c) { c->struct_size = 0; }, mcgqUnsupportedVersion, "struct_size = 0"},
       {[](mcgqLayerConfig_t *c) { c->struct_size = 8; }, mcgqUnsupportedVersion, "struct_size = 8"},
-      {[](mcgqLayerConfig_t *c) { c->dtype = 1; }, mcgqInvalidArgument, "dtype = 1"},
+      {[](mcgqLayerConfig_t *c) { c->dtype = 3; }, mcgqInvalidArgument, "dtype = 3"},
       {[](mcgqLayerConfig_t *c) { c->k = 0.0; }, mcgqInvalidArgument, "cfg.k = 0"},
       {[](mcgqLayerConfig_t *c) { c->k = -2.0; }, mcgqInvalidArgument, "cfg.k = -2"},
       {[](mcgqLayerConfig_t *c) { c->k = std::nan(""); }, mcgqInvalidArgument, "cfg.k = nan"},
@@ -186,12 +186,12 @@ TEST(Validate, DescriptorChecks) {
       {[](Layer *l) { l->d.cfg.accumulate = MCGQ_ACCUM_RESET; }, mcgqInvalidArgument, "accum must be non-NULL"},
       {[](Layer *l) { l->d.kstate = &l->ks; }, mcgqInvalidArgument, "kstate must be NULL"},
       {[](Layer *l) { l->d.cfg.dynamic_k = 1; }, mcgqInvalidArgument, "kstate must be non-NULL"},
-      {[](Layer *l) { l->d.cfg.dtype = 2; }, mcgqInvalidArgument, "dtype = 2"},
+      {[](Layer *l) { l->d.cfg.dtype = -1; }, mcgqInvalidArgument, "dtype = -1"},
       {[](Layer *l) { l->d.cfg.k = std::nan(""); }, mcgqInvalidArgument, "cfg.k = nan"},
       {[](Layer *l) { l->d.n = 1u << 30; l->d.cfg.k = 2.0; }, mcgqInvalidArgument, "2^31-1"},
       {[](Layer *l) {
          l->d.cfg.accumulate = MCGQ_ACCUM_RESIDUAL;
-         l->d.accum = const_cast<float *>(l->d.g) + 4;
+         l->d.accum = static_cast<float *>(const_cast<void *>(l->d.g)) + 4;
        },
        mcgqInvalidArgument, "accum overlaps"},
       {[](Layer *l) {
