@@ -480,6 +480,84 @@ MCGQ_API mcgqResult_t mcgqCommStep(mcgqComm_t comm, uint64_t step,
                                    uint64_t seed, mcgqStream_t stream,
                                    mcgqStepStats_t *stats);
 
+/* ---------------------------------------------------- exchange modes
+ * mcgqCommSetExchangeMode chooses how mcgqCommStep exchanges; the modes are
+ * the MCGQ_EXCHANGE_* constants of the performance model below, which
+ * prices each of them.  With P ranks:
+ *
+ * MCGQ_EXCHANGE_ALL_GATHER (default): as described above; every rank
+ *   receives every rank's whole message.
+ *
+ * MCGQ_EXCHANGE_REDUCE_SCATTER: the result is sharded (ZeRO / FSDP).
+ *   Shard layout (mcgqShardRange, the same pure function on every rank):
+ *   shard j of a layer of n elements is [floor(j n / P), floor((j+1) n / P)),
+ *   so shards differ in size by at most one and a layer with n < P has
+ *   empty shards.  Rank r sends rank j one message: shard j of every layer
+ *   whose shard j is not empty, in layer order, each shard a layer of the
+ *   message with its layer's settings and u = mcgqRandomWord(seed, step,
+ *   layer index, r * P + j); an owner with no non-empty shard receives
+ *   0-byte messages.  Rank j decode-averages the P messages of its shard
+ *   in rank order (exactly mcgqDecodeAverageHost of them) and writes the
+ *   averages into shard j of each layer's grad; the rest of grad is left as
+ *   the caller's input.  Error feedback stays per rank: each shard is
+ *   encoded with the matching part of the layer's accum.
+ *   Bytes per rank: (P-1)/P of an all-gather message, in and out.
+ *
+ * MCGQ_EXCHANGE_TWO_STAGE: an all-reduce.  The reduce-scatter above into
+ *   the library's staging, then owner j re-encodes its averaged shards as
+ *   one message (same layers as its reduce-scatter table, each layer's
+ *   settings, u = mcgqRandomWord(seed, step, layer index, P * P + j)) with
+ *   the owner-side accumulator, the P owner messages are all-gathered and
+ *   each is decoded alone (out = scale * g_int, float multiply) into its
+ *   shards of every layer's grad.  Every rank ends with the same bits.
+ *   Bytes per rank: about (P-1)/P (b1 + b2) bits per element.
+ *   Owner-side accumulator: the error feedback of the second encode belongs
+ *   to the owner of the shard, not to the layer's accum (which keeps the
+ *   first encode's).  Its size and layout depend on P and the rank, so the
+ *   library allocates it (memory of the communicator's kind), zeroes it
+ *   when the layer table or the mode changes, uses the layer's accumulation
+ *   mode for it (nothing for MCGQ_ACCUM_NONE layers) and exposes it for
+ *   checkpoints as host copies (mcgqCommGetOwnerState / SetOwnerState):
+ *   this rank's shard of every layer in layer order, sum of the shard sizes
+ *   floats (zeros stay in the parts of MCGQ_ACCUM_NONE layers).
+ *
+ * Both sharded modes keep the agreement of the all-gather step (layer
+ * table, settings, mode and step counter checked before any payload moves;
+ * any rank's non-finite value or failure changes nothing on any rank) and
+ * agree once more after the owners have decoded: a shard that one owner
+ * cannot decode (corrupt, range rule) fails the step on every rank before
+ * anything is written.  What they do not do yet (mcgqInvalidUsage, at
+ * mcgqCommSetExchangeMode or mcgqCommSetLayers): fixed capacity (the step
+ * then fails on every rank), dynamic K (one K state per layer, but P
+ * shards), the device codec (NCCL communicators and callbacks with
+ * payload_on_device = 1), transports without an all-to-all (callbacks
+ * without alltoallv), more than MCGQ_MAX_SHARDED_RANKS ranks. */
+
+#define MCGQ_MAX_SHARDED_RANKS 65535 /* P * P + P of the random words fits */
+
+/* Shard `shard` of a layer of n elements split over nranks owners:
+ * [*begin, *end) = [floor(shard n / nranks), floor((shard+1) n / nranks)),
+ * computed exactly in integers.  Pure function, thread-safe. */
+MCGQ_API mcgqResult_t mcgqShardRange(uint64_t n, int nranks, int shard,
+                                     uint64_t *begin, uint64_t *end);
+
+/* Sets the exchange mode (MCGQ_EXCHANGE_ALL_GATHER, TWO_STAGE or
+ * REDUCE_SCATTER; every rank the same, checked at the step).  A change
+ * zeroes the owner-side accumulators; setting the current mode keeps them. */
+MCGQ_API mcgqResult_t mcgqCommSetExchangeMode(mcgqComm_t comm, int32_t mode);
+MCGQ_API mcgqResult_t mcgqCommGetExchangeMode(mcgqComm_t comm, int32_t *mode);
+
+/* Two-stage owner-side accumulators as host copies (checkpoints):
+ * *elements = floats of this rank's state (0 outside two-stage mode);
+ * Get copies it into state, Set replaces it (elements must equal the size;
+ * host memory, not kept).  Not collective: each rank saves its own. */
+MCGQ_API mcgqResult_t mcgqCommGetOwnerStateSize(mcgqComm_t comm,
+                                                uint64_t *elements);
+MCGQ_API mcgqResult_t mcgqCommGetOwnerState(mcgqComm_t comm, float *state,
+                                            uint64_t elements);
+MCGQ_API mcgqResult_t mcgqCommSetOwnerState(mcgqComm_t comm, const float *state,
+                                            uint64_t elements);
+
 /* ---------------------------------------------------- callback transport
  * Collectives supplied by the caller (e.g. torch.distributed from Python
  * through ctypes), so a framework runs the library's protocol over its own
@@ -507,12 +585,22 @@ typedef struct {
                         const size_t *displs);
   /* *value becomes the maximum of all ranks' values. */
   int32_t (*allreduce_max_int)(void *user, int32_t *value);
+  /* Needed by the sharded modes only (NULL: they are refused with
+   * mcgqInvalidUsage): this rank sends send_counts[j] bytes at send +
+   * send_displs[j] to rank j and receives recv_counts[r] bytes from rank r
+   * at recv + recv_displs[r] (MPI_Alltoallv semantics; the arrays are host
+   * memory, nranks entries, this rank's own; its own part j == rank must be
+   * copied too).  Buffers as allgatherv's.  A caller built against the
+   * header before this field may pass the older struct_size. */
+  int32_t (*alltoallv)(void *user, const void *send, const size_t *send_counts,
+                       const size_t *send_displs, void *recv,
+                       const size_t *recv_counts, const size_t *recv_displs);
 } mcgqTransportCallbacks_t;
 
 /* Creates *comm over the callbacks (copied; `user` is borrowed) for rank
- * `rank` of `nranks`.  A struct_size below sizeof(mcgqTransportCallbacks_t)
- * is mcgqUnsupportedVersion; a NULL callback or a bad rank,
- * mcgqInvalidArgument; payload_on_device = 1 in a build without CUDA,
+ * `rank` of `nranks`.  A struct_size below the struct without alltoallv
+ * is mcgqUnsupportedVersion; a NULL allgather, allgatherv or
+ * allreduce_max_int or a bad rank, mcgqInvalidArgument; payload_on_device = 1 in a build without CUDA,
  * mcgqInvalidUsage. */
 MCGQ_API mcgqResult_t mcgqCommInitCallbacks(mcgqComm_t *comm, int rank,
                                             int nranks,

@@ -14,6 +14,19 @@ if(MCGQ_ENABLE_MPI)
     set_tests_properties(mcgq_test_comm_mpi_np${_np} PROPERTIES LABELS mpi
                          PROCESSORS ${_np} TIMEOUT 300)
   endforeach()
+  # Exchange modes (reduce-scatter, two-stage) with 2, 3 and 4 ranks.
+  add_executable(mcgq_test_comm_modes test_comm_modes.cpp)
+  target_link_libraries(mcgq_test_comm_modes PRIVATE mcgq::mcgq_mpi mcgq_build_flags GTest::gtest)
+  target_compile_features(mcgq_test_comm_modes PRIVATE cxx_std_17)
+  target_compile_definitions(mcgq_test_comm_modes PRIVATE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
+  foreach(_np 4 3 2)
+    add_test(NAME mcgq_test_comm_modes_np${_np}
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${_np}
+                     --allow-run-as-root --oversubscribe
+                     $<TARGET_FILE:mcgq_test_comm_modes>)
+    set_tests_properties(mcgq_test_comm_modes_np${_np} PROPERTIES LABELS mpi
+                         PROCESSORS ${_np} TIMEOUT 300)
+  endforeach()
 endif()
 
 if(MCGQ_ENABLE_NCCL)

@@ -291,9 +291,12 @@ static void device_destroy(mcgq_codec_t *c) {
   free(d);
 }
 
+/* No sharded modes yet (NULL): mcgqCommSetExchangeMode refuses them on a
+ * device communicator with mcgqInvalidUsage. */
 static const mcgq_codec_ops_t kDeviceCodec = {
     "device",      0,           device_set_layers, device_prepare, device_reserve,
-    device_decode_average, device_commit, device_discard, device_destroy};
+    device_decode_average, device_commit, device_discard, device_destroy,
+    NULL,          NULL,        NULL,              NULL};
 
 mcgqResult_t mcgq_codec_device_create(int nranks, mcgq_codec_t **codec) {
   device_codec_t *d = calloc(1, sizeof *d);

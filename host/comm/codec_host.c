@@ -9,6 +9,8 @@
  * the codec's scratch and copied into the gradients only when the whole
  * decode succeeded: a payload defect is found while decoding (without CRC
  * nothing finds it sooner), and the gradients must then be unchanged.
+ * The sharded steps prepare several messages (and, two-stage, twice) before
+ * one commit, so the prepared encodes are a list that commit applies whole.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,8 @@ typedef struct {
   void *recv;
   size_t recv_capacity;
   float *average; /* total_n values */
-  mcgq_host_encode_t *prepared;
+  mcgq_host_encode_t **prepared; /* encodes that commit applies */
+  int prepared_count, prepared_capacity;
 } host_codec_t;
 
 static host_codec_t *host(mcgq_codec_t *c) { return (host_codec_t *)c; }
@@ -43,6 +46,29 @@ static int ensure_bytes(void **buf, size_t *capacity, size_t need) {
   *buf = grown;
   *capacity = need;
   return 1;
+}
+
+/* Room for `more` prepared encodes beyond those held. */
+static mcgqResult_t ensure_prepared_slots(host_codec_t *h, int more,
+                                          const mcgq_call_t *call) {
+  if (h->prepared_count + more <= h->prepared_capacity) return mcgqSuccess;
+  int want = h->prepared_count + more;
+  void *grown = realloc(h->prepared, (size_t)want * sizeof *h->prepared);
+  if (!grown) {
+    snprintf(call->detail, call->detail_size, "mcgqCommStep: no host memory");
+    return mcgqOutOfMemory;
+  }
+  h->prepared = grown;
+  h->prepared_capacity = want;
+  return mcgqSuccess;
+}
+
+static void release_prepared(host_codec_t *h, int apply) {
+  for (int i = 0; i < h->prepared_count; ++i) {
+    if (apply) mcgq_host_encode_commit(h->prepared[i]);
+    mcgq_host_encode_release(h->prepared[i]);
+  }
+  h->prepared_count = 0;
 }
 
 static mcgqResult_t host_set_layers(mcgq_codec_t *c, const mcgqLayer_t *layers,
@@ -80,11 +106,13 @@ static mcgqResult_t host_prepare(mcgq_codec_t *c, const mcgqLayerDesc_t *descs,
              "%s: cannot allocate a %zu-byte send buffer", fn, room);
     return mcgqOutOfMemory;
   }
+  MCGQ_CHECK(ensure_prepared_slots(h, 1, call));
   size_t bytes = 0;
   mcgqResult_t res = mcgq_host_encode_prepare(fn, descs, count, h->send, room,
                                               capacity != 0, &bytes, stats,
-                                              &h->prepared);
+                                              &h->prepared[h->prepared_count]);
   if (res != mcgqSuccess) return adopt_detail(call, res);
+  ++h->prepared_count;
   if (capacity != 0) { /* every rank sends exactly capacity bytes */
     memset((char *)h->send + bytes, 0, capacity - bytes);
     bytes = capacity;
@@ -148,24 +176,96 @@ static mcgqResult_t host_decode_average(mcgq_codec_t *c, const void *const *in,
 
 static mcgqResult_t host_commit(mcgq_codec_t *c, const mcgq_call_t *call) {
   (void)call;
-  host_codec_t *h = host(c);
-  mcgq_host_encode_commit(h->prepared);
-  mcgq_host_encode_release(h->prepared);
-  h->prepared = NULL;
+  release_prepared(host(c), 1);
   return mcgqSuccess;
 }
 
 static void host_discard(mcgq_codec_t *c, const mcgq_call_t *call) {
   (void)call;
+  release_prepared(host(c), 0);
+}
+
+/* ------------------------------------------------------ sharded modes */
+
+/* The exact messages of the ranges first[m]..first[m+1], back to back.  The
+ * buffer is sized by the sum of the bounds before anything is encoded, so a
+ * message's place never moves. */
+static mcgqResult_t host_prepare_messages(mcgq_codec_t *c,
+                                          const mcgqLayerDesc_t *descs,
+                                          const int *first, int messages,
+                                          const mcgq_call_t *call,
+                                          const void **send, size_t *sizes,
+                                          mcgqLayerStats_t *stats) {
+  static const char fn[] = "mcgqCommStep";
   host_codec_t *h = host(c);
-  mcgq_host_encode_release(h->prepared);
-  h->prepared = NULL;
+  size_t room = 0;
+  for (int m = 0; m < messages; ++m) {
+    int count = first[m + 1] - first[m];
+    size_t bound = 0;
+    if (count > 0) {
+      mcgqResult_t res = mcgqEncodeGetMaxOutputSize(descs + first[m], count, &bound);
+      if (res != mcgqSuccess) return adopt_detail(call, res);
+    }
+    if (bound > SIZE_MAX - room) {
+      snprintf(call->detail, call->detail_size, "%s: the shard messages exceed size_t", fn);
+      return mcgqOutOfMemory;
+    }
+    room += bound;
+  }
+  if (!ensure_bytes(&h->send, &h->send_capacity, room > 0 ? room : 1)) {
+    snprintf(call->detail, call->detail_size,
+             "%s: cannot allocate a %zu-byte send buffer", fn, room);
+    return mcgqOutOfMemory;
+  }
+  MCGQ_CHECK(ensure_prepared_slots(h, messages, call));
+  const int held = h->prepared_count;
+  size_t offset = 0;
+  for (int m = 0; m < messages; ++m) {
+    int count = first[m + 1] - first[m];
+    sizes[m] = 0;
+    if (count == 0) continue;
+    mcgqResult_t res = mcgq_host_encode_prepare(
+        fn, descs + first[m], count, (char *)h->send + offset, room - offset, 0,
+        &sizes[m], stats + first[m], &h->prepared[h->prepared_count]);
+    if (res != mcgqSuccess) { /* this call's encodes go, earlier ones stay */
+      while (h->prepared_count > held)
+        mcgq_host_encode_release(h->prepared[--h->prepared_count]);
+      return adopt_detail(call, res);
+    }
+    ++h->prepared_count;
+    offset += sizes[m];
+  }
+  *send = h->send;
+  return mcgqSuccess;
+}
+
+static mcgqResult_t host_alloc(mcgq_codec_t *c, size_t bytes, void **ptr,
+                               char *detail, size_t detail_size) {
+  (void)c;
+  *ptr = calloc(1, bytes > 0 ? bytes : 1);
+  if (*ptr) return mcgqSuccess;
+  snprintf(detail, detail_size, "mcgqComm: cannot allocate %zu bytes of host memory",
+           bytes);
+  return mcgqOutOfMemory;
+}
+
+static void host_release(mcgq_codec_t *c, void *ptr) {
+  (void)c;
+  free(ptr);
+}
+
+static mcgqResult_t host_copy(mcgq_codec_t *c, void *dst, const void *src,
+                              size_t bytes, int direction, const mcgq_call_t *call) {
+  (void)c, (void)direction, (void)call; /* every side is host memory */
+  if (bytes > 0) memmove(dst, src, bytes);
+  return mcgqSuccess;
 }
 
 static void host_destroy(mcgq_codec_t *c) {
   host_codec_t *h = host(c);
   if (!h) return;
-  mcgq_host_encode_release(h->prepared);
+  release_prepared(h, 0);
+  free(h->prepared);
   free(h->send);
   free(h->recv);
   free(h->average);
@@ -174,7 +274,8 @@ static void host_destroy(mcgq_codec_t *c) {
 
 static const mcgq_codec_ops_t kHostCodec = {
     "host",          1,           host_set_layers, host_prepare, host_reserve,
-    host_decode_average, host_commit, host_discard, host_destroy};
+    host_decode_average, host_commit, host_discard, host_destroy,
+    host_prepare_messages, host_alloc, host_release, host_copy};
 
 mcgqResult_t mcgq_codec_host_create(mcgq_codec_t **codec) {
   host_codec_t *h = calloc(1, sizeof *h);

@@ -24,6 +24,8 @@
  *   5. commit: accumulators and K state, the first write to either.
  * A collective that misses the step's deadline (mcgqCommSetTimeout) returns
  * mcgqTimeout: nothing was committed, and the handle is aborted.
+ * The reduce-scatter and two-stage modes (comm_shard.c) share steps 1-3's
+ * agreement and add their own exchanges after it.
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -31,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm_internal.h"
+#include "comm_handle.h"
 #include "internal.h"
 
 /* Status flag of the agreement: non-finite outranks every other failure, so
@@ -41,38 +43,8 @@
 enum { FINGERPRINT_WORDS = 8, BLOCK_FLAG = 8, BLOCK_SIZE = 9, BLOCK_WORDS = 10 };
 static const uint64_t kFingerprintMagic = 0x4d4347512d434f4dull; /* MCGQ-COM */
 
-struct mcgqComm {
-  const mcgq_transport_ops_t *ops;
-  void *ctx;
-  mcgq_codec_t *codec;
-  int rank, nranks;
-  size_t capacity;  /* bytes per rank and step; 0 = exact sizes */
-  double timeout_s; /* 0 = wait forever */
-  int aborted;      /* a collective timed out: the handle refuses steps */
-
-  mcgqLayer_t *layers; /* copy of the caller's table */
-  int count;
-  uint64_t total_n;
-  mcgqLayerStats_t *layer_stats;
-  mcgqLayerDesc_t *descs;
-
-  /* per-rank tables, sized at creation */
-  uint64_t *blocks; /* BLOCK_WORDS * nranks */
-  size_t *counts, *displs, *in_bytes;
-  const void **messages;
-
-  char detail[MCGQ_COMM_DETAIL_BYTES];
-};
-
-static mcgqResult_t mcgq_comm_fail(mcgqComm_t comm, mcgqResult_t status,
-                                   const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-static mcgqResult_t mcgq_comm_fail(mcgqComm_t comm, mcgqResult_t status,
-                                   const char *fmt, ...) {
+mcgqResult_t mcgq_comm_fail(mcgqComm_t comm, mcgqResult_t status,
+                            const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(comm->detail, sizeof comm->detail, fmt, ap);
@@ -147,6 +119,7 @@ mcgqResult_t mcgqCommDestroy(mcgqComm_t comm) {
    * the exchange buffers (MPI cannot cancel a collective), so an aborted
    * handle leaves them, and the transport's state, allocated. */
   if (!comm->aborted) {
+    mcgq_shard_plan_destroy(comm, comm->plan);
     comm->codec->ops->destroy(comm->codec);
     free_rank_tables(comm);
   }
@@ -208,6 +181,100 @@ mcgqResult_t mcgqCommSetTimeout(mcgqComm_t comm, double seconds) {
                           fn, seconds);
   comm->timeout_s = seconds;
   return mcgqSuccess;
+}
+
+mcgqResult_t mcgqCommSetExchangeMode(mcgqComm_t comm, int32_t mode) {
+  static const char fn[] = "mcgqCommSetExchangeMode";
+  if (!comm) return mcgq_fail(mcgqInvalidArgument, "%s: comm is NULL", fn);
+  comm->detail[0] = '\0';
+  if (mode != MCGQ_EXCHANGE_ALL_GATHER && mode != MCGQ_EXCHANGE_TWO_STAGE &&
+      mode != MCGQ_EXCHANGE_REDUCE_SCATTER)
+    return mcgq_comm_fail(comm, mcgqInvalidArgument,
+                          "%s: mode = %d is not MCGQ_EXCHANGE_ALL_GATHER (0), "
+                          "TWO_STAGE (1) or REDUCE_SCATTER (2)",
+                          fn, (int)mode);
+  if (mode != MCGQ_EXCHANGE_ALL_GATHER) {
+    if (!comm->ops->alltoallv || !comm->codec->ops->prepare_messages)
+      return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                            "%s: the %s transport with the %s codec has no "
+                            "sharded exchange (%s); use MCGQ_EXCHANGE_ALL_GATHER",
+                            fn, comm->ops->name, comm->codec->ops->name,
+                            !comm->ops->alltoallv
+                                ? "no all-to-all: a callback transport needs "
+                                  "the alltoallv callback"
+                                : "the device codec cannot shard yet");
+    if (comm->nranks > MCGQ_MAX_SHARDED_RANKS)
+      return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                            "%s: %d ranks exceed the sharded modes' limit of %d "
+                            "(the random words of mcgq.h)",
+                            fn, comm->nranks, MCGQ_MAX_SHARDED_RANKS);
+  }
+  if (mode == comm->mode) return mcgqSuccess; /* keeps the owner state */
+  mcgq_shard_plan_t *plan = NULL;
+  if (mode != MCGQ_EXCHANGE_ALL_GATHER && comm->count > 0) {
+    int32_t was = comm->mode;
+    comm->mode = mode; /* the plan allocates what this mode needs */
+    mcgqResult_t res = mcgq_shard_plan_create(comm, comm->layers, comm->count, &plan);
+    comm->mode = was;
+    MCGQ_CHECK(res);
+  }
+  mcgq_shard_plan_destroy(comm, comm->plan);
+  comm->plan = plan;
+  comm->mode = mode;
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqCommGetExchangeMode(mcgqComm_t comm, int32_t *mode) {
+  if (!comm || !mode)
+    return mcgq_fail(mcgqInvalidArgument,
+                     "mcgqCommGetExchangeMode: comm or mode is NULL");
+  *mode = comm->mode;
+  return mcgqSuccess;
+}
+
+/* The owner state exists only in two-stage mode with a table registered. */
+static mcgqResult_t owner_state_check(mcgqComm_t comm, const char *fn,
+                                      const void *buffer, uint64_t elements) {
+  uint64_t have = comm->plan ? mcgq_shard_owner_elements(comm->plan) : 0;
+  if (comm->mode != MCGQ_EXCHANGE_TWO_STAGE || !comm->plan)
+    return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                          "%s: owner-side accumulators exist only in "
+                          "MCGQ_EXCHANGE_TWO_STAGE mode with layers registered",
+                          fn);
+  if (elements != have || (!buffer && have > 0))
+    return mcgq_comm_fail(comm, mcgqInvalidArgument,
+                          "%s: elements = %llu but this rank's owner state holds "
+                          "%llu floats (mcgqCommGetOwnerStateSize), or the "
+                          "buffer is NULL",
+                          fn, (unsigned long long)elements,
+                          (unsigned long long)have);
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqCommGetOwnerStateSize(mcgqComm_t comm, uint64_t *elements) {
+  if (!comm || !elements)
+    return mcgq_fail(mcgqInvalidArgument,
+                     "mcgqCommGetOwnerStateSize: comm or elements is NULL");
+  *elements = comm->mode == MCGQ_EXCHANGE_TWO_STAGE && comm->plan
+                  ? mcgq_shard_owner_elements(comm->plan)
+                  : 0;
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqCommGetOwnerState(mcgqComm_t comm, float *state,
+                                   uint64_t elements) {
+  static const char fn[] = "mcgqCommGetOwnerState";
+  if (!comm) return mcgq_fail(mcgqInvalidArgument, "%s: comm is NULL", fn);
+  MCGQ_CHECK(owner_state_check(comm, fn, state, elements));
+  return mcgq_shard_owner_copy(comm, state, NULL);
+}
+
+mcgqResult_t mcgqCommSetOwnerState(mcgqComm_t comm, const float *state,
+                                   uint64_t elements) {
+  static const char fn[] = "mcgqCommSetOwnerState";
+  if (!comm) return mcgq_fail(mcgqInvalidArgument, "%s: comm is NULL", fn);
+  MCGQ_CHECK(owner_state_check(comm, fn, state, elements));
+  return mcgq_shard_owner_copy(comm, NULL, state);
 }
 
 mcgqResult_t mcgqCommGetLayerStats(mcgqComm_t comm, mcgqLayerStats_t *stats,
@@ -299,14 +366,19 @@ mcgqResult_t mcgqCommSetLayers(mcgqComm_t comm, const mcgqLayer_t *layers,
     copy[i] = *layer_at(layers, i, stride);
     copy[i].struct_size = (uint32_t)sizeof(mcgqLayer_t);
   }
+  mcgq_shard_plan_t *plan = NULL;
   mcgqResult_t res = comm->codec->ops->set_layers(comm->codec, copy, count, total_n,
                                                   comm->detail, sizeof comm->detail);
+  if (res == mcgqSuccess && comm->mode != MCGQ_EXCHANGE_ALL_GATHER)
+    res = mcgq_shard_plan_create(comm, copy, count, &plan);
   if (res != mcgqSuccess) { /* the old table stays registered */
     free(copy);
     free(stats);
     free(descs);
     return res;
   }
+  mcgq_shard_plan_destroy(comm, comm->plan);
+  comm->plan = plan;
   free(comm->layers);
   free(comm->layer_stats);
   free(comm->descs);
@@ -372,7 +444,8 @@ static uint64_t config_hash(const mcgqLayer_t *layers, int count) {
 static void fill_block(const mcgqComm_t comm, uint64_t step, int32_t flag,
                        size_t msg_bytes, uint64_t *block) {
   block[0] = kFingerprintMagic;
-  block[1] = MCGQ_FORMAT_VERSION;
+  /* the mode in the high half: the all-gather block stays as it was */
+  block[1] = MCGQ_FORMAT_VERSION | (uint64_t)(uint32_t)comm->mode << 32;
   block[2] = (uint64_t)comm->count;
   block[3] = comm->total_n;
   block[4] = table_hash(comm->layers, comm->count);
@@ -393,6 +466,12 @@ static mcgqResult_t check_tables_agree(mcgqComm_t comm) {
   for (int r = 0; r < comm->nranks; ++r) {
     const uint64_t *theirs = comm->blocks + (size_t)r * BLOCK_WORDS;
     if (memcmp(theirs, mine, fp_bytes) == 0) continue;
+    if (theirs[0] == mine[0] && theirs[1] >> 32 != mine[1] >> 32)
+      return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                            "%s: exchange modes differ: rank %d uses mode %u, "
+                            "rank %d mode %u (mcgqCommSetExchangeMode)",
+                            fn, r, (unsigned)(theirs[1] >> 32), comm->rank,
+                            (unsigned)(mine[1] >> 32));
     if (theirs[0] != mine[0] || theirs[1] != mine[1])
       return mcgq_comm_fail(comm, mcgqInvalidUsage,
                             "%s: rank %d runs another mcgq format version", fn, r);
@@ -434,9 +513,15 @@ static mcgqResult_t check_tables_agree(mcgqComm_t comm) {
 
 /* ------------------------------------------------------------ the step */
 
-static int32_t status_flag(mcgqResult_t res) {
+int32_t mcgq_comm_status_flag(mcgqResult_t res) {
   return res == mcgqNonFinite ? MCGQ_FLAG_NONFINITE : (int32_t)res;
 }
+
+mcgqResult_t mcgq_comm_flag_status(int32_t flag) {
+  return flag == MCGQ_FLAG_NONFINITE ? mcgqNonFinite : (mcgqResult_t)flag;
+}
+
+static int32_t status_flag(mcgqResult_t res) { return mcgq_comm_status_flag(res); }
 
 static void fill_descs(mcgqComm_t comm, uint64_t step, uint64_t seed) {
   for (int i = 0; i < comm->count; ++i) {
@@ -501,9 +586,9 @@ static mcgqResult_t agreed_failure(mcgqComm_t comm, mcgqResult_t local,
 }
 
 /* Step 2: gather the blocks, then decide (the same on every rank). */
-static mcgqResult_t agree(mcgqComm_t comm, const mcgq_call_t *call,
-                          uint64_t step, mcgqResult_t local, size_t send_bytes,
-                          mcgqStepStats_t *stats) {
+mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
+                             uint64_t step, mcgqResult_t local,
+                             size_t send_bytes, mcgqStepStats_t *stats) {
   uint64_t mine[BLOCK_WORDS];
   fill_block(comm, step, status_flag(local), send_bytes, mine);
   MCGQ_CHECK(comm->ops->allgather(comm->ctx, mine, comm->blocks, sizeof mine, call));
@@ -517,18 +602,15 @@ static mcgqResult_t agree(mcgqComm_t comm, const mcgq_call_t *call,
   return mcgqSuccess;
 }
 
-/* Step 3, exact sizes: where every rank's message lands, and an agreed
- * receive buffer. */
-static mcgqResult_t reserve_exact(mcgqComm_t comm, const mcgq_call_t *call,
-                                  void **recv) {
+mcgqResult_t mcgq_comm_reserve_agreed(mcgqComm_t comm, const mcgq_call_t *call,
+                                      const size_t *counts, size_t *displs,
+                                      void **recv) {
   size_t sum = 0;
   int overflow = 0;
   for (int r = 0; r < comm->nranks; ++r) {
-    uint64_t size = comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_SIZE];
-    overflow |= size > (uint64_t)(SIZE_MAX - sum);
-    comm->counts[r] = overflow ? 0 : (size_t)size;
-    comm->displs[r] = sum;
-    sum += comm->counts[r];
+    overflow |= counts[r] > SIZE_MAX - sum;
+    displs[r] = sum;
+    sum += overflow ? 0 : counts[r];
   }
   mcgqResult_t local =
       overflow ? mcgq_comm_fail(comm, mcgqOutOfMemory,
@@ -542,6 +624,17 @@ static mcgqResult_t reserve_exact(mcgqComm_t comm, const mcgq_call_t *call,
                         "mcgqCommStep: another rank could not reserve its "
                         "receive buffer (%s); no rank changed anything",
                         mcgqGetErrorString((mcgqResult_t)flag));
+}
+
+/* Step 3, exact sizes: where every rank's message lands, and an agreed
+ * receive buffer. */
+static mcgqResult_t reserve_exact(mcgqComm_t comm, const mcgq_call_t *call,
+                                  void **recv) {
+  for (int r = 0; r < comm->nranks; ++r) {
+    uint64_t size = comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_SIZE];
+    comm->counts[r] = size > (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)size;
+  }
+  return mcgq_comm_reserve_agreed(comm, call, comm->counts, comm->displs, recv);
 }
 
 static void fixed_layout(mcgqComm_t comm) {
@@ -592,7 +685,7 @@ static mcgqResult_t run_step(mcgqComm_t comm, const mcgq_call_t *call,
   size_t send_bytes = 0;
   mcgqResult_t local =
       prepare_local(comm, call, step, seed, &send, &send_bytes, &recv);
-  mcgqResult_t res = agree(comm, call, step, local, send_bytes, stats);
+  mcgqResult_t res = mcgq_comm_agree(comm, call, step, local, send_bytes, stats);
   if (res == mcgqSuccess) {
     if (comm->capacity == 0) res = reserve_exact(comm, call, &recv);
     else fixed_layout(comm);
@@ -620,7 +713,9 @@ mcgqResult_t mcgqCommStep(mcgqComm_t comm, uint64_t step, uint64_t seed,
   call.deadline = comm->timeout_s > 0 ? mcgq_clock_seconds() + comm->timeout_s : 0.0;
   call.detail = comm->detail;
   call.detail_size = sizeof comm->detail;
-  mcgqResult_t res = run_step(comm, &call, step, seed, stats);
+  mcgqResult_t res = comm->mode == MCGQ_EXCHANGE_ALL_GATHER
+                         ? run_step(comm, &call, step, seed, stats)
+                         : mcgq_shard_step(comm, &call, step, seed, stats);
   if (res == mcgqTimeout) comm->aborted = 1;
   return res;
 }

@@ -8,8 +8,10 @@
  *
  *   transport  moves bytes, nothing else: an all-gather of a small block
  *              (host memory), an all-gather of the payloads of different
- *              sizes (host or device memory, as the transport declares) and a
- *              max-reduction of one int32 (host memory).
+ *              sizes (host or device memory, as the transport declares), a
+ *              max-reduction of one int32 (host memory) and, for the sharded
+ *              modes (comm_shard.c), an all-to-all of payloads of different
+ *              sizes.
  *   codec      prepare (quantize and encode, nothing of the caller's
  *              changes), reserve (the receive buffer), decode_average
  *              (straight into the registered gradients), commit (accumulators
@@ -70,6 +72,18 @@ typedef struct mcgq_transport_ops {
                                     const mcgq_call_t *call);
   /* Frees ctx (never the caller's communicator). */
   void (*destroy)(void *ctx);
+  /* Sharded modes (reduce-scatter, two-stage); NULL: the transport has none
+   * and those modes are refused with mcgqInvalidUsage.  This rank sends
+   * send_counts[j] bytes at send + send_displs[j] to rank j and receives
+   * recv_counts[r] bytes from rank r at recv + recv_displs[r] (its own part,
+   * j == r == rank, is copied).  The four arrays are host memory and this
+   * rank's own, but they agree pairwise (rank r's send_counts[j] equals rank
+   * j's recv_counts[r]) because all come from sizes gathered before; send
+   * and recv are device memory iff payload_on_device. */
+  mcgqResult_t (*alltoallv)(void *ctx, const void *send, const size_t *send_counts,
+                            const size_t *send_displs, void *recv,
+                            const size_t *recv_counts, const size_t *recv_displs,
+                            const mcgq_call_t *call);
 } mcgq_transport_ops_t;
 
 /* The codec of a communicator: host memory (codec_host.c, the CPU encoder
@@ -106,7 +120,34 @@ typedef struct mcgq_codec_ops {
   mcgqResult_t (*commit)(mcgq_codec_t *codec, const mcgq_call_t *call);
   void (*discard)(mcgq_codec_t *codec, const mcgq_call_t *call);
   void (*destroy)(mcgq_codec_t *codec);
+
+  /* Sharded modes (comm_shard.c); NULL in a codec without them (those modes
+   * are then refused with mcgqInvalidUsage). */
+  /* Encodes `messages` messages back to back into the send buffer: message
+   * m holds descs[first[m], first[m+1]) (an empty range is a 0-byte
+   * message) and sizes[m] receives its bytes; stats has first[messages]
+   * entries.  Nothing of the caller's changes.  Successive prepares before
+   * one commit or discard accumulate (the two-stage step prepares twice):
+   * commit applies them all.  Each prepare reuses the send buffer, so the
+   * previous messages must have been sent. */
+  mcgqResult_t (*prepare_messages)(mcgq_codec_t *codec,
+                                   const mcgqLayerDesc_t *descs, const int *first,
+                                   int messages, const mcgq_call_t *call,
+                                   const void **send, size_t *sizes,
+                                   mcgqLayerStats_t *stats);
+  /* Zero-filled memory of the codec's kind (the sharded steps' staging and
+   * the owner-side accumulators); release(NULL) is fine. */
+  mcgqResult_t (*alloc)(mcgq_codec_t *codec, size_t bytes, void **ptr,
+                        char *detail, size_t detail_size);
+  void (*release)(mcgq_codec_t *codec, void *ptr);
+  /* Copies bytes; `direction` says which side is host memory. */
+  mcgqResult_t (*copy)(mcgq_codec_t *codec, void *dst, const void *src,
+                       size_t bytes, int direction, const mcgq_call_t *call);
 } mcgq_codec_ops_t;
+
+/* copy's direction: between two buffers of the codec's kind, from host
+ * memory into the codec's, from the codec's into host memory. */
+enum { MCGQ_COPY_CODEC = 0, MCGQ_COPY_FROM_HOST = 1, MCGQ_COPY_TO_HOST = 2 };
 
 struct mcgq_codec {
   const mcgq_codec_ops_t *ops;

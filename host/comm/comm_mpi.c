@@ -1,7 +1,7 @@
 /*
  * comm_mpi.c - the MPI transport of the communicator (libmcgq_mpi).
  *
- * Three collectives on the caller's communicator, non-blocking and polled
+ * Four collectives on the caller's communicator, non-blocking and polled
  * against the step's deadline when the communicator has a timeout.  MPI's default error
  * handler aborts the job, and the library must never abort, so every call
  * runs with MPI_ERRORS_RETURN and puts the caller's handler back afterwards
@@ -20,6 +20,7 @@ typedef struct {
   MPI_Comm mpi;
   int nranks;
   int *counts, *displs; /* int arrays for MPI_Iallgatherv, nranks each */
+  int *send_counts, *send_displs; /* MPI_Ialltoallv's send side, nranks each */
   int32_t reduce_in, reduce_out; /* outlive a timed-out MPI_Iallreduce */
   int aborted;
 } mpi_transport_t;
@@ -150,16 +151,61 @@ static mcgqResult_t mpi_allreduce_max(void *ctx, int32_t *value,
   return res;
 }
 
+/* MPI counts are int: a size_t count or offset beyond INT_MAX is refused
+ * (on this rank alone here, which is why the sharded step agrees on the
+ * outcome of the exchange before it writes anything). */
+static int to_int_counts(const size_t *counts, const size_t *displs, int n,
+                         int *icounts, int *idispls) {
+  for (int r = 0; r < n; ++r) {
+    if (counts[r] > INT_MAX || displs[r] > INT_MAX) return 0;
+    icounts[r] = (int)counts[r];
+    idispls[r] = (int)displs[r];
+  }
+  return 1;
+}
+
+static mcgqResult_t mpi_alltoallv(void *ctx, const void *send,
+                                  const size_t *send_counts,
+                                  const size_t *send_displs, void *recv,
+                                  const size_t *recv_counts,
+                                  const size_t *recv_displs,
+                                  const mcgq_call_t *call) {
+  mpi_transport_t *t = ctx;
+  MCGQ_CHECK(refuse_if_aborted(t, call));
+  /* comm_shard.c refuses, alike on every rank, a step whose messages to or
+   * from any rank exceed INT_MAX bytes in all, so no rank fails here while
+   * its peers wait in the collective. */
+  if (!to_int_counts(send_counts, send_displs, t->nranks, t->send_counts,
+                     t->send_displs) ||
+      !to_int_counts(recv_counts, recv_displs, t->nranks, t->counts, t->displs)) {
+    snprintf(call->detail, call->detail_size,
+             "mcgqCommStep: the shard messages exceed MPI's int counts; "
+             "register fewer elements per communicator");
+    return mcgqCapacityExceeded;
+  }
+  errhandler_guard_t g;
+  guard_enter(&g, t->mpi);
+  MPI_Request req = MPI_REQUEST_NULL;
+  int rc = MPI_Ialltoallv(send, t->send_counts, t->send_displs, MPI_BYTE, recv,
+                          t->counts, t->displs, MPI_BYTE, t->mpi, &req);
+  mcgqResult_t res = finish(t, rc, &req, "MPI_Ialltoallv", call);
+  guard_leave(&g);
+  return res;
+}
+
 static void mpi_destroy(void *ctx) {
   mpi_transport_t *t = ctx;
   if (!t || t->aborted) return; /* a posted collective may still use it */
   free(t->counts);
   free(t->displs);
+  free(t->send_counts);
+  free(t->send_displs);
   free(t);
 }
 
 static const mcgq_transport_ops_t kMpiOps = {
-    "MPI", 0, mpi_allgather, mpi_allgatherv, mpi_allreduce_max, mpi_destroy};
+    "MPI", 0, mpi_allgather, mpi_allgatherv, mpi_allreduce_max, mpi_destroy,
+    mpi_alltoallv};
 
 /* Thread-local detail of libmcgq is not reachable from here (only its API is
  * exported), so a failed init returns its status and leaves the detail in
@@ -183,8 +229,10 @@ mcgqResult_t mcgqCommInitMpi(mcgqComm_t *comm, MPI_Comm mpi) {
     t->nranks = nranks;
     t->counts = calloc((size_t)nranks, sizeof(int));
     t->displs = calloc((size_t)nranks, sizeof(int));
+    t->send_counts = calloc((size_t)nranks, sizeof(int));
+    t->send_displs = calloc((size_t)nranks, sizeof(int));
   }
-  if (!t || !t->counts || !t->displs) {
+  if (!t || !t->counts || !t->displs || !t->send_counts || !t->send_displs) {
     mpi_destroy(t);
     return mcgqOutOfMemory;
   }

@@ -8,7 +8,8 @@
  * are staged through pinned host memory and a small device buffer, and
  * their completion is the step's host read.  The payload all-gather is
  * grouped ncclSend/ncclRecv of the gathered sizes (equal sizes in fixed
- * capacity) on device buffers, stream-ordered, no host wait.
+ * capacity) on device buffers, stream-ordered, no host wait; so is the
+ * all-to-all of the sharded modes.
  *
  * Waiting never blocks blindly: the stream is polled with cudaStreamQuery,
  * NCCL's asynchronous error with ncclCommGetAsyncError, and past the step's
@@ -140,6 +141,53 @@ static mcgqResult_t nccl_allgatherv(void *ctx, const void *send, size_t send_byt
   return wait_for(t, call, "ncclSend/ncclRecv of the messages");
 }
 
+/* Grouped ncclSend/ncclRecv of the shard messages; this rank's own part is
+ * a device copy.  Zero-byte parts are skipped on both ends alike (rank r's
+ * send count to j is j's receive count from r). */
+static mcgqResult_t enqueue_alltoallv(nccl_transport_t *t, const void *send,
+                                      const size_t *send_counts,
+                                      const size_t *send_displs, void *recv,
+                                      const size_t *recv_counts,
+                                      const size_t *recv_displs,
+                                      cudaStream_t stream) {
+  const unsigned char *out = send;
+  unsigned char *in = recv;
+  if (send_counts[t->rank] > 0)
+    MCGQ_CUDA_CHECK(kFn, "copying this rank's own shard",
+                    cudaMemcpyAsync(in + recv_displs[t->rank], out + send_displs[t->rank],
+                                    send_counts[t->rank], cudaMemcpyDeviceToDevice,
+                                    stream));
+  MCGQ_NCCL_CHECK(kFn, "ncclGroupStart", ncclGroupStart());
+  ncclResult_t ne = ncclSuccess;
+  for (int r = 0; r < t->nranks && ne == ncclSuccess; ++r) {
+    if (r == t->rank) continue;
+    if (send_counts[r] > 0)
+      ne = ncclSend(out + send_displs[r], send_counts[r], ncclUint8, r, t->nccl, stream);
+    if (ne == ncclSuccess && recv_counts[r] > 0)
+      ne = ncclRecv(in + recv_displs[r], recv_counts[r], ncclUint8, r, t->nccl, stream);
+  }
+  ncclResult_t end = ncclGroupEnd(); /* always closes the group */
+  MCGQ_NCCL_CHECK(kFn, "ncclSend/ncclRecv of the shard messages", ne);
+  MCGQ_NCCL_CHECK(kFn, "ncclGroupEnd", end);
+  return mcgqSuccess;
+}
+
+/* Stream-ordered like nccl_allgatherv. */
+static mcgqResult_t nccl_alltoallv(void *ctx, const void *send,
+                                   const size_t *send_counts,
+                                   const size_t *send_displs, void *recv,
+                                   const size_t *recv_counts,
+                                   const size_t *recv_displs,
+                                   const mcgq_call_t *call) {
+  nccl_transport_t *t = ctx;
+  MCGQ_CHECK(refuse_if_aborted(t, call));
+  MCGQ_CHECK(to_call(call, enqueue_alltoallv(t, send, send_counts, send_displs, recv,
+                                             recv_counts, recv_displs,
+                                             (cudaStream_t)call->stream)));
+  if (call->deadline <= 0.0) return mcgqSuccess;
+  return wait_for(t, call, "ncclSend/ncclRecv of the shard messages");
+}
+
 static mcgqResult_t enqueue_max(nccl_transport_t *t, int32_t value,
                                 cudaStream_t stream) {
   int32_t *h = (int32_t *)(void *)t->h_stage;
@@ -173,7 +221,8 @@ static void nccl_destroy(void *ctx) {
 }
 
 static const mcgq_transport_ops_t kNcclOps = {
-    "NCCL", 1, nccl_allgather, nccl_allgatherv, nccl_allreduce_max, nccl_destroy};
+    "NCCL", 1, nccl_allgather, nccl_allgatherv, nccl_allreduce_max, nccl_destroy,
+    nccl_alltoallv};
 
 static mcgqResult_t create_transport(ncclComm_t nccl, nccl_transport_t *t) {
   static const char fn[] = "mcgqCommInitNccl";

@@ -4,8 +4,10 @@
  * torch.distributed driven from Python, runs the library's one protocol.
  * The callbacks move bytes; every protocol decision stays in comm.c.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "comm_internal.h"
 #include "internal.h"
@@ -51,23 +53,45 @@ static mcgqResult_t cb_allreduce_max(void *ctx, int32_t *value,
                          "allreduce_max_int", call);
 }
 
+static mcgqResult_t cb_alltoallv(void *ctx, const void *send,
+                                 const size_t *send_counts, const size_t *send_displs,
+                                 void *recv, const size_t *recv_counts,
+                                 const size_t *recv_displs, const mcgq_call_t *call) {
+  callback_transport_t *t = ctx;
+  return callback_result(t->cb.alltoallv(t->cb.user, send, send_counts, send_displs,
+                                         recv, recv_counts, recv_displs),
+                         "alltoallv", call);
+}
+
 static void cb_destroy(void *ctx) { free(ctx); }
 
+/* Four tables: memory kind x whether the caller gave an all-to-all (the
+ * communicator refuses the sharded modes when ops->alltoallv is NULL). */
 static const mcgq_transport_ops_t kHostCallbacks = {
-    "callback", 0, cb_allgather, cb_allgatherv, cb_allreduce_max, cb_destroy};
+    "callback", 0, cb_allgather, cb_allgatherv, cb_allreduce_max, cb_destroy, NULL};
 static const mcgq_transport_ops_t kDeviceCallbacks = {
-    "callback", 1, cb_allgather, cb_allgatherv, cb_allreduce_max, cb_destroy};
+    "callback", 1, cb_allgather, cb_allgatherv, cb_allreduce_max, cb_destroy, NULL};
+static const mcgq_transport_ops_t kHostCallbacksSharded = {
+    "callback", 0, cb_allgather, cb_allgatherv, cb_allreduce_max, cb_destroy,
+    cb_alltoallv};
+static const mcgq_transport_ops_t kDeviceCallbacksSharded = {
+    "callback", 1, cb_allgather, cb_allgatherv, cb_allreduce_max, cb_destroy,
+    cb_alltoallv};
+
+/* The struct before alltoallv was added: still accepted. */
+static const size_t kCallbacksV1Size = offsetof(mcgqTransportCallbacks_t, alltoallv);
 
 mcgqResult_t mcgqCommInitCallbacks(mcgqComm_t *comm, int rank, int nranks,
                                    const mcgqTransportCallbacks_t *cb) {
   static const char fn[] = "mcgqCommInitCallbacks";
   if (!comm || !cb)
     return mcgq_fail(mcgqInvalidArgument, "%s: comm or cb is NULL", fn);
-  if (cb->struct_size < sizeof *cb)
+  if (cb->struct_size < kCallbacksV1Size)
     return mcgq_fail(mcgqUnsupportedVersion,
-                     "%s: cb->struct_size = %u is below "
-                     "sizeof(mcgqTransportCallbacks_t) = %u",
-                     fn, (unsigned)cb->struct_size, (unsigned)sizeof *cb);
+                     "%s: cb->struct_size = %u is below %u, the smallest "
+                     "mcgqTransportCallbacks_t (sizeof is %u)",
+                     fn, (unsigned)cb->struct_size, (unsigned)kCallbacksV1Size,
+                     (unsigned)sizeof *cb);
   if (!cb->allgather || !cb->allgatherv || !cb->allreduce_max_int)
     return mcgq_fail(mcgqInvalidArgument,
                      "%s: allgather, allgatherv and allreduce_max_int must all "
@@ -79,8 +103,12 @@ mcgqResult_t mcgqCommInitCallbacks(mcgqComm_t *comm, int rank, int nranks,
                      fn, (int)cb->payload_on_device);
   callback_transport_t *t = calloc(1, sizeof *t);
   if (!t) return mcgq_fail(mcgqOutOfMemory, "%s: no host memory", fn);
-  t->cb = *cb;
+  /* Only the fields the caller's struct_size covers are read. */
+  memcpy(&t->cb, cb, cb->struct_size < sizeof *cb ? cb->struct_size : sizeof *cb);
   t->cb.struct_size = (uint32_t)sizeof *cb;
-  return mcgq_comm_create(cb->payload_on_device ? &kDeviceCallbacks : &kHostCallbacks,
-                          t, rank, nranks, comm);
+  const int on_device = cb->payload_on_device != 0;
+  const mcgq_transport_ops_t *ops =
+      t->cb.alltoallv ? (on_device ? &kDeviceCallbacksSharded : &kHostCallbacksSharded)
+                      : (on_device ? &kDeviceCallbacks : &kHostCallbacks);
+  return mcgq_comm_create(ops, t, rank, nranks, comm);
 }

@@ -268,6 +268,20 @@ ALLGATHERV_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_
                                  ctypes.POINTER(ctypes.c_size_t))
 ALLREDUCE_MAX_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p,
                                     ctypes.POINTER(ctypes.c_int32))
+# Needed by the sharded exchange modes only (MPI_Alltoallv semantics):
+# (user, send, send_counts, send_displs, recv, recv_counts, recv_displs).
+ALLTOALLV_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p,
+                                ctypes.POINTER(ctypes.c_size_t),
+                                ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p,
+                                ctypes.POINTER(ctypes.c_size_t),
+                                ctypes.POINTER(ctypes.c_size_t))
+
+# Exchange modes (mcgq.h, "exchange modes"; mcgqCommSetExchangeMode).
+EXCHANGE_NONE = -1  # policy only: send uncompressed
+EXCHANGE_ALL_GATHER = 0
+EXCHANGE_TWO_STAGE = 1
+EXCHANGE_REDUCE_SCATTER = 2
+MAX_SHARDED_RANKS = 65535
 
 
 class TransportCallbacks(ctypes.Structure):
@@ -278,6 +292,7 @@ class TransportCallbacks(ctypes.Structure):
         ("allgather", ALLGATHER_FN),
         ("allgatherv", ALLGATHERV_FN),
         ("allreduce_max_int", ALLREDUCE_MAX_FN),
+        ("alltoallv", ALLTOALLV_FN),  # NULL: no sharded modes
     ]
 
 
@@ -363,6 +378,13 @@ _PROTOTYPES = {
     "mcgqCommGetLastError": (ctypes.c_char_p, [_vp]),
     "mcgqCommGetLayerStats": (_res, [_vp, _p(LayerStats), ctypes.c_int]),
     "mcgqCommDestroy": (_res, [_vp]),
+    "mcgqShardRange": (_res, [ctypes.c_uint64, ctypes.c_int, ctypes.c_int,
+                              _p(ctypes.c_uint64), _p(ctypes.c_uint64)]),
+    "mcgqCommSetExchangeMode": (_res, [_vp, ctypes.c_int32]),
+    "mcgqCommGetExchangeMode": (_res, [_vp, _p(ctypes.c_int32)]),
+    "mcgqCommGetOwnerStateSize": (_res, [_vp, _p(ctypes.c_uint64)]),
+    "mcgqCommGetOwnerState": (_res, [_vp, _vp, ctypes.c_uint64]),
+    "mcgqCommSetOwnerState": (_res, [_vp, _vp, ctypes.c_uint64]),
 }
 
 

@@ -1,0 +1,88 @@
+/*
+ * comm_handle.h - the communicator's state, shared by the files that run
+ * its steps (not installed): comm.c (handle, layer table, agreement and the
+ * all-gather step) and comm_shard.c (the reduce-scatter and two-stage
+ * steps).  Both run over the seams of comm_internal.h and share one
+ * agreement: the block all-gather that checks the layer tables and settings
+ * and decides failures alike on every rank.
+ */
+#ifndef MCGQ_COMM_HANDLE_H_
+#define MCGQ_COMM_HANDLE_H_
+
+#include "comm_internal.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The sharded steps' plan for one (layer table, P, rank): comm_shard.c. */
+typedef struct mcgq_shard_plan mcgq_shard_plan_t;
+
+struct mcgqComm {
+  const mcgq_transport_ops_t *ops;
+  void *ctx;
+  mcgq_codec_t *codec;
+  int rank, nranks;
+  int32_t mode;     /* MCGQ_EXCHANGE_ALL_GATHER / TWO_STAGE / REDUCE_SCATTER */
+  size_t capacity;  /* bytes per rank and step; 0 = exact sizes */
+  double timeout_s; /* 0 = wait forever */
+  int aborted;      /* a collective timed out: the handle refuses steps */
+
+  mcgqLayer_t *layers; /* copy of the caller's table */
+  int count;
+  uint64_t total_n;
+  mcgqLayerStats_t *layer_stats;
+  mcgqLayerDesc_t *descs;
+  mcgq_shard_plan_t *plan; /* sharded modes only, else NULL */
+
+  /* per-rank tables, sized at creation */
+  uint64_t *blocks; /* BLOCK_WORDS * nranks */
+  size_t *counts, *displs, *in_bytes;
+  const void **messages;
+
+  char detail[MCGQ_COMM_DETAIL_BYTES];
+};
+
+/* Records a message in the handle and returns status. */
+mcgqResult_t mcgq_comm_fail(mcgqComm_t comm, mcgqResult_t status,
+                            const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The agreement of every step (comm.c): all-gather of one block per rank
+ * (fingerprint of table, settings, mode and step; `local`'s status flag;
+ * send_bytes), then the same decision on every rank. */
+mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
+                             uint64_t step, mcgqResult_t local,
+                             size_t send_bytes, mcgqStepStats_t *stats);
+
+/* Receive buffer of counts[0..nranks) bytes laid out back to back
+ * (displs[] filled here), agreed by a max-reduction: one rank's failed
+ * allocation fails the step on every rank. */
+mcgqResult_t mcgq_comm_reserve_agreed(mcgqComm_t comm, const mcgq_call_t *call,
+                                      const size_t *counts, size_t *displs,
+                                      void **recv);
+
+/* 1 when a status flag gathered in an agreement is the non-finite one. */
+int32_t mcgq_comm_status_flag(mcgqResult_t res);
+mcgqResult_t mcgq_comm_flag_status(int32_t flag);
+
+/* comm_shard.c.  A plan for `layers` on this rank (owner-side accumulators
+ * zeroed); refuses what the sharded modes cannot do yet. */
+mcgqResult_t mcgq_shard_plan_create(mcgqComm_t comm, const mcgqLayer_t *layers,
+                                    int count, mcgq_shard_plan_t **plan);
+void mcgq_shard_plan_destroy(mcgqComm_t comm, mcgq_shard_plan_t *plan);
+/* One step in comm->mode (REDUCE_SCATTER or TWO_STAGE). */
+mcgqResult_t mcgq_shard_step(mcgqComm_t comm, const mcgq_call_t *call,
+                             uint64_t step, uint64_t seed, mcgqStepStats_t *stats);
+/* Owner-side accumulators of the two-stage mode (host copies). */
+uint64_t mcgq_shard_owner_elements(const mcgq_shard_plan_t *plan);
+mcgqResult_t mcgq_shard_owner_copy(mcgqComm_t comm, float *host_out,
+                                   const float *host_in);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MCGQ_COMM_HANDLE_H_ */
