@@ -26,7 +26,7 @@ REF2 = {"hook": {"k": 0.5, "accumulate": "reset", "seed": 7, "warmup_steps": 2,
         "steps": 6, "lr": 0.1, "bucket_cap_mb": 0.001}
 REF4 = {"hook": {"k": 0.25, "accumulate": "residual", "dynamic_k": True,
                  "delta_k": 1.0, "k_min": 0.05, "k_max": 4.0, "seed": 5,
-                 "min_compress_numel": 0},
+                 "min_compress_numel": 100},   # biases (64, 4) raw: rank-order sum at P = 4
         "steps": 5, "lr": 0.1, "bucket_cap_mb": 0.001}
 LONG_STEPS = 40
 K1_RESIDUAL = {"hook": {"k": 1.0, "accumulate": "residual", "seed": 3,
