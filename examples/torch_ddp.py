@@ -3,11 +3,14 @@
     torchrun --nproc_per_node 4 examples/torch_ddp.py --hook mcgq --k 0.1
     torchrun --nproc_per_node 4 examples/torch_ddp.py --hook allreduce
     torchrun --nproc_per_node 4 examples/torch_ddp.py --hook bf16
+    torchrun --nproc_per_node 4 examples/torch_ddp.py --hook powersgd
 
 CPU tensors and gloo without GPUs, CUDA tensors and NCCL with them (one GPU
 per process).  A small MLP learns a synthetic classification task (Gaussian
 clusters); every epoch rank 0 prints the training loss, held-out accuracy,
-bits per gradient element on the wire and the mean step time.
+bits per gradient element on the wire, the mean step time and (mcgq) the
+mean time backward spent blocked inside the hook.  python/bench_hook.py
+times the same model's exchanges side by side.
 """
 
 import argparse
@@ -23,7 +26,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--hook", choices=["mcgq", "allreduce", "bf16"], default="mcgq")
+    p.add_argument("--hook", choices=["mcgq", "allreduce", "bf16", "powersgd"],
+                   default="mcgq")
+    p.add_argument("--psgd-rank", type=int, default=2, help="PowerSGD's rank")
     p.add_argument("--k", type=float, default=0.1, help="MCGQ sampling amount K")
     p.add_argument("--accumulate", choices=["reset", "residual", "none"],
                    default="residual")
@@ -70,12 +75,19 @@ def make_hook(args, ddp):
     if args.hook == "bf16":
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
         ddp.register_comm_hook(dist.group.WORLD, default_hooks.bf16_compress_hook)
+    if args.hook == "powersgd":
+        from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as psgd
+        ddp.register_comm_hook(psgd.PowerSGDState(
+            process_group=None, matrix_approximation_rank=args.psgd_rank,
+            start_powerSGD_iter=2), psgd.powerSGD_hook)
     return None
 
 
 def bits_per_element(args, state):
     if state is not None:
         return state.stats()["bits_per_element_all"]
+    if args.hook == "powersgd":
+        return float("nan")     # see python/bench_hook.py's powersgd_bits
     return 16.0 if args.hook == "bf16" else 32.0
 
 
@@ -109,10 +121,10 @@ def main():
               (args.hook, world, device.type, n_params,
                " K=%g accumulate=%s" % (args.k, args.accumulate)
                if args.hook == "mcgq" else ""), flush=True)
-        print("%5s %10s %9s %11s %12s" % ("epoch", "loss", "accuracy", "bits/elem",
-                                         "step (ms)"), flush=True)
+        print("%5s %10s %9s %11s %12s %12s" % ("epoch", "loss", "accuracy", "bits/elem",
+                                               "step (ms)", "in hook (ms)"), flush=True)
     for epoch in range(args.epochs):
-        loss_sum, bits_sum, step_time = 0.0, 0.0, 0.0
+        loss_sum, bits_sum, step_time, hook_time = 0.0, 0.0, 0.0, 0.0
         for _ in range(args.steps_per_epoch):
             x, y = data.sample(args.batch, gen)
             x, y = x.to(device), y.to(device)
@@ -128,15 +140,20 @@ def main():
             step_time += time.perf_counter() - t0
             loss_sum += loss.item()
             bits_sum += bits_per_element(args, state)
+            if state is not None:
+                hook_time += state.stats()["hook_seconds"]
         with torch.no_grad():
             acc = float((model(x_test).argmax(1) == y_test).float().mean())
-        stats = torch.tensor([loss_sum, step_time], dtype=torch.float64, device=device)
+        stats = torch.tensor([loss_sum, step_time, hook_time], dtype=torch.float64,
+                             device=device)
         dist.all_reduce(stats)
         steps = args.steps_per_epoch
         if rank == 0:
-            print("%5d %10.4f %9.3f %11.3f %12.3f" %
+            print("%5d %10.4f %9.3f %11.3f %12.3f %12s" %
                   (epoch, float(stats[0]) / steps / world, acc, bits_sum / steps,
-                   1e3 * float(stats[1]) / steps / world), flush=True)
+                   1e3 * float(stats[1]) / steps / world,
+                   "%.3f" % (1e3 * float(stats[2]) / steps / world)
+                   if state is not None else "-"), flush=True)
     dist.destroy_process_group()
 
 

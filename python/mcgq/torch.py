@@ -6,22 +6,43 @@ gradient exchange over torch.distributed (gloo on CPU, NCCL on GPU).
 
 Per DDP bucket, every parameter is one mcgq layer.  Parameters with at least
 `min_compress_numel` elements are compressed with one segmented encode call
-per bucket; smaller ones (biases, norms) and all parameters during
-`warmup_steps` go through an ordinary all-reduce average.  The exchange is
-all_gather of the sizes (with a non-finite flag), then all_gather of the
-payloads padded to the largest, then a decode-and-average in rank order, so
-every rank ends with bit-identical gradients.
+per bucket; smaller ones (biases, norms), and all parameters during
+`warmup_steps`, travel as raw float32 in the same message and are averaged
+in rank order (acc = 0; for r: acc += x_r; acc / P), so every rank ends with
+bit-identical gradients for any number of ranks.
+
+The hook is asynchronous like DDP's own hooks: it encodes the bucket (on the
+current CUDA stream for CUDA tensors), issues its collectives as async work
+and returns a future that the decode-and-average completes later, so the
+exchange overlaps the rest of backward.  Per bucket the exchange is a small
+all_gather of a fixed header (size, status, step, layer-table digest) and an
+all_gather of the payloads.  Every collective is issued from the thread that
+calls the hook, in the same order on every rank: the payload all_gather of
+bucket i is issued by the hook call of bucket i+1 (or by the last bucket's
+call), never from a future callback, whose timing differs between ranks.
+
+Failures are agreed, never local: a rank whose preparation or encode fails
+still takes part in the header exchange with an error status, and then
+every rank completes that bucket's future with the same mcgq.torch.HookError
+(so backward() raises on all ranks, naming the failing rank and its error);
+ranks that disagree on the step or the layer table fail the same way.  A
+non-finite value on any rank makes every rank return that bucket filled with
+NaN (so torch.cuda.amp.GradScaler skips the step).  In both cases the
+accumulators, K states and the step counter stay unchanged on all ranks.
 
 Error-feedback accumulators and dynamic-K states live in the state object,
-per parameter, and survive state_dict()/load_state_dict() bit for bit.  The
-encode works on copies of them; the copies are committed when the whole step
-(all buckets) was finite on every rank.  A non-finite value on any rank makes
-every rank return its buckets filled with NaN (so torch.cuda.amp.GradScaler
-skips the step) and leaves the accumulators, K states and the step counter
-unchanged.
+per parameter, matched to parameters by identity (a weak reference, never a
+bare id()) and checked against shape and dtype before any buffer reaches
+the C library.  state_dict() keys are parameter names without DDP's
+"module." prefix (the same whether the DDP wrapper or the inner module was
+given), and the state pickles whole (torch.save(state)) without its process
+group, as PowerSGDState does.
 """
 
 import ctypes
+import hashlib
+import time
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -29,31 +50,44 @@ import torch.distributed as dist
 from . import _capi
 from . import LayerStats, _config, _u64, gpu_available, random_word
 
-__all__ = ["MCGQState", "mcgq_hook"]
+__all__ = ["MCGQState", "mcgq_hook", "HookError"]
 
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2            # 1: keys could carry DDP's "module." prefix
 _KSTATE_BYTES = ctypes.sizeof(_capi.KState)
 _STATS_BYTES = ctypes.sizeof(_capi.LayerStats)
 
 
+class HookError(RuntimeError):
+    """A bucket of the step failed on at least one rank; every rank raises
+    this same error (through backward()).  `failures` maps rank -> text."""
+
+    def __init__(self, text, failures=None):
+        super().__init__(text)
+        self.failures = dict(failures or {})
+
+
 class _Layer:
-    """Per-parameter state: stable ordinal (the layer id of its random word),
-    checkpoint key, accumulator and dynamic-K state (both tensors on the
-    parameter's device; the K state is the raw mcgqKState_t bytes)."""
+    """Per-parameter state: checkpoint key, stable ordinal (the layer id of
+    its random word), shape, accumulator and dynamic-K state (tensors on the
+    parameter's device once used; the K state is the raw mcgqKState_t)."""
 
-    __slots__ = ("ordinal", "key", "numel", "accum", "kstate")
+    __slots__ = ("key", "ordinal", "shape", "numel", "accum", "kstate")
 
-    def __init__(self, ordinal, key, numel):
-        self.ordinal = ordinal
+    def __init__(self, key, ordinal, shape):
         self.key = key
+        self.ordinal = int(ordinal)
+        self.shape = tuple(int(s) for s in shape)
+        numel = 1
+        for s in self.shape:
+            numel *= s
         self.numel = numel
         self.accum = None
         self.kstate = None
 
 
-def _kstate_bytes(k):
+def _kstate_tensor(k=None, d_prev=0.0, started=0):
     ks = _capi.KState()
-    ks.k = k
+    ks.k, ks.d_prev, ks.started = k, d_prev, started
     return torch.frombuffer(bytearray(ctypes.string_at(ctypes.addressof(ks),
                                                        _KSTATE_BYTES)),
                             dtype=torch.uint8)
@@ -66,23 +100,34 @@ def _kstate_fields(t):
     return float(ks.k), float(ks.d_prev), int(ks.started)
 
 
+def _inner_module(model):
+    """The module whose parameter names are the checkpoint keys: DDP's
+    wrapped module, so keys do not depend on which of the two was given."""
+    from torch.nn.parallel import DistributedDataParallel
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 class MCGQState:
     """State of the MCGQ DDP hook.
 
-    process_group: the group DDP uses (None: the default group).
+    process_group: the group DDP uses (None: the default group).  Not pickled.
     k: sampling amount K in (0, 64] (N = ceil(numel * K) samples per layer).
     accumulate: "reset" (the paper's Alg 4), "residual" (error feedback with
         the damped scale) or "none" (Alg 2, no memory).
     dynamic_k, k_min, k_max, delta_k: the paper's Alg 3 per layer.
     seed: random words are random_word(seed, step, layer ordinal, rank).
-    warmup_steps: steps exchanged with a plain all-reduce first.
-    min_compress_numel: smaller parameters are all-reduced, not compressed.
+    warmup_steps: steps sent uncompressed first.
+    min_compress_numel: smaller parameters are sent uncompressed.
     checksum: CRC32C on every layer of the wire messages.
-    model: the (DDP) module; when given, checkpoint keys are parameter names
-        and layer ordinals their positions in model.parameters(); otherwise
-        parameters are numbered in the order the hook first meets them
-        (deterministic for a given model and DDP configuration).
+    model: the DDP module or the module it wraps (or bind(model) later);
+        checkpoint keys are then parameter names and layer ordinals their
+        positions in model.parameters().  Without it parameters are numbered
+        in the order the hook first meets them ("param0", ...;
+        deterministic for a given model and DDP configuration).
     """
+
+    _KNOBS = ("k", "accumulate", "dynamic_k", "k_min", "k_max", "delta_k",
+              "seed", "warmup_steps", "min_compress_numel", "checksum", "algo")
 
     def __init__(self, process_group=None, k=0.1, accumulate="reset",
                  dynamic_k=False, k_min=0.01, k_max=8.0, delta_k=0.0, seed=0,
@@ -99,6 +144,10 @@ class MCGQState:
                     "mcgqKStateInit")
         if not 0.0 < self._cfg.k <= _capi.MAX_K:
             raise ValueError("k = %r is not in (0, %g]" % (k, _capi.MAX_K))
+        if process_group is not None and not isinstance(process_group,
+                                                        dist.ProcessGroup):
+            raise TypeError("process_group must be a torch.distributed "
+                            "ProcessGroup or None, got %s" % type(process_group).__name__)
         self.process_group = process_group
         self.k = float(k)
         self.accumulate = accumulate
@@ -110,75 +159,146 @@ class MCGQState:
         self.checksum = bool(checksum)
         self.algo = algo
         self.step = 0
-        self._names = None
-        if model is not None:
-            self._names = {id(p): (i, name) for i, (name, p)
-                           in enumerate(model.named_parameters())}
-        self._by_param = {}       # id(param) -> _Layer
-        self._by_key = {}         # key -> _Layer
-        self._loaded = {}         # key -> record from load_state_dict, not yet met
-        self._pending = []        # (layer, new accum, new kstate) of this step
-        self._step_nonfinite = False
+        self._layers = {}          # key -> _Layer (live or loaded)
+        self._params = {}          # id(param) -> (weakref, key), checked by identity
+        self._names = None         # id(param) -> (weakref, ordinal, key) of the bound model
+        self._named_keys = False   # keys are parameter names (bind() was called)
+        self._next_ordinal = 0     # meeting order when no model is bound
+        self._table_frozen = False  # meeting order: the table is fixed after one step
+        self._protocol = _GatherProtocol()
         self._cur = self._empty_step_stats()
         self._last = self._empty_step_stats()
-        self._totals = {"steps": 0, "steps_nonfinite": 0, "bytes_sent": 0,
-                        "elements_compressed": 0}
+        self._totals = {"steps": 0, "steps_nonfinite": 0, "steps_failed": 0,
+                        "bytes_sent": 0, "elements_compressed": 0}
+        if model is not None:
+            self.bind(model)
 
-    # ---------------------------------------------------------- layers
+    # ---------------------------------------------------------- binding
+
+    def bind(self, model):
+        """Names the parameters: keys become parameter names (without DDP's
+        "module." prefix) and ordinals positions in model.parameters().
+        Needed again after unpickling a state that was bound."""
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError("model must be a torch.nn.Module (the DDP module or "
+                            "the module it wraps), got %s" % type(model).__name__)
+        if self._protocol.busy():
+            raise RuntimeError("mcgq: bind() in the middle of a step")
+        if self._layers and not self._named_keys:
+            raise RuntimeError("mcgq: this state numbered its parameters by meeting "
+                               "order (no model was given); bind a model before "
+                               "the first step or build a new state")
+        names = {}
+        for i, (name, p) in enumerate(_inner_module(model).named_parameters()):
+            names[id(p)] = (weakref.ref(p), i, name)
+        by_name = {n: ref() for ref, _, n in names.values()}
+        for key, layer in self._layers.items():
+            if key not in by_name:
+                raise ValueError("mcgq: the state holds parameter %r, which the "
+                                 "model does not have" % key)
+            p = by_name[key]
+            if tuple(p.shape) != layer.shape:
+                raise ValueError("mcgq: the state's parameter %r has shape %s, the "
+                                 "model's has %s" % (key, list(layer.shape),
+                                                     list(p.shape)))
+        self._names = names
+        self._params = {}
+        self._named_keys = True
 
     def _layer_of(self, param):
-        layer = self._by_param.get(id(param))
-        if layer is not None:
-            return layer
-        if self._names is not None:
-            if id(param) not in self._names:
-                raise RuntimeError("mcgq: a bucket holds a parameter that is not "
-                                   "in the model given to MCGQState")
-            ordinal, key = self._names[id(param)]
+        entry = self._params.get(id(param))
+        if entry is not None and entry[0]() is param:
+            layer = self._layers[entry[1]]
         else:
-            ordinal = len(self._by_param)
-            key = "param%d" % ordinal
-        layer = _Layer(ordinal, key, param.numel())
-        record = self._loaded.pop(key, None)
-        if record is not None:
-            self._restore_layer(layer, record, param.device)
-        self._by_param[id(param)] = layer
-        self._by_key[key] = layer
+            layer = self._bind_param(param)
+        if tuple(param.shape) != layer.shape:
+            raise ValueError("mcgq: parameter %r changed shape from %s to %s" %
+                             (layer.key, list(layer.shape), list(param.shape)))
+        if param.dtype != torch.float32:
+            raise TypeError("mcgq: parameter %r is %s; mcgq compresses float32 only"
+                            % (layer.key, param.dtype))
         return layer
 
-    def _restore_layer(self, layer, record, device):
-        if int(record["numel"]) != layer.numel:
-            raise ValueError("mcgq: checkpoint layer %r has %d elements, the "
-                             "parameter has %d" % (layer.key, record["numel"],
-                                                   layer.numel))
-        accum = record.get("accum")
-        layer.accum = None if accum is None else \
-            accum.detach().to(device=device, dtype=torch.float32).clone().contiguous()
-        if record.get("k") is not None:
-            ks = _capi.KState()
-            ks.k, ks.d_prev, ks.started = record["k"], record["d_prev"], record["started"]
-            layer.kstate = torch.frombuffer(
-                bytearray(ctypes.string_at(ctypes.addressof(ks), _KSTATE_BYTES)),
-                dtype=torch.uint8).to(device)
+    def _bind_param(self, param):
+        if self._named_keys:
+            if self._names is None:
+                raise RuntimeError(
+                    "mcgq: this state keys its parameters by name but is bound "
+                    "to no model (it was unpickled); call state.bind(model) "
+                    "before training")
+            ent = self._names.get(id(param))
+            if ent is None or ent[0]() is not param:
+                raise RuntimeError(
+                    "mcgq: a bucket holds a parameter that is not in the model "
+                    "bound to MCGQState (a rebuilt model? call state.bind(model))")
+            _, ordinal, key = ent
+        else:
+            if self._params and not any(ref() is not None
+                                        for ref, _ in self._params.values()):
+                # Every parameter met so far is gone: a rebuilt model.  Number
+                # again from 0; the layers are matched by key and shape.
+                self._params = {}
+                self._next_ordinal = 0
+                self._table_frozen = False
+            if self._table_frozen:
+                raise RuntimeError(
+                    "mcgq: the hook met a parameter it did not meet in the first "
+                    "step while those parameters are still alive; an MCGQState "
+                    "serves one model (build one state per model, or pass model=)")
+            ordinal = self._next_ordinal
+            key = "param%d" % ordinal
+            self._next_ordinal += 1
+        layer = self._layers.get(key)
+        if layer is None:
+            layer = _Layer(key, ordinal, param.shape)
+        elif layer.shape != tuple(param.shape):
+            raise ValueError(
+                "mcgq: the state for parameter %r was made for shape %s; the "
+                "parameter has shape %s (a state reused on another model?)" %
+                (key, list(layer.shape), list(param.shape)))
+        layer.ordinal = ordinal
+        self._layers[key] = layer
+        self._params[id(param)] = (weakref.ref(param), key)
+        return layer
 
-    def _ensure_buffers(self, layer, device):
-        if self._cfg.accumulate != _capi.ACCUM_NONE and layer.accum is None:
-            layer.accum = torch.zeros(layer.numel, dtype=torch.float32, device=device)
-        if self.dynamic_k and layer.kstate is None:
-            layer.kstate = _kstate_bytes(self.k).to(device)
+    def _buffers_for(self, layer, device):
+        """The layer's accumulator and K state on `device`, checked against
+        the layer's size; fresh ones when it has none."""
+        if self._cfg.accumulate != _capi.ACCUM_NONE:
+            a = layer.accum
+            if a is None:
+                a = torch.zeros(layer.numel, dtype=torch.float32, device=device)
+            if not isinstance(a, torch.Tensor) or a.dtype != torch.float32 or \
+                    a.numel() != layer.numel:
+                raise ValueError("mcgq: the accumulator of %r is not %d float32 "
+                                 "values" % (layer.key, layer.numel))
+            layer.accum = a.to(device).contiguous().view(-1)
+        if self.dynamic_k:
+            ks = layer.kstate
+            if ks is None:
+                ks = _kstate_tensor(self.k)
+            if not isinstance(ks, torch.Tensor) or ks.dtype != torch.uint8 or \
+                    ks.numel() != _KSTATE_BYTES:
+                raise ValueError("mcgq: the K state of %r is not %d bytes" %
+                                 (layer.key, _KSTATE_BYTES))
+            layer.kstate = ks.to(device).contiguous()
 
     # ---------------------------------------------------------- checkpoint
 
+    def _config_dict(self):
+        return {name: getattr(self, name) for name in self._KNOBS}
+
     def state_dict(self):
         """Step counter, per-parameter accumulators (float32 CPU tensors) and
-        dynamic-K states (k, d_prev as Python floats: exact doubles), the
-        configuration (informative) and cumulative counters.  Only tensors
-        and Python scalars, so torch.load(weights_only=True) reads it."""
+        dynamic-K states (k, d_prev as Python floats: exact doubles), shapes,
+        the configuration (informative) and cumulative counters.  Only
+        tensors and Python scalars, so torch.load(weights_only=True) reads it."""
+        if self._protocol.busy():
+            raise RuntimeError("mcgq: state_dict() in the middle of a step")
         layers = {}
-        for key, rec in self._loaded.items():
-            layers[key] = dict(rec)
-        for key, layer in self._by_key.items():
+        for key, layer in self._layers.items():
             rec = {"ordinal": layer.ordinal, "numel": layer.numel,
+                   "shape": list(layer.shape),
                    "accum": None if layer.accum is None else layer.accum.detach().cpu().clone(),
                    "k": None, "d_prev": None, "started": None}
             if layer.kstate is not None:
@@ -188,155 +308,458 @@ class MCGQState:
             "format": _STATE_FORMAT,
             "step": self.step,
             "seed": self.seed,
-            "config": {"k": self.k, "accumulate": self.accumulate,
-                       "dynamic_k": self.dynamic_k, "k_min": self.k_min,
-                       "k_max": self.k_max, "delta_k": self.delta_k,
-                       "warmup_steps": self.warmup_steps,
-                       "min_compress_numel": self.min_compress_numel,
-                       "checksum": self.checksum, "algo": self.algo},
+            "named_keys": self._named_keys,
+            "config": self._config_dict(),
             "layers": layers,
             "totals": dict(self._totals),
         }
 
     def load_state_dict(self, sd):
-        """Restores what state_dict() returned.  The accumulation mode must be
-        the same (an accumulator means something else in another mode)."""
-        if sd.get("format") != _STATE_FORMAT:
-            raise ValueError("mcgq: unknown hook state format %r" % sd.get("format"))
-        if sd["config"]["accumulate"] != self.accumulate:
-            raise ValueError("mcgq: checkpoint was made with accumulate=%r, this "
-                             "state has %r" % (sd["config"]["accumulate"],
-                                               self.accumulate))
-        if self._pending:
+        """Restores what state_dict() returned.  Everything is checked before
+        anything changes: the accumulation mode must be the same (an
+        accumulator means something else in another mode), every record must
+        be consistent (accumulator size = numel = product of the shape), and
+        with a bound model every key must name one of its parameters with
+        that shape.  Format-1 checkpoints whose keys all carry DDP's
+        "module." prefix are read without it."""
+        if not isinstance(sd, dict):
+            raise TypeError("mcgq: load_state_dict takes the dict state_dict() "
+                            "returned, got %s" % type(sd).__name__)
+        fmt = sd.get("format")
+        if fmt not in (1, _STATE_FORMAT):
+            raise ValueError("mcgq: unknown hook state format %r" % fmt)
+        if self._protocol.busy():
             raise RuntimeError("mcgq: load_state_dict in the middle of a step")
-        self.step = int(sd["step"])
-        self.seed = _u64(sd["seed"], "seed")
-        self._totals = dict(sd.get("totals", self._totals))
-        self._loaded = {}
-        for key, rec in sd["layers"].items():
-            layer = self._by_key.get(key)
-            if layer is None:
-                self._loaded[key] = dict(rec)
-            else:
-                device = layer.accum.device if layer.accum is not None else (
-                    layer.kstate.device if layer.kstate is not None else "cpu")
-                layer.accum = layer.kstate = None
-                self._restore_layer(layer, rec, device)
+        try:
+            accumulate = sd["config"]["accumulate"]
+            step, seed, records = int(sd["step"]), _u64(sd["seed"], "seed"), sd["layers"]
+        except (KeyError, TypeError) as e:
+            raise ValueError("mcgq: the hook state lacks %s" % e) from None
+        if accumulate != self.accumulate:
+            raise ValueError("mcgq: checkpoint was made with accumulate=%r, this "
+                             "state has %r" % (accumulate, self.accumulate))
+        if step < 0:
+            raise ValueError("mcgq: checkpoint step %d is negative" % step)
+        named = bool(sd.get("named_keys", fmt == 1 and any(
+            not k.startswith("param") for k in records)))
+        if fmt == 1 and records and all(k.startswith("module.") for k in records):
+            records = {k[len("module."):]: v for k, v in records.items()}
+        layers = {key: self._layer_from_record(key, rec) for key, rec in records.items()}
+        if named != self._named_keys and layers:
+            raise ValueError(
+                "mcgq: the checkpoint keys its parameters %s but this state %s" %
+                ("by name" if named else "by meeting order (no model)",
+                 "is bound to a model" if self._named_keys else "has no model"))
+        if self._names is not None:
+            by_name = {n: ref() for ref, _, n in self._names.values()}
+            unknown = sorted(k for k in layers if k not in by_name)
+            if unknown:
+                raise ValueError("mcgq: the checkpoint holds state for %d parameter(s) "
+                                 "the model does not have: %s" %
+                                 (len(unknown), ", ".join(unknown[:8])))
+            for key, layer in layers.items():
+                p = by_name[key]
+                if p is not None and tuple(p.shape) != layer.shape:
+                    raise ValueError("mcgq: checkpoint parameter %r has shape %s, "
+                                     "the model's has %s" % (key, list(layer.shape),
+                                                             list(p.shape)))
+        # Checked: now replace.  Devices follow the parameters at first use.
+        self.step, self.seed = step, seed
+        self._totals = dict(self._totals, **sd.get("totals", {}))
+        self._layers = layers
+        self._params = {}
+        self._next_ordinal = 0
+        self._table_frozen = False
+
+    def _layer_from_record(self, key, rec):
+        if not isinstance(key, str) or not isinstance(rec, dict):
+            raise ValueError("mcgq: checkpoint layer %r is not a name -> dict record" % (key,))
+        try:
+            numel = int(rec["numel"])
+            shape = rec.get("shape")
+            layer = _Layer(key, int(rec["ordinal"]), shape if shape is not None else [numel])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError("mcgq: checkpoint layer %r is malformed (%s)" % (key, e)) from None
+        if layer.numel != numel or numel < 0:
+            raise ValueError("mcgq: checkpoint layer %r has numel %d but shape %s" %
+                             (key, numel, list(layer.shape)))
+        accum = rec.get("accum")
+        if accum is not None:
+            if not isinstance(accum, torch.Tensor) or accum.dtype != torch.float32 or \
+                    accum.numel() != numel:
+                raise ValueError("mcgq: checkpoint layer %r: the accumulator is not "
+                                 "%d float32 values" % (key, numel))
+            if self._cfg.accumulate == _capi.ACCUM_NONE:
+                raise ValueError("mcgq: checkpoint layer %r has an accumulator but "
+                                 "accumulate='none'" % key)
+            layer.accum = accum.detach().clone().contiguous().view(-1)
+        if rec.get("k") is not None:
+            if not self.dynamic_k:
+                raise ValueError("mcgq: checkpoint layer %r has a dynamic-K state but "
+                                 "this state has dynamic_k=False" % key)
+            layer.kstate = _kstate_tensor(float(rec["k"]), float(rec["d_prev"]),
+                                          int(rec["started"]))
+        return layer
+
+    def __getstate__(self):
+        """Pickles the knobs and state_dict(); the process group is left out
+        (set state.process_group after loading; None means the default
+        group) and so is the binding to the model (call bind(model) again
+        when the state was bound)."""
+        return {"knobs": self._config_dict(), "state": self.state_dict()}
+
+    def __setstate__(self, pickled):
+        self.__init__(**pickled["knobs"])
+        self._named_keys = bool(pickled["state"].get("named_keys", False))
+        self.load_state_dict(pickled["state"])
 
     # ---------------------------------------------------------- stats
 
     @staticmethod
     def _empty_step_stats():
-        return {"layers_compressed": 0, "layers_allreduced": 0,
-                "elements_compressed": 0, "elements_allreduced": 0,
-                "bytes_sent": 0, "bytes_sent_padded": 0, "paper_bits": 0,
-                "k_sum": 0.0}
+        return {"layers_compressed": 0, "layers_uncompressed": 0,
+                "elements_compressed": 0, "elements_uncompressed": 0,
+                "bytes_message": 0, "bytes_uncompressed": 0, "bytes_header": 0,
+                "bytes_padding": 0, "bytes_sent": 0, "paper_bits": 0,
+                "k_sum": 0.0, "hook_seconds": 0.0, "hook_wait_seconds": 0.0,
+                "buckets": 0}
 
     def stats(self):
-        """Counters of the last completed step and since the start:
-        bits_per_element (wire bits of the compressed layers per compressed
-        element), bits_per_element_all (all-reduced elements at 32 bits),
-        paper_bits_per_element (the paper's stream + 32-bit scale), layers
-        compressed / all-reduced, mean K of the compressed layers, bytes this
-        rank sent (exact and padded to the all_gather size)."""
+        """Counters of the last completed step and since the start.
+
+        bytes_sent: every byte this rank put into the step's collectives:
+        headers, compressed messages, uncompressed float32 values and the
+        padding to the largest rank's payload (broken down in bytes_header,
+        bytes_message, bytes_uncompressed, bytes_padding).
+        bits_per_element: message bits per compressed element;
+        bits_per_element_all: 8 * bytes_sent per gradient element;
+        paper_bits_per_element: the paper's stream + 32-bit scale.
+        hook_seconds: wall time spent inside the hook calls of the step
+        (blocked backward(), not the asynchronous exchange)."""
         s = self._last
-        ec, ea = s["elements_compressed"], s["elements_allreduced"]
-        total = ec + ea
-        return {
+        ec, eu = s["elements_compressed"], s["elements_uncompressed"]
+        total = ec + eu
+        out = {key: s[key] for key in s if key != "k_sum"}
+        out.update({
             "step": self.step,
-            "layers_compressed": s["layers_compressed"],
-            "layers_allreduced": s["layers_allreduced"],
-            "elements_compressed": ec,
-            "elements_allreduced": ea,
-            "bytes_sent": s["bytes_sent"],
-            "bytes_sent_padded": s["bytes_sent_padded"],
-            "bits_per_element": 8.0 * s["bytes_sent"] / ec if ec else 32.0,
-            "bits_per_element_all": (8.0 * s["bytes_sent"] + 32.0 * ea) / total
-                                    if total else 0.0,
+            "bits_per_element": 8.0 * s["bytes_message"] / ec if ec else 32.0,
+            "bits_per_element_all": 8.0 * s["bytes_sent"] / total if total else 0.0,
             "paper_bits_per_element": s["paper_bits"] / ec if ec else 32.0,
             "k": s["k_sum"] / s["layers_compressed"] if s["layers_compressed"] else self.k,
             "k_per_layer": {key: _kstate_fields(l.kstate)[0] if l.kstate is not None
-                            else self.k for key, l in self._by_key.items()},
+                            else self.k for key, l in self._layers.items()},
             "total_steps": self._totals["steps"],
             "total_steps_nonfinite": self._totals["steps_nonfinite"],
+            "total_steps_failed": self._totals["steps_failed"],
             "total_bytes_sent": self._totals["bytes_sent"],
-        }
+        })
+        return out
 
     # ---------------------------------------------------------- step end
 
-    def _end_step(self):
-        if self._step_nonfinite:
-            self._totals["steps_nonfinite"] += 1
-        else:
-            for layer, accum, kstate in self._pending:
+    def _end_step(self, outcome, commits):
+        """outcome: "ok", "nonfinite" or "failed" (agreed by all ranks)."""
+        if outcome == "ok":
+            for layer, accum, kstate in commits:
                 if accum is not None:
                     layer.accum = accum
                 if kstate is not None:
                     layer.kstate = kstate
             self._totals["steps"] += 1
-            self._totals["bytes_sent"] += self._cur["bytes_sent"]
             self._totals["elements_compressed"] += self._cur["elements_compressed"]
             self.step += 1
+            if not self._named_keys:
+                self._table_frozen = True
+        elif outcome == "nonfinite":
+            self._totals["steps_nonfinite"] += 1
+        else:
+            self._totals["steps_failed"] += 1
+        self._totals["bytes_sent"] += self._cur["bytes_sent"]
         self._last = self._cur
         self._cur = self._empty_step_stats()
-        self._pending = []
-        self._step_nonfinite = False
 
 
-# -------------------------------------------------------------- the hook
+# ============================================================ the protocol
+# THE SEAM.  _GatherProtocol is the one place where the step protocol lives
+# in Python today: encode, header exchange, agreement on failures, payload
+# exchange, decode-and-average.  It is meant to be replaced as a whole by the
+# C step protocol (host/comm/: one protocol over a callback transport), with
+# torch.distributed supplying the collectives through the C ABI; MCGQState
+# (layers, checks, checkpoints, stats) and mcgq_hook stay as they are.  Its
+# interface is start_bucket(state, plan) -> Future and busy().
 
-def _group_info(state):
-    group = state.process_group if state.process_group is not None else dist.group.WORLD
-    return group, dist.get_rank(group), dist.get_world_size(group)
-
-
-def _split_bucket(buffer, bucket):
-    """(param, offset, numel) of each parameter inside the flat buffer."""
-    base = buffer.data_ptr()
-    item = buffer.element_size()
-    out = []
-    for p, g in zip(bucket.parameters(), bucket.gradients()):
-        off, rem = divmod(g.data_ptr() - base, item)
-        if rem or off < 0 or off + g.numel() > buffer.numel() or not g.is_contiguous():
-            raise RuntimeError("mcgq: a gradient is not a contiguous view of its "
-                               "DDP bucket")
-        out.append((p, off, g.numel()))
-    return out
+_HEADER_WORDS = 8
+_HEADER_MAGIC = 0x4D434751_0002      # "MCGQ", protocol 2
+_OK, _DATA, _ERROR = 0, 1, 2          # header status: ok, non-finite/range, failure
+_ERROR_TEXT_BYTES = 512
+_DATA_STATUSES = (_capi.NON_FINITE, _capi.RANGE_ERROR)
 
 
-def _allreduce_average(tensor, group, world):
-    tensor.div_(world)
-    dist.all_reduce(tensor, group=group)
+class _Plan:
+    """One bucket as the state prepared it: where each parameter lies in the
+    flat buffer, its layer (checked), and what failed locally, if anything."""
+
+    __slots__ = ("buffer", "index", "is_last", "group", "rank", "world",
+                 "compressed", "raw", "digest", "error")
+
+    def __init__(self):
+        self.compressed, self.raw, self.digest, self.error = [], [], 0, None
 
 
-def _fill_nonfinite(buffer, state):
-    buffer.fill_(float("nan"))
-    state._step_nonfinite = True
+class _Job:
+    """A bucket between its header exchange and its payload exchange."""
+
+    __slots__ = ("plan", "future", "header", "headers", "header_work", "status",
+                 "message", "size", "raw_flat", "commits", "layer_stats", "error")
 
 
-def _descriptors(state, entries, buffer, rank):
-    """Layer table of the compressed parameters; the encode writes into
-    fresh copies of the accumulators and K states (committed at step end)."""
-    descs = (_capi.LayerDesc * len(entries))()
-    copies = []
-    base = buffer.data_ptr()
-    item = buffer.element_size()
-    for i, (layer, off, n) in enumerate(entries):
-        d = descs[i]
-        _capi.fn.mcgqLayerDescInit(ctypes.byref(d))
-        d.cfg = state._cfg
-        d.g = base + off * item
-        d.n = n
-        d.u = random_word(state.seed, state.step, layer.ordinal, rank)
-        accum = layer.accum.clone() if layer.accum is not None else None
-        kstate = layer.kstate.clone() if layer.kstate is not None else None
-        if accum is not None:
-            d.accum = accum.data_ptr()
-        if kstate is not None:
-            d.kstate = kstate.data_ptr()
-        copies.append((layer, accum, kstate))
-    return descs, copies
+def _value_or_raise(fut):
+    return fut.value()
 
+
+def _pad8(n):
+    return (n + 7) // 8 * 8
+
+
+class _GatherProtocol:
+    def __init__(self):
+        self._pending = None     # the job whose payload is not issued yet
+        self._outcome = "ok"
+        self._commits = []
+
+    def busy(self):
+        return self._pending is not None or bool(self._commits)
+
+    def start_bucket(self, state, plan):
+        if plan.index == 0 and self._pending is not None:
+            # A step whose last bucket never came (backward() aborted): its
+            # payload was never issued on any rank; drop it and its commits.
+            self._pending.future.set_exception(HookError(
+                "mcgq: the step ended before its last bucket"))
+            self._pending, self._outcome, self._commits = None, "ok", []
+        job = _Job()
+        job.plan, job.error = plan, plan.error
+        job.status, job.size, job.message, job.raw_flat = _OK, 0, None, None
+        job.commits, job.layer_stats = [], []
+        device = plan.buffer.device
+        job.future = torch.futures.Future(devices=[device]) if plan.buffer.is_cuda \
+            else torch.futures.Future()
+        # DDP reads the hook's future from C++, where an exception stored by
+        # set_exception() looks like a value ("Unable to cast ... to
+        # Tensor"); a callback that raises marks the chained future failed.
+        returned = job.future.then(_value_or_raise)
+        if job.error is None:
+            try:
+                self._encode(state, job)
+            except Exception as e:          # agreed below, never raised alone
+                job.error = e
+        if job.error is not None:
+            job.status = _ERROR
+        job.header = torch.tensor(
+            [_HEADER_MAGIC, state.step, plan.digest if job.error is None else 0,
+             job.status, job.size, sum(n for _, n in plan.raw), plan.index, 0],
+            dtype=torch.int64, device=device)
+        job.headers = torch.empty((plan.world, _HEADER_WORDS), dtype=torch.int64,
+                                  device=device)
+        job.header_work = dist.all_gather(list(job.headers.unbind(0)), job.header,
+                                          group=plan.group, async_op=True)
+        state._cur["bytes_header"] += 8 * _HEADER_WORDS
+        state._cur["bytes_sent"] += 8 * _HEADER_WORDS
+        previous, self._pending = self._pending, job
+        if previous is not None:
+            self._exchange_payload(state, previous)
+        if plan.is_last:
+            self._pending = None
+            self._exchange_payload(state, job)
+            state._end_step(self._outcome, self._commits)
+            self._outcome, self._commits = "ok", []
+        return returned
+
+    # ------------------------------------------------------ phase 1: encode
+
+    def _encode(self, state, job):
+        plan = job.plan
+        buffer = plan.buffer
+        if plan.raw:
+            job.raw_flat = torch.cat([buffer[o:o + n] for o, n in plan.raw])
+            if not bool(torch.isfinite(job.raw_flat).all()):
+                job.status = _DATA
+        if not plan.compressed:
+            return
+        descs = (_capi.LayerDesc * len(plan.compressed))()
+        base, item = buffer.data_ptr(), buffer.element_size()
+        for i, (layer, off, n) in enumerate(plan.compressed):
+            d = descs[i]
+            _capi.fn.mcgqLayerDescInit(ctypes.byref(d))
+            d.cfg = state._cfg
+            d.g = base + off * item
+            d.n = n
+            d.u = random_word(state.seed, state.step, layer.ordinal, plan.rank)
+            # The encode writes into copies, committed when the whole step
+            # was finite and agreed on every rank.  Sizes were checked by
+            # MCGQState._buffers_for; checked again here, next to the call.
+            accum = layer.accum.clone() if layer.accum is not None else None
+            kstate = layer.kstate.clone() if layer.kstate is not None else None
+            if accum is not None:
+                if accum.numel() != n or accum.dtype != torch.float32 or \
+                        accum.device != buffer.device:
+                    raise ValueError("mcgq: the accumulator of %r does not match its "
+                                     "gradient (%d float32 values on %s)" %
+                                     (layer.key, n, buffer.device))
+                d.accum = accum.data_ptr()
+            if kstate is not None:
+                if kstate.numel() != _KSTATE_BYTES or kstate.device != buffer.device:
+                    raise ValueError("mcgq: the K state of %r is malformed" % layer.key)
+                d.kstate = kstate.data_ptr()
+            job.commits.append((layer, accum, kstate))
+        encode = _encode_cuda if buffer.is_cuda else _encode_cpu
+        job.message, job.size, data_failed, job.layer_stats = encode(descs, buffer.device)
+        if data_failed:
+            job.status = _DATA
+
+    # ------------------------------------------------------ phase 2: agree, exchange
+
+    def _exchange_payload(self, state, job):
+        plan = job.plan
+        t0 = time.perf_counter()
+        job.header_work.wait()
+        state._cur["hook_wait_seconds"] += time.perf_counter() - t0
+        headers = job.headers.cpu().tolist()
+        statuses = [h[3] for h in headers]
+        if _ERROR in statuses:
+            self._fail_agreed(state, job, headers)
+            return
+        problem = _disagreement(headers)
+        if problem:
+            self._outcome = "failed"
+            job.future.set_exception(HookError(
+                "mcgq: the ranks disagree on bucket %d: %s" % (plan.index, problem)))
+            return
+        if _DATA in statuses:
+            if self._outcome == "ok":
+                self._outcome = "nonfinite"
+            plan.buffer.fill_(float("nan"))
+            job.future.set_result(plan.buffer)
+            return
+        self._commits.extend(job.commits)
+        sizes = [h[4] for h in headers]
+        raw_n = headers[0][5]
+        raw_bytes = _pad8(4 * raw_n)
+        stride = raw_bytes + _pad8(max(sizes))
+        device = plan.buffer.device
+        slot = torch.zeros(stride, dtype=torch.uint8, device=device)
+        if raw_n:
+            slot[:4 * raw_n].copy_(job.raw_flat.view(torch.uint8))
+        if job.size:
+            slot[raw_bytes:raw_bytes + job.size].copy_(job.message[:job.size])
+        gathered = torch.empty((plan.world, stride), dtype=torch.uint8, device=device)
+        work = dist.all_gather(list(gathered.unbind(0)), slot, group=plan.group,
+                               async_op=True)
+        self._count(state, job, raw_n, stride)
+        compressed = [(off, n) for _, off, n in plan.compressed]
+        buffer, raw, world = plan.buffer, plan.raw, plan.world
+
+        def finish(_):
+            try:
+                _average_into(buffer, gathered, sizes, raw_bytes, raw, raw_n,
+                              compressed, world)
+                job.future.set_result(buffer)
+            except Exception as e:   # same bytes on every rank: same failure
+                job.future.set_exception(e)
+
+        work.get_future().then(finish)
+
+    def _fail_agreed(self, state, job, headers):
+        """Every rank knows from the headers that some rank failed; they all
+        exchange the failure texts and raise the same error."""
+        plan = job.plan
+        self._outcome = "failed"
+        text = b""
+        if job.error is not None:
+            text = ("%s: %s" % (type(job.error).__name__, job.error)).encode(
+                "utf-8", "replace")[:_ERROR_TEXT_BYTES]
+        mine = torch.zeros(_ERROR_TEXT_BYTES, dtype=torch.uint8)
+        if text:
+            mine[:len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
+        mine = mine.to(plan.buffer.device)
+        texts = torch.empty((plan.world, _ERROR_TEXT_BYTES), dtype=torch.uint8,
+                            device=plan.buffer.device)
+        dist.all_gather(list(texts.unbind(0)), mine, group=plan.group)
+        state._cur["bytes_sent"] += _ERROR_TEXT_BYTES
+        failures = {}
+        for r, h in enumerate(headers):
+            if h[3] == _ERROR:
+                raw = bytes(texts[r].cpu().tolist()).rstrip(b"\0")
+                failures[r] = raw.decode("utf-8", "replace") or "(no text)"
+        ranks = ", ".join(map(str, failures))
+        plural = "s" if len(failures) > 1 else ""
+        if len(set(failures.values())) == 1:
+            detail = "rank%s %s: %s" % (plural, ranks, next(iter(failures.values())))
+        else:
+            detail = "; ".join("rank %d: %s" % kv for kv in failures.items())
+        err = HookError("mcgq: bucket %d failed on rank%s %s; no rank changed its "
+                        "state.  %s" % (plan.index, plural, ranks, detail), failures)
+        if job.error is not None:
+            err.__cause__ = job.error
+        job.future.set_exception(err)
+
+    @staticmethod
+    def _count(state, job, raw_n, stride):
+        cur = state._cur
+        plan = job.plan
+        cur["buckets"] += 1
+        cur["layers_compressed"] += len(plan.compressed)
+        cur["elements_compressed"] += sum(n for _, _, n in plan.compressed)
+        cur["layers_uncompressed"] += len(plan.raw)
+        cur["elements_uncompressed"] += raw_n
+        cur["bytes_message"] += job.size
+        cur["bytes_uncompressed"] += 4 * raw_n
+        cur["bytes_padding"] += stride - job.size - 4 * raw_n
+        cur["bytes_sent"] += stride
+        cur["paper_bits"] += sum(s.stream_bits + 32 for s in job.layer_stats)
+        cur["k_sum"] += sum(s.k for s in job.layer_stats)
+
+
+def _disagreement(headers):
+    names = ("protocol", "step", "layer table", None, None,
+             "uncompressed element count", "bucket index")
+    for word, name in enumerate(names):
+        if name is None:
+            continue
+        values = [h[word] for h in headers]
+        if len(set(values)) > 1:
+            return "%s differs (%s)" % (name, ", ".join(
+                "rank %d: %d" % rv for rv in enumerate(values)))
+    return None
+
+
+def _average_into(buffer, gathered, sizes, raw_bytes, raw, raw_n, compressed, world):
+    """Decode-and-average in rank order into the bucket buffer (runs in the
+    payload future's callback; reads only the gathered bytes)."""
+    stride = gathered.shape[1]
+    if raw_n:
+        rows = gathered[:, :4 * raw_n].contiguous().view(torch.float32)
+        acc = torch.zeros(raw_n, dtype=torch.float32, device=buffer.device)
+        for r in range(world):
+            acc.add_(rows[r])
+        acc.div_(world)
+        pos = 0
+        for off, n in raw:
+            buffer[off:off + n].copy_(acc[pos:pos + n])
+            pos += n
+    if compressed:
+        total_n = sum(n for _, n in compressed)
+        base = gathered.data_ptr() + raw_bytes
+        decode = _decode_average_cuda if buffer.is_cuda else _decode_average_cpu
+        avg = decode(gathered, [base + r * stride for r in range(world)], sizes,
+                     stride - raw_bytes, total_n)
+        pos = 0
+        for off, n in compressed:
+            buffer[off:off + n].copy_(avg[pos:pos + n])
+            pos += n
+
+
+# ------------------------------------------------------------ library calls
 
 def _max_output_size(descs):
     size = ctypes.c_size_t()
@@ -346,11 +769,8 @@ def _max_output_size(descs):
     return int(size.value)
 
 
-_DATA_STATUSES = (_capi.NON_FINITE, _capi.RANGE_ERROR)
-
-
-def _encode_cpu(descs):
-    """Returns (payload uint8 tensor, size, flag, [LayerStats])."""
+def _encode_cpu(descs, device):
+    """Returns (message uint8 tensor, size, data_failed, [LayerStats])."""
     capacity = _max_output_size(descs)
     out = torch.empty(capacity, dtype=torch.uint8)
     stats = (_capi.LayerStats * len(descs))()
@@ -358,19 +778,17 @@ def _encode_cpu(descs):
     status = _capi.fn.mcgqEncodeHost(descs, len(descs), out.data_ptr(), capacity,
                                      ctypes.byref(out_bytes), stats)
     if status in _DATA_STATUSES:
-        return out, 0, 1, None
+        return out, 0, True, []
     _capi.check(status, "mcgqEncodeHost")
-    return out, int(out_bytes.value), 0, [LayerStats.from_c(s) for s in stats]
+    return out, int(out_bytes.value), False, [LayerStats.from_c(s) for s in stats]
 
 
-def _decode_average_cpu(gathered, sizes, total_n):
+def _decode_average_cpu(gathered, ptrs, sizes, capacity, total_n):
     world = len(sizes)
-    stride = gathered.shape[1]
-    ptrs = (ctypes.c_void_p * world)(*[gathered.data_ptr() + r * stride
-                                       for r in range(world)])
+    cptrs = (ctypes.c_void_p * world)(*ptrs)
     lens = (ctypes.c_size_t * world)(*sizes)
     out = torch.empty(total_n, dtype=torch.float32)
-    _capi.check(_capi.fn.mcgqDecodeAverageHost(ptrs, lens, world, out.data_ptr(),
+    _capi.check(_capi.fn.mcgqDecodeAverageHost(cptrs, lens, world, out.data_ptr(),
                                                total_n),
                 "mcgqDecodeAverageHost")
     return out
@@ -386,8 +804,9 @@ def _require_gpu():
 
 
 def _encode_cuda(descs, device):
-    """GPU encode on the current stream; reads the per-layer statuses and
-    the size back to the host (the sizes are needed for the all_gather)."""
+    """GPU encode on the current stream.  The per-layer statuses and the
+    size are read back to the host: the header exchange needs the size (the
+    C protocol's fixed-capacity mode is what removes this read)."""
     _require_gpu()
     stream = ctypes.c_void_p(torch.cuda.current_stream(device).cuda_stream)
     temp_bytes = ctypes.c_size_t()
@@ -407,29 +826,27 @@ def _encode_cuda(descs, device):
     stats = (_capi.LayerStats * len(descs)).from_buffer_copy(raw)
     statuses = [int(s.status) for s in stats]
     if any(s in _DATA_STATUSES for s in statuses):
-        return out, 0, 1, None
+        return out, 0, True, []
     for s in statuses:
         if s != _capi.SUCCESS:
             raise _capi.error_for(s, "mcgqEncodeAsync", "a layer's device status")
-    return out, int(d_size.item()), 0, [LayerStats.from_c(s) for s in stats]
+    return out, int(d_size.item()), False, [LayerStats.from_c(s) for s in stats]
 
 
-def _decode_average_cuda(gathered, sizes, total_n):
+def _decode_average_cuda(gathered, ptrs, sizes, capacity, total_n):
     device = gathered.device
     world = len(sizes)
-    stride = gathered.shape[1]
     stream = ctypes.c_void_p(torch.cuda.current_stream(device).cuda_stream)
     temp_bytes = ctypes.c_size_t()
-    _capi.check(_capi.fn.mcgqDecodeAverageGetTempSize(world, total_n, stride,
+    _capi.check(_capi.fn.mcgqDecodeAverageGetTempSize(world, total_n, capacity,
                                                       ctypes.byref(temp_bytes)),
                 "mcgqDecodeAverageGetTempSize")
     temp = torch.empty(max(1, temp_bytes.value), dtype=torch.uint8, device=device)
     out = torch.empty(total_n, dtype=torch.float32, device=device)
     d_status = torch.zeros(1, dtype=torch.int32, device=device)
-    ptrs = (ctypes.c_void_p * world)(*[gathered.data_ptr() + r * stride
-                                       for r in range(world)])
+    cptrs = (ctypes.c_void_p * world)(*ptrs)
     lens = (ctypes.c_size_t * world)(*sizes)
-    _capi.check(_capi.fn.mcgqDecodeAverageAsync(ptrs, lens, world, out.data_ptr(),
+    _capi.check(_capi.fn.mcgqDecodeAverageAsync(cptrs, lens, world, out.data_ptr(),
                                                 total_n, d_status.data_ptr(),
                                                 temp.data_ptr(), temp_bytes.value,
                                                 stream),
@@ -441,96 +858,76 @@ def _decode_average_cuda(gathered, sizes, total_n):
     return out
 
 
-def _exchange_compressed(state, compressed, small, buffer, group, rank, world):
-    """Encode, agree on finiteness, exchange, decode-average into buffer."""
-    cuda = buffer.is_cuda
-    for layer, _, _ in compressed:
-        state._ensure_buffers(layer, buffer.device)
-    descs, copies = _descriptors(state, compressed, buffer, rank)
-    if cuda:
-        out, size, flag, layer_stats = _encode_cuda(descs, buffer.device)
-    else:
-        out, size, flag, layer_stats = _encode_cpu(descs)
-    small_flat = torch.cat([buffer[o:o + n] for o, n in small]) if small else None
-    if small_flat is not None and not bool(torch.isfinite(small_flat).all()):
-        flag = 1
+# ============================================================ the hook
 
-    meta = torch.tensor([size, flag], dtype=torch.int64, device=buffer.device)
-    metas = [torch.empty_like(meta) for _ in range(world)]
-    dist.all_gather(metas, meta, group=group)
-    metas = torch.stack(metas).cpu().tolist()
-    if any(f for _, f in metas):
-        _fill_nonfinite(buffer, state)
-        return
-    sizes = [s for s, _ in metas]
-    stride = max(sizes)
-    gathered = torch.empty((world, stride), dtype=torch.uint8, device=buffer.device)
-    dist.all_gather(list(gathered.unbind(0)), out[:stride], group=group)
-    if small_flat is not None:
-        _allreduce_average(small_flat, group, world)
-    total_n = sum(n for _, _, n in compressed)
-    if cuda:
-        avg = _decode_average_cuda(gathered, sizes, total_n)
-    else:
-        avg = _decode_average_cpu(gathered, sizes, total_n)
-
-    pos = 0
-    for _, off, n in compressed:
-        buffer[off:off + n].copy_(avg[pos:pos + n])
-        pos += n
-    if small_flat is not None:
-        pos = 0
-        for off, n in small:
-            buffer[off:off + n].copy_(small_flat[pos:pos + n])
-            pos += n
-
-    state._pending.extend(copies)
-    cur = state._cur
-    cur["layers_compressed"] += len(compressed)
-    cur["elements_compressed"] += total_n
-    cur["layers_allreduced"] += len(small)
-    cur["elements_allreduced"] += sum(n for _, n in small)
-    cur["bytes_sent"] += size
-    cur["bytes_sent_padded"] += stride
-    cur["paper_bits"] += sum(s.stream_bits + 32 for s in layer_stats)
-    cur["k_sum"] += sum(s.k for s in layer_stats)
+def _split_bucket(buffer, bucket):
+    """(param, offset, numel) of each parameter inside the flat buffer."""
+    base = buffer.data_ptr()
+    item = buffer.element_size()
+    out = []
+    for p, g in zip(bucket.parameters(), bucket.gradients()):
+        off, rem = divmod(g.data_ptr() - base, item)
+        if rem or off < 0 or off + g.numel() > buffer.numel() or not g.is_contiguous():
+            raise RuntimeError("mcgq: a gradient is not a contiguous view of its "
+                               "DDP bucket")
+        out.append((p, off, g.numel()))
+    return out
 
 
-def _hook_step(state, bucket):
-    buffer = bucket.buffer()
-    if buffer.dtype != torch.float32:
-        raise TypeError("mcgq: the DDP bucket holds %s gradients; mcgq compresses "
-                        "float32 only" % buffer.dtype)
-    group, rank, world = _group_info(state)
-    compress_now = state.step >= state.warmup_steps
-    compressed, small = [], []
-    for param, off, n in _split_bucket(buffer, bucket):
-        if compress_now and n >= state.min_compress_numel and n <= _capi.MAX_LAYER_ELEMENTS:
-            compressed.append((state._layer_of(param), off, n))
-        else:
-            state._layer_of(param)   # numbered in meeting order all the same
-            small.append((off, n))
-    if compressed:
-        _exchange_compressed(state, compressed, small, buffer, group, rank, world)
-    else:
-        _allreduce_average(buffer, group, world)
-        # Identical on every rank after the all-reduce, so all agree.
-        if not bool(torch.isfinite(buffer).all()):
-            _fill_nonfinite(buffer, state)
-        else:
-            state._cur["layers_allreduced"] += len(small)
-            state._cur["elements_allreduced"] += buffer.numel()
+def _table_digest(state, plan):
+    text = repr((plan.index, state._config_dict(), state.step >= state.warmup_steps,
+                 [(l.ordinal, n) for l, _, n in plan.compressed],
+                 [n for _, n in plan.raw]))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(),
+                          "little") & (2**63 - 1)
+
+
+def _plan_bucket(state, bucket, group, rank, world):
+    """Splits the bucket into compressed layers and uncompressed values and
+    checks every layer's buffers; a failure is recorded, not raised, so the
+    rank still takes part in the bucket's exchange."""
+    plan = _Plan()
+    plan.buffer = bucket.buffer()
+    plan.index, plan.is_last = bucket.index(), bucket.is_last()
+    plan.group, plan.rank, plan.world = group, rank, world
+    try:
+        buffer = plan.buffer
+        if buffer.dtype != torch.float32:
+            raise TypeError("mcgq: the DDP bucket holds %s gradients; mcgq "
+                            "compresses float32 only" % buffer.dtype)
+        if buffer.is_cuda:
+            _require_gpu()
+        compress_now = state.step >= state.warmup_steps
+        for param, off, n in _split_bucket(buffer, bucket):
+            layer = state._layer_of(param)      # numbered in meeting order all the same
+            if compress_now and state.min_compress_numel <= n <= _capi.MAX_LAYER_ELEMENTS:
+                state._buffers_for(layer, buffer.device)
+                plan.compressed.append((layer, off, n))
+            else:
+                plan.raw.append((off, n))
+        plan.digest = _table_digest(state, plan)
+    except Exception as e:
+        plan.error = e
+    return plan
 
 
 def mcgq_hook(state, bucket):
     """DDP communication hook: register with
-    ddp_model.register_comm_hook(state, mcgq_hook).  Returns a completed
-    torch.futures.Future holding the averaged bucket."""
-    try:
-        _hook_step(state, bucket)
-    finally:
-        if bucket.is_last():
-            state._end_step()
-    fut = torch.futures.Future()
-    fut.set_result(bucket.buffer())
+    ddp_model.register_comm_hook(state, mcgq_hook).  Returns a
+    torch.futures.Future that the asynchronous exchange completes with the
+    averaged bucket (or with the same HookError on every rank)."""
+    if not isinstance(state, MCGQState):
+        raise TypeError("mcgq_hook's state must be an MCGQState, got %s: register "
+                        "it with ddp.register_comm_hook(MCGQState(...), mcgq_hook)"
+                        % type(state).__name__)
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError("mcgq_hook: torch.distributed is not initialized")
+    t0 = time.perf_counter()
+    group = state.process_group if state.process_group is not None else dist.group.WORLD
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    plan = _plan_bucket(state, bucket, group, rank, world)
+    cur = state._cur
+    fut = state._protocol.start_bucket(state, plan)
+    # start_bucket of the last bucket ends the step and swaps the counters.
+    cur["hook_seconds"] += time.perf_counter() - t0
     return fut

@@ -5,6 +5,7 @@ Every worker runs with one intra-op thread so that a gradient computed here
 and the same gradient recomputed by the reference in the test process are
 bit-identical (CPU GEMM results can depend on the thread count)."""
 
+import gc
 import io
 import os
 
@@ -184,8 +185,197 @@ def scenario_cuda_vs_cpu(rank, world, cfg):
     return {"mismatches": mismatches}
 
 
+def _backward_error(ddp, rank, step=0):
+    """Runs one forward/backward; returns the text of what backward raised
+    (None if nothing did)."""
+    x, y = batch(step, rank)
+    try:
+        F.cross_entropy(ddp(x), y).backward()
+    except Exception as e:      # noqa: BLE001 - the text is what is compared
+        return "%s: %s" % (type(e).__name__, e)
+    return None
+
+
+def scenario_async(rank, world, cfg):
+    """Records, per step, whether each bucket's future was already complete
+    when the hook returned (the payload of a bucket that is not the last is
+    issued by the next hook call, so its future cannot be)."""
+    from mcgq.torch import MCGQState, mcgq_hook
+    model = make_model(0)
+    ddp = _ddp(model, cfg["bucket_cap_mb"])
+    state = MCGQState(model=ddp, **cfg["hook"])
+    done = []
+
+    def hook(s, bucket):
+        fut = mcgq_hook(s, bucket)
+        done[-1].append((bucket.index(), bucket.is_last(), fut.done()))
+        return fut
+
+    ddp.register_comm_hook(state, hook)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    for s in range(cfg["steps"]):
+        done.append([])
+        _train_steps(ddp, opt, 1, rank, first_step=s)
+    return {"done": done, "stats": state.stats()}
+
+
+def _reuse_run(rank, cfg, named, mode):
+    """mode "save": train 3 steps, torch.save the whole state (with a process
+    group), train 3 more.  mode "load": rebuild the model from the saved
+    weights, torch.load the whole state, register it, train the same 3."""
+    from mcgq.torch import MCGQState, mcgq_hook
+    model = make_model(3)
+    ddp = _ddp(model, cfg["bucket_cap_mb"])
+    if mode == "save":
+        state = MCGQState(process_group=dist.group.WORLD,
+                          model=ddp if named else None, **cfg["hook"])
+    else:
+        model.load_state_dict(torch.load(io.BytesIO(cfg["weights"]), weights_only=True))
+        state = torch.load(io.BytesIO(cfg["state"]), weights_only=False)
+        if named:
+            state.bind(model)            # the inner module this time
+    ddp.register_comm_hook(state, mcgq_hook)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
+    saved = {}
+    if mode == "save":
+        _train_steps(ddp, opt, 3, rank)
+        buf, wbuf = io.BytesIO(), io.BytesIO()
+        torch.save(state, buf)
+        torch.save(model.state_dict(), wbuf)
+        saved = {"state": buf.getvalue(), "weights": wbuf.getvalue(),
+                 "process_group_kept": state.process_group is not None}
+    _train_steps(ddp, opt, 3, rank, first_step=3)
+    return snapshot(model), state.state_dict(), saved
+
+
+def scenario_reuse(rank, world, cfg):
+    """The whole state saved with torch.save and registered on a rebuilt
+    model: the same model continues bit for bit; a model of other shapes
+    gets a clear error on every rank, never a corruption."""
+    from mcgq.torch import MCGQState, mcgq_hook
+    out = {}
+    for named in (False, True):
+        a_params, a_state, saved = _reuse_run(rank, cfg, named, "save")
+        gc.collect()                 # free the old parameters' ids
+        b_params, b_state, _ = _reuse_run(rank, dict(cfg, **saved), named, "load")
+        loaded = torch.load(io.BytesIO(saved["state"]), weights_only=False)
+        out[named] = {"a_params": a_params, "b_params": b_params, "a_state": a_state,
+                      "b_state": b_state, "loaded_group": loaded.process_group}
+        gc.collect()
+        # Another model, with parameters of other sizes (Linear(16, 16)
+        # where Linear(16, 64) was), built after the old one is gone, so
+        # freed ids may come back.
+        other = nn.Sequential(nn.Linear(IN, IN), nn.ReLU(), nn.Linear(IN, OUT))
+        ddp = _ddp(other, cfg["bucket_cap_mb"])
+        state = torch.load(io.BytesIO(saved["state"]), weights_only=False)
+        bind_error = None
+        if named:
+            try:
+                state.bind(other)
+            except ValueError as e:
+                bind_error = str(e)
+        ddp.register_comm_hook(state, mcgq_hook)
+        before = state.state_dict()
+        err = _backward_error(ddp, rank)
+        out[named].update({"other_bind_error": bind_error, "other_error": err,
+                           "other_state_unchanged": _same_state(before,
+                                                                state.state_dict())})
+        del ddp, other
+        gc.collect()
+    return out
+
+
+def _same_state(a, b):
+    if a["step"] != b["step"] or a["layers"].keys() != b["layers"].keys():
+        return False
+    for key, la in a["layers"].items():
+        lb = b["layers"][key]
+        if (la["accum"] is None) != (lb["accum"] is None):
+            return False
+        if la["accum"] is not None and not torch.equal(la["accum"].view(torch.int32),
+                                                       lb["accum"].view(torch.int32)):
+            return False
+        if (la["k"], la["d_prev"], la["started"]) != (lb["k"], lb["d_prev"], lb["started"]):
+            return False
+    return True
+
+
+def scenario_keys(rank, world, cfg):
+    """Checkpoint keys do not depend on naming the DDP wrapper or the inner
+    module; a checkpoint of one loads into the other, old "module." keys
+    load, unknown keys are refused."""
+    from mcgq.torch import MCGQState, mcgq_hook
+    model = make_model(3)
+    ddp = _ddp(model, cfg["bucket_cap_mb"])
+    state = MCGQState(model=ddp, **cfg["hook"])
+    ddp.register_comm_hook(state, mcgq_hook)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
+    _train_steps(ddp, opt, 2, rank)
+    sd = state.state_dict()
+    inner = MCGQState(model=model, **cfg["hook"])
+    inner.load_state_dict(sd)
+    old = dict(sd, format=1, named_keys=None,
+               layers={"module." + k: v for k, v in sd["layers"].items()})
+    del old["named_keys"]
+    legacy = MCGQState(model=model, **cfg["hook"])
+    legacy.load_state_dict(old)
+    unknown = MCGQState(model=model, **cfg["hook"])
+    try:
+        unknown.load_state_dict(dict(sd, layers=dict(sd["layers"], **{"9.weight": sd["layers"]["0.weight"]})))
+        unknown_error = None
+    except ValueError as e:
+        unknown_error = str(e)
+    return {"keys": sorted(sd["layers"]), "inner": inner.state_dict(),
+            "legacy": legacy.state_dict(), "sd": sd, "unknown_error": unknown_error}
+
+
+def scenario_failures(rank, world, cfg):
+    """Errors on one rank become the same error on every rank, with every
+    state unchanged.  Each case uses a fresh DDP (a backward that raised
+    leaves DDP's reducer mid-iteration)."""
+    from mcgq.torch import MCGQState, mcgq_hook
+    bad = cfg["bad_rank"]
+    out = {}
+
+    def fresh(**over):
+        model = make_model(4)
+        ddp = _ddp(model, cfg["bucket_cap_mb"])
+        state = MCGQState(model=ddp, **dict(cfg["hook"], **over))
+        ddp.register_comm_hook(state, mcgq_hook)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
+        _train_steps(ddp, opt, 2, rank)     # several buckets from now on
+        return ddp, state
+
+    # A library error (the C encoder refuses K = 100) on one rank.
+    ddp, state = fresh()
+    if rank == bad:
+        state._cfg.k = 100.0
+    before = state.state_dict()
+    out["library"] = {"error": _backward_error(ddp, rank, 2),
+                      "unchanged": _same_state(before, state.state_dict())}
+    # An accumulator of the wrong size on one rank (caught before C).
+    ddp, state = fresh()
+    if rank == bad:
+        state._layers["0.weight"].accum = torch.zeros(7)
+    out["accum_size"] = {"error": _backward_error(ddp, rank, 2)}
+    # Ranks with different layer tables.
+    ddp, state = fresh()
+    if rank == bad:
+        state.min_compress_numel = 1000
+    before = state.state_dict()
+    out["table"] = {"error": _backward_error(ddp, rank, 2),
+                    "unchanged": _same_state(before, state.state_dict())}
+    # A state that is not an MCGQState.
+    ddp = _ddp(make_model(4), cfg["bucket_cap_mb"])
+    ddp.register_comm_hook(None, mcgq_hook)
+    out["none_state"] = {"error": _backward_error(ddp, rank)}
+    return out
+
+
 SCENARIOS = {"train": scenario_train, "checkpoint": scenario_checkpoint,
-             "nonfinite": scenario_nonfinite, "cuda_vs_cpu": scenario_cuda_vs_cpu}
+             "nonfinite": scenario_nonfinite, "cuda_vs_cpu": scenario_cuda_vs_cpu,
+             "async": scenario_async, "reuse": scenario_reuse, "keys": scenario_keys,
+             "failures": scenario_failures}
 
 
 def worker(rank, world, init_file, outdir, jobs, backend="gloo"):

@@ -26,7 +26,7 @@ REF2 = {"hook": {"k": 0.5, "accumulate": "reset", "seed": 7, "warmup_steps": 2,
         "steps": 6, "lr": 0.1, "bucket_cap_mb": 0.001}
 REF4 = {"hook": {"k": 0.25, "accumulate": "residual", "dynamic_k": True,
                  "delta_k": 1.0, "k_min": 0.05, "k_max": 4.0, "seed": 5,
-                 "min_compress_numel": 0},
+                 "min_compress_numel": 100},   # biases (64, 4) raw: rank-order sum at P = 4
         "steps": 5, "lr": 0.1, "bucket_cap_mb": 0.001}
 LONG_STEPS = 40
 K1_RESIDUAL = {"hook": {"k": 1.0, "accumulate": "residual", "seed": 3,
@@ -40,6 +40,14 @@ CKPT = {"hook": {"k": 0.3, "accumulate": "residual", "dynamic_k": True,
 NONFINITE = {"hook": {"k": 0.5, "accumulate": "residual", "dynamic_k": True,
                       "delta_k": 0.5, "min_compress_numel": 100},
              "bucket_cap_mb": 0.001}
+
+ASYNC = {"hook": {"k": 0.5, "accumulate": "residual", "min_compress_numel": 100},
+         "steps": 3, "bucket_cap_mb": 0.001}
+REUSE = {"hook": {"k": 0.3, "accumulate": "residual", "dynamic_k": True,
+                  "delta_k": 0.5, "seed": 4, "min_compress_numel": 100},
+         "bucket_cap_mb": 0.001}
+FAILURES = {"hook": {"k": 0.3, "accumulate": "residual", "min_compress_numel": 100},
+            "bucket_cap_mb": 0.001}
 
 
 def _spawn(tmp_path, world, jobs):
@@ -57,6 +65,10 @@ def world2(tmp_path_factory):
         ("allreduce", "train", ALLREDUCE),
         ("ckpt", "checkpoint", CKPT),
         ("nonfinite", "nonfinite", dict(NONFINITE, bad_rank=1)),
+        ("async", "async", ASYNC),
+        ("reuse", "reuse", REUSE),
+        ("keys", "keys", REUSE),
+        ("failures", "failures", dict(FAILURES, bad_rank=1)),
     ])
 
 
@@ -65,6 +77,7 @@ def world4(tmp_path_factory):
     return _spawn(tmp_path_factory.mktemp("ddp4"), 4, [
         ("ref", "train", REF4),
         ("nonfinite", "nonfinite", dict(NONFINITE, bad_rank=3)),
+        ("failures", "failures", dict(FAILURES, bad_rank=2)),
     ])
 
 
@@ -120,12 +133,12 @@ def _reference_train(world, cfg):
                 pos += n
         for i in range(len(params)):
             if avg[i] is None:
-                # all_reduce average: every rank divides by P, gloo sums.  For
-                # P = 2 the sum of two is exact-order-free; larger P would
-                # depend on gloo's reduction order, so the tests avoid it.
-                assert world == 2, "reference cannot model gloo's sum order"
-                two = np.float32(world)
-                avg[i] = grads[0][i] / two + grads[1][i] / two
+                # Uncompressed values: acc = 0; for r in rank order: acc += x_r;
+                # acc / P, in float32 (the hook's rule, for any P).
+                acc = np.zeros(params[i].numel(), np.float32)
+                for r in range(world):
+                    acc += grads[r][i]
+                avg[i] = acc / np.float32(world)
         for p, a in zip(params, avg):
             p.grad = torch.from_numpy(np.ascontiguousarray(a)).view_as(p).clone()
         opt.step()
@@ -241,15 +254,83 @@ def test_nonfinite_on_one_rank(world, request):
 
 
 def test_stats(world2):
-    st = world2[0]["ref"]["stats"]
-    assert st["step"] == REF2["steps"]
-    # Weights (1024 and 256 elements) compressed, biases (64, 4) all-reduced.
-    assert st["layers_compressed"] == 2 and st["layers_allreduced"] == 2
-    assert st["elements_compressed"] == 1024 + 256
-    assert 0 < st["bits_per_element"] < 32
-    assert st["bytes_sent"] > 0 and st["bytes_sent_padded"] >= st["bytes_sent"]
-    assert st["k"] == REF2["hook"]["k"]
-    assert st["total_bytes_sent"] >= st["bytes_sent"]
+    for r in range(2):
+        st = world2[r]["ref"]["stats"]
+        assert st["step"] == REF2["steps"]
+        # Weights (1024 and 256 elements) compressed, biases (64, 4) sent raw.
+        assert st["layers_compressed"] == 2 and st["layers_uncompressed"] == 2
+        assert st["elements_compressed"] == 1024 + 256
+        assert st["elements_uncompressed"] == 64 + 4
+        assert st["bytes_uncompressed"] == 4 * (64 + 4)
+        assert 0 < st["bits_per_element"] < 32
+        # Every byte the step sends: one 64-byte header per bucket, the
+        # message, the raw values and the padding to the largest rank.
+        assert st["bytes_header"] == 64 * st["buckets"] and st["buckets"] >= 2
+        assert st["bytes_sent"] == (st["bytes_header"] + st["bytes_message"] +
+                                    st["bytes_uncompressed"] + st["bytes_padding"])
+        assert st["bits_per_element_all"] == 8.0 * st["bytes_sent"] / (1024 + 256 + 68)
+        assert st["k"] == REF2["hook"]["k"]
+        assert st["hook_seconds"] > 0
+        assert st["total_bytes_sent"] >= st["bytes_sent"]
+
+
+def test_hook_is_asynchronous(world2):
+    """A bucket's future is not complete when its hook returns (except the
+    last bucket's may be): the payload is exchanged while backward goes on."""
+    done = world2[0]["async"]["done"]
+    later = [b for step in done[1:] for b in step]
+    assert len(later) >= 4, done
+    assert all(not d for _, last, d in later if not last), done
+    assert [i for i, _, _ in done[-1]] == list(range(len(done[-1])))
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["meeting-order", "named"])
+def test_whole_state_reuse_on_rebuilt_model(world2, named):
+    for r in range(2):
+        res = world2[r]["reuse"][named]
+        # The same model, rebuilt: training continues bit for bit.
+        _assert_same_bits(res["a_params"], res["b_params"], "rank %d" % r)
+        assert _state_equal(res["a_state"], res["b_state"])
+        assert res["loaded_group"] is None
+        # A model with other shapes: a clear error on every rank, no change.
+        if named:
+            assert "shape [64, 16], the model's has [16, 16]" in res["other_bind_error"]
+            assert "call state.bind(model)" in res["other_error"]
+        else:
+            assert "'param0' was made for shape [64, 16]; the parameter has shape [16, 16]" \
+                in res["other_error"], res["other_error"]
+        assert "on rank 0" not in res["other_error"] or "ranks 0, 1" in res["other_error"]
+        assert res["other_state_unchanged"]
+
+
+def test_state_dict_keys_do_not_depend_on_the_wrapper(world2):
+    res = world2[0]["keys"]
+    assert res["keys"] == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    assert _state_equal(res["sd"], res["inner"])
+    assert _state_equal(res["sd"], res["legacy"])
+    assert "9.weight" in res["unknown_error"]
+
+
+@pytest.mark.parametrize("world", [2, 4], ids=["P2", "P4"])
+def test_failure_on_one_rank_fails_every_rank_alike(world, request):
+    results = request.getfixturevalue("world%d" % world)
+    bad = results[0]["failures"]
+    for case, needle in [("library", "cfg.k = 100 is not in (0, 64]"),
+                         ("accum_size", "the accumulator of '0.weight' is not 1024")]:
+        texts = [results[r]["failures"][case]["error"] for r in range(world)]
+        for r, t in enumerate(texts):
+            assert t is not None, (case, r)
+            assert "HookError" in t and needle in t, (case, r, t)
+        bad_rank = [r for r in range(world) if r == (1 if world == 2 else 2)][0]
+        assert all("failed on rank %d;" % bad_rank in t for t in texts), texts
+    for r in range(world):
+        assert results[r]["failures"]["library"]["unchanged"]
+        t = results[r]["failures"]["table"]["error"]
+        assert "HookError" in t and "layer table differs" in t, t
+        assert results[r]["failures"]["table"]["unchanged"]
+        t = results[r]["failures"]["none_state"]["error"]
+        assert "mcgq_hook's state must be an MCGQState, got NoneType" in t, t
+    assert bad
 
 
 def test_state_rejects_bad_knobs():
