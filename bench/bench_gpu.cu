@@ -6,7 +6,9 @@
  * message bytes that differ from mcgqEncodeHost's plus decoded floats that
  * differ from mcgqDecodeHost's (the paths must be bit-identical).
  * CUDA C++ is used only for CUB and events; the interface is bench.h's C. */
+#include <cuda.h>
 #include <cuda_runtime.h>
+#include <cxxabi.h>
 
 #include <cub/cub.cuh>
 #include <stdio.h>
@@ -347,6 +349,7 @@ struct model_case {
   mcgqLayerStats_t *d_stats = nullptr;
   uint32_t *d_status = nullptr;
   cudaGraphExec_t encode_graph = nullptr, decode_graph = nullptr;
+  cudaGraph_t encode_def = nullptr, decode_def = nullptr; /* for the breakdown */
 };
 
 enum model_stage {
@@ -496,6 +499,8 @@ fail:
 void teardown_model(model_case *ctx) {
   if (ctx->encode_graph) cudaGraphExecDestroy(ctx->encode_graph);
   if (ctx->decode_graph) cudaGraphExecDestroy(ctx->decode_graph);
+  if (ctx->encode_def) cudaGraphDestroy(ctx->encode_def);
+  if (ctx->decode_def) cudaGraphDestroy(ctx->decode_def);
   cudaFree(ctx->d_g);
   cudaFree(ctx->d_copy);
   cudaFree(ctx->d_dec);
@@ -555,7 +560,7 @@ int capture_model(model_case *ctx) {
     BENCH_CUDA_GOTO(end, fail);
     e = cudaGraphInstantiateWithFlags(which == 0 ? &ctx->encode_graph : &ctx->decode_graph,
                                       graph, 0);
-    cudaGraphDestroy(graph);
+    (which == 0 ? ctx->encode_def : ctx->decode_def) = graph;
     BENCH_CUDA_GOTO(e, fail);
   }
   return 0;
@@ -604,6 +609,201 @@ done:
   return rc;
 }
 
+/* ------------------------------------------------------ stage breakdown
+ * Per kernel of a captured call: the graph's nodes are replayed one by one
+ * in dependency order on the stream (cuLaunchKernel / cuMemsetD2D*Async with
+ * the captured parameters, so the same work as the call itself) with an
+ * event between consecutive nodes; the time between two events is charged
+ * to the kernel's name.  Event gaps make the sum a little larger than the
+ * graph's time; the shares are what this table is for. */
+
+#if CUDA_VERSION >= 12030 /* cuFuncGetName, cuKernelGetFunction, node params v2 */
+struct stage_time {
+  char name[96];
+  int launches;
+  double us;
+};
+
+void kernel_name(CUfunction f, char *out, size_t size) {
+  const char *mangled = nullptr;
+  snprintf(out, size, "kernel");
+  if (cuFuncGetName(&mangled, f) != CUDA_SUCCESS || !mangled) return;
+  int status = 0;
+  char *plain = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  snprintf(out, size, "%s", status == 0 && plain ? plain : mangled);
+  free(plain);
+  char *paren = strchr(out, '(');
+  if (paren) *paren = '\0'; /* drop the parameter list */
+}
+
+/* The graph's nodes in an order where every node follows its dependencies
+ * (Kahn's algorithm; a captured stream is a chain, but the API does not
+ * promise the order of cuGraphGetNodes). */
+int ordered_nodes(cudaGraph_t graph, CUgraphNode **out, size_t *count) {
+  size_t n = 0, edges = 0, placed = 0, head = 0;
+  if (cuGraphGetNodes((CUgraph)graph, nullptr, &n) != CUDA_SUCCESS || n == 0) return -1;
+  CUgraphNode *nodes = (CUgraphNode *)malloc(n * sizeof *nodes);
+  CUgraphNode *order = (CUgraphNode *)malloc(n * sizeof *order);
+  size_t *pending = (size_t *)calloc(n, sizeof *pending); /* unplaced dependencies */
+  size_t *from = (size_t *)malloc(64 * n * sizeof *from), *to = (size_t *)malloc(64 * n * sizeof *to);
+  size_t *queue = (size_t *)malloc(n * sizeof *queue);
+  int rc = -1;
+  if (!nodes || !order || !pending || !from || !to || !queue ||
+      cuGraphGetNodes((CUgraph)graph, nodes, &n) != CUDA_SUCCESS)
+    goto done;
+  for (size_t i = 0; i < n; ++i) {
+    CUgraphNode deps[64];
+    size_t nd = 64;
+    if (cuGraphNodeGetDependencies(nodes[i], deps, nullptr, &nd) != CUDA_SUCCESS || nd > 64)
+      goto done;
+    for (size_t d = 0; d < nd; ++d) {
+      size_t j = 0;
+      while (j < n && nodes[j] != deps[d]) ++j;
+      if (j == n) goto done;
+      from[edges] = j;
+      to[edges++] = i;
+      pending[i] += 1;
+    }
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (!pending[i]) queue[placed++] = i;
+  for (head = 0; head < placed; ++head)
+    for (size_t e = 0; e < edges; ++e)
+      if (from[e] == queue[head] && --pending[to[e]] == 0) queue[placed++] = to[e];
+  if (placed != n) goto done;
+  for (size_t i = 0; i < n; ++i) order[i] = nodes[queue[i]];
+  *out = order;
+  order = nullptr;
+  *count = n;
+  rc = 0;
+done:
+  free(nodes);
+  free(order);
+  free(pending);
+  free(from);
+  free(to);
+  free(queue);
+  return rc;
+}
+
+/* Launches node i; its name in `name` (empty for a node not replayed). */
+CUresult replay_node(CUgraphNode node, CUstream stream, char *name, size_t size) {
+  CUgraphNodeType type;
+  name[0] = '\0';
+  CUresult r = cuGraphNodeGetType(node, &type);
+  if (r != CUDA_SUCCESS) return r;
+  if (type == CU_GRAPH_NODE_TYPE_KERNEL) {
+    CUDA_KERNEL_NODE_PARAMS p;
+    memset(&p, 0, sizeof p);
+    if ((r = cuGraphKernelNodeGetParams(node, &p)) != CUDA_SUCCESS) return r;
+    CUfunction f = p.func;
+    if (!f && (r = cuKernelGetFunction(&f, p.kern)) != CUDA_SUCCESS) return r;
+    kernel_name(f, name, size);
+    return cuLaunchKernel(f, p.gridDimX, p.gridDimY, p.gridDimZ, p.blockDimX, p.blockDimY,
+                          p.blockDimZ, p.sharedMemBytes, stream, p.kernelParams, p.extra);
+  }
+  if (type == CU_GRAPH_NODE_TYPE_MEMSET) {
+    CUDA_MEMSET_NODE_PARAMS p;
+    if ((r = cuGraphMemsetNodeGetParams(node, &p)) != CUDA_SUCCESS) return r;
+    snprintf(name, size, "memset");
+    switch (p.elementSize) {
+      case 1: return cuMemsetD2D8Async(p.dst, p.pitch, (unsigned char)p.value, p.width, p.height, stream);
+      case 2: return cuMemsetD2D16Async(p.dst, p.pitch, (unsigned short)p.value, p.width, p.height, stream);
+      default: return cuMemsetD2D32Async(p.dst, p.pitch, p.value, p.width, p.height, stream);
+    }
+  }
+  return CUDA_SUCCESS; /* other nodes (none in these calls) are not timed */
+}
+
+/* Prints the stage table of one captured call; failures print a note only
+ * (the step's own numbers stand without it). */
+void print_breakdown(model_case *ctx, cudaGraph_t graph, const char *model, const char *call) {
+  CUgraphNode *nodes = nullptr;
+  size_t n = 0;
+  cudaEvent_t *ev = nullptr;
+  stage_time stages[64];
+  int kinds = 0;
+  const int passes = ctx->opt->iters;
+  const char *why = "reading the graph";
+  if (!graph || ordered_nodes(graph, &nodes, &n) != 0) goto fail;
+  ev = (cudaEvent_t *)calloc(n + 1, sizeof *ev);
+  why = "creating events";
+  if (!ev) goto fail;
+  for (size_t i = 0; i <= n; ++i)
+    if (cudaEventCreate(&ev[i]) != cudaSuccess) goto fail;
+  for (int pass = 0; pass < passes; ++pass) {
+    why = "replaying a node";
+    for (size_t i = 0; i < n; ++i) {
+      char name[96];
+      if (cudaEventRecord(ev[i], ctx->stream) != cudaSuccess ||
+          replay_node(nodes[i], (CUstream)ctx->stream, name, sizeof name) != CUDA_SUCCESS)
+        goto fail;
+    }
+    why = "timing";
+    if (cudaEventRecord(ev[n], ctx->stream) != cudaSuccess ||
+        cudaEventSynchronize(ev[n]) != cudaSuccess)
+      goto fail;
+    for (size_t i = 0; i < n; ++i) {
+      char name[96];
+      float ms = 0;
+      CUgraphNodeType type;
+      if (cuGraphNodeGetType(nodes[i], &type) != CUDA_SUCCESS) goto fail;
+      if (type == CU_GRAPH_NODE_TYPE_KERNEL) {
+        CUDA_KERNEL_NODE_PARAMS p;
+        memset(&p, 0, sizeof p);
+        CUfunction f = nullptr;
+        if (cuGraphKernelNodeGetParams(nodes[i], &p) != CUDA_SUCCESS) goto fail;
+        f = p.func;
+        if (!f && cuKernelGetFunction(&f, p.kern) != CUDA_SUCCESS) goto fail;
+        kernel_name(f, name, sizeof name);
+      } else if (type == CU_GRAPH_NODE_TYPE_MEMSET) {
+        snprintf(name, sizeof name, "memset");
+      } else {
+        continue;
+      }
+      if (cudaEventElapsedTime(&ms, ev[i], ev[i + 1]) != cudaSuccess) goto fail;
+      int k = 0;
+      while (k < kinds && strcmp(stages[k].name, name) != 0) ++k;
+      if (k == kinds) {
+        if (kinds == 64) continue;
+        snprintf(stages[kinds].name, sizeof stages[kinds].name, "%s", name);
+        stages[kinds].launches = 0;
+        stages[kinds].us = 0;
+        ++kinds;
+      }
+      if (pass == 0) stages[k].launches += 1;
+      stages[k].us += 1e3 * (double)ms / passes;
+    }
+  }
+  {
+    double total = 0;
+    for (int k = 0; k < kinds; ++k) total += stages[k].us;
+    printf("#   %s %s by kernel (%zu nodes of the captured graph replayed one by one, "
+           "mean of %d; us, share):\n", model, call, n, passes);
+    for (int k = 0; k < kinds; ++k)
+      printf("#     %-52s %6d x %10.1f us %5.1f%%\n", stages[k].name, stages[k].launches,
+             stages[k].us, total > 0 ? 100.0 * stages[k].us / total : 0.0);
+  }
+  goto done;
+fail:
+  printf("#   %s %s breakdown unavailable (%s failed)\n", model, call, why);
+  cudaGetLastError();
+done:
+  if (ev)
+    for (size_t i = 0; i <= n; ++i)
+      if (ev[i]) cudaEventDestroy(ev[i]);
+  free(ev);
+  free(nodes);
+}
+
+#else
+void print_breakdown(model_case *ctx, cudaGraph_t graph, const char *model, const char *call) {
+  (void)ctx;
+  (void)graph;
+  printf("#   %s %s breakdown needs CUDA 12.3 or newer\n", model, call);
+}
+#endif
+
 }  // namespace
 
 extern "C" int bench_gpu_model(const bench_options_t *opt, const uint64_t *sizes, int count,
@@ -650,6 +850,10 @@ extern "C" int bench_gpu_model(const bench_options_t *opt, const uint64_t *sizes
     row->wire_ratio = 4.0 * (double)c.n / (double)c.msg_bytes;
     row->checked = opt->check;
     if (opt->check) rc = count_model_wrong(ctx, &row->wrong);
+  }
+  if (rc == 0) { /* after the check: the replays rewrite the same bytes */
+    print_breakdown(ctx, c.encode_def, row->name, "encode");
+    print_breakdown(ctx, c.decode_def, row->name, "decode-average");
   }
   teardown_model(ctx);
   free(stats);
