@@ -1,9 +1,9 @@
 /* decode.cu - decode-and-average of P messages on the GPU (DESIGN.md 2,
  * averaging; FORMAT.md 3), in five launches on the caller's stream whatever
  * the number of layers:
- *   header    a block per message: thread 0 checks the header and the
- *             directory in place with format/reader.h's rules, exactly as
- *             host/stream/decode.c does except the CRCs; rank 0 also writes
+ *   header    a block per message: warp 0 checks the header and the
+ *             directory in place (32 entries per step) with format/reader.h's
+ *             rules, as host/stream/decode.c does except the CRCs; rank 0 writes
  *             every 32nd layer's start; the block zeroes its totals slots;
  *   crc       blocks over the layers whose entries passed: the block-parallel
  *             CRC32C of device/crc32c.cuh, compared with the entry;
@@ -53,58 +53,86 @@ __device__ __forceinline__ uint64_t entry_n(const uint8_t *msg, uint64_t i) {
 
 /* ------------------------------------------------------------ header pass */
 
+__device__ uint64_t warp_exclusive_sum_u64(uint64_t v, unsigned lane) {
+  uint64_t sum = v;
+  for (unsigned d = 1; d < 32; d <<= 1) {
+    const uint64_t o = __shfl_up_sync(kFullWarp, sum, d);
+    if (lane >= d) sum += o;
+  }
+  return sum - v;
+}
+
+__device__ unsigned long long warp_sum_u64(unsigned long long v) {
+  for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(kFullWarp, v, d);
+  return v;
+}
+
 /* Header and directory of message r with format/reader.h's rules, CRCs
- * aside: rc->status is 0 or an mcgqResult_t, rc->checked the entries that
+ * aside, by one warp, 32 entries per step: each lane checks its entry on
+ * its own, a warp scan of the region sizes gives every lane the offset its
+ * region must start at, and the lowest failing lane is the first failure
+ * (lanes past it may have used garbage offsets; their answers are unused).
+ * Lane 0 writes *rc: status 0 or an mcgqResult_t, and the entries that
  * passed.  Rank 0 writes its layer groups and chunk count. */
-__device__ void check_message(const mcgq_decode_args &a, int r, mcgq_rank_check *rc,
-                              mcgq_layer_group *groups, mcgq_decode_plan *plan) {
+__device__ void check_message(const mcgq_decode_args &a, int r, unsigned lane,
+                              mcgq_layer_group *groups, mcgq_decode_plan *plan,
+                              mcgq_rank_check *out) {
+  mcgq_rank_check rc = {0, 0, 0, 0, 0xffffffffu, 0};
   const uint8_t *m = a.msg[r];
   mcgq_header_fields h;
   /* The size is known only on the device: total_bytes must fit the
    * caller's bound (the host decoder: equal the message size). */
   mcgq_rule rule = mcgq_read_header(m, a.bytes[r], 0, &h);
+  if (rule == MCGQ_RULE_OK) rc.crc = (h.flags & MCGQ_HDR_FLAG_CRC32C) != 0;
   if (rule != MCGQ_RULE_OK) {
-    rc->status = mcgq_rule_status(rule);
-    return;
-  }
-  rc->crc = (h.flags & MCGQ_HDR_FLAG_CRC32C) != 0;
-  if (h.layer_count > a.max_layers) { /* cannot sum to the caller's n */
-    rc->status = h.total_n != a.n ? mcgqInvalidArgument : mcgqCorruptStream;
-    return;
-  }
-  /* Rank 0's table, to compare the layer sizes with (in bounds once its
-   * header reads: its directory fits its message). */
-  mcgq_header_fields h0;
-  const bool compare = r > 0 && mcgq_read_header(a.msg[0], a.bytes[0], 0, &h0) == MCGQ_RULE_OK;
-  if (compare && h0.layer_count != h.layer_count) rc->n_differs = 1;
-  uint64_t offset = mcgq_regions_start(h.layer_count), sum_n = 0, chunks = 0;
-  for (uint32_t i = 0; i < h.layer_count; ++i) {
-    mcgq_entry_fields e;
-    mcgq_load_entry(m, i, &e);
-    rule = mcgq_check_entry(&e);
-    if (rule == MCGQ_RULE_OK) rule = mcgq_check_entry_region(&h, offset, &e);
-    if (rule != MCGQ_RULE_OK) {
-      rc->status = mcgq_rule_status(rule);
-      return;
+    rc.status = mcgq_rule_status(rule);
+  } else if (h.layer_count > a.max_layers) { /* cannot sum to the caller's n */
+    rc.status = h.total_n != a.n ? mcgqInvalidArgument : mcgqCorruptStream;
+  } else {
+    /* Rank 0's table, to compare the layer sizes with (in bounds once its
+     * header reads: its directory fits its message). */
+    mcgq_header_fields h0;
+    const bool compare =
+        r > 0 && mcgq_read_header(a.msg[0], a.bytes[0], 0, &h0) == MCGQ_RULE_OK;
+    if (compare && h0.layer_count != h.layer_count) rc.n_differs = 1;
+    uint64_t offset = mcgq_regions_start(h.layer_count), sum_n = 0, chunks = 0;
+    for (uint32_t base = 0; base < h.layer_count && !rc.status; base += 32) {
+      const uint32_t i = base + lane;
+      const bool valid = i < h.layer_count;
+      mcgq_entry_fields e;
+      memset(&e, 0, sizeof e);
+      mcgq_rule mine = MCGQ_RULE_OK;
+      if (valid) {
+        mcgq_load_entry(m, i, &e);
+        mine = mcgq_check_entry(&e);
+      }
+      const uint64_t region = valid && mine == MCGQ_RULE_OK ? e.region_bytes : 0;
+      const uint64_t start = offset + warp_exclusive_sum_u64(region, lane);
+      if (valid && mine == MCGQ_RULE_OK) mine = mcgq_check_entry_region(&h, start, &e);
+      const unsigned failed = __ballot_sync(kFullWarp, valid && mine != MCGQ_RULE_OK);
+      if (failed) {
+        const unsigned first = mcgq_dev::lowest_set_lane(failed);
+        rc.status = mcgq_rule_status((mcgq_rule)__shfl_sync(kFullWarp, (int)mine, first));
+        rc.checked = base + first;
+        break;
+      }
+      if (__ballot_sync(kFullWarp, compare && valid && entry_n(a.msg[0], i) != e.n))
+        rc.n_differs = 1;
+      if (r == 0 && lane == 0) groups[base / 32u] = mcgq_layer_group{sum_n, chunks};
+      sum_n += warp_sum_u64(e.n);
+      chunks += warp_sum_u64(valid ? mcgq_chunk_count(e.n) : 0);
+      offset += warp_sum_u64(region);
+      rc.checked = base + 32 < h.layer_count ? base + 32 : h.layer_count;
     }
-    rc->checked = i + 1;
-    if (compare && !rc->n_differs && entry_n(a.msg[0], i) != e.n) rc->n_differs = 1;
-    if (r == 0 && i % 32u == 0) groups[i / 32u] = mcgq_layer_group{sum_n, chunks};
-    sum_n += e.n;
-    chunks += mcgq_chunk_count(e.n);
-    offset += e.region_bytes;
+    if (!rc.status) {
+      rule = mcgq_check_directory_end(&h, offset, sum_n);
+      if (rule != MCGQ_RULE_OK) rc.status = mcgq_rule_status(rule);
+      else if (h.total_n != a.n) rc.status = mcgqInvalidArgument;
+      else rc.layer_count = h.layer_count;
+    }
+    if (!rc.status && r == 0 && lane == 0) plan->chunks = chunks;
   }
-  rule = mcgq_check_directory_end(&h, offset, sum_n);
-  if (rule != MCGQ_RULE_OK) {
-    rc->status = mcgq_rule_status(rule);
-    return;
-  }
-  if (h.total_n != a.n) {
-    rc->status = mcgqInvalidArgument;
-    return;
-  }
-  rc->layer_count = h.layer_count;
-  if (r == 0) plan->chunks = chunks;
+  if (lane == 0) *out = rc;
 }
 
 __global__ void header_kernel(const __grid_constant__ mcgq_decode_args a,
@@ -114,10 +142,7 @@ __global__ void header_kernel(const __grid_constant__ mcgq_decode_args a,
   mcgq_totals_slot *mine = slots + (uint64_t)r * a.slots_per_rank;
   for (uint64_t s = threadIdx.x; s < a.slots_per_rank; s += blockDim.x)
     mine[s] = mcgq_totals_slot{};
-  if (threadIdx.x != 0) return;
-  mcgq_rank_check rc = {0, 0, 0, 0, 0xffffffffu, 0};
-  check_message(a, r, &rc, groups, plan);
-  ranks[r] = rc;
+  if (threadIdx.x < 32) check_message(a, r, threadIdx.x, groups, plan, &ranks[r]);
 }
 
 /* --------------------------------------------------------------- crc pass */
@@ -282,11 +307,6 @@ struct chunk_totals {
   uint32_t max_mag = 0, longest = 0;
   unsigned long long abs_sum = 0, nonzeros = 0, runs = 0;
 };
-
-__device__ unsigned long long warp_sum_u64(unsigned long long v) {
-  for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(kFullWarp, v, d);
-  return v;
-}
 
 /* Fixed width: a value per lane.  The paper size of the values needs the
  * zero runs, which the warp follows on the ballot of zero values; a run is
