@@ -101,7 +101,9 @@ TEST(GpuDecode, RangeRuleMatchesCpu) {
     uint32_t cpu_status = cpu_average(msgs, 2, &cpu);
     EXPECT_EQ(a == 0.3f * FLT_MAX ? (uint32_t)mcgqRangeError : 0u, cpu_status);
     EXPECT_EQ(cpu_status, gpu_decode_average(msgs, 2, &gpu));
-    if (cpu_status == 0) EXPECT_TRUE(same_bits(cpu, gpu));
+    if (cpu_status == 0) {
+      EXPECT_TRUE(same_bits(cpu, gpu));
+    }
   }
 }
 
@@ -333,5 +335,37 @@ TEST(GpuDecode, ParallelCrcMatchesCpuOnEncodeAndDecode) {
     uint32_t want = cpu_average(bad, n, &cpu);
     EXPECT_NE(0u, want) << "byte " << pos;
     EXPECT_EQ(want, gpu_decode_average(bad, n, &gpu)) << "byte " << pos;
+  }
+}
+
+// More layers than one warp's step of the directory walk and of the chunk
+// lookup (32): 100 small layers around one of several chunks, P = 2 (rank 1
+// with CRCs), against the CPU; then corrupt directory entries and regions
+// of layers past the first 32 and compare the status.
+TEST(GpuDecode, HundredLayersMatchCpu) {
+  MCGQ_REQUIRE_GPU();
+  table t;
+  t.sizes.clear();
+  for (int i = 0; i < 100; ++i) t.sizes.push_back(i == 57 ? 20000u : 1u + (uint64_t)(i * 37) % 250u);
+  std::vector<std::vector<uint8_t>> msgs = {rank_message(0, t.sizes, t.data(0), 0),
+                                            rank_message(1, t.sizes, t.data(1), 1)};
+  std::vector<float> cpu, gpu;
+  ASSERT_EQ(0u, cpu_average(msgs, t.total(), &cpu)) << mcgqGetLastErrorDetail();
+  ASSERT_EQ(0u, gpu_decode_average(msgs, t.total(), &gpu));
+  EXPECT_TRUE(same_bits(cpu, gpu));
+  const size_t entry = 56, dir = 32;
+  const std::vector<size_t> at = {dir + 40 * entry + 0,  dir + 63 * entry + 32,
+                                  dir + 99 * entry + 49, dir + 100 * entry + 8,
+                                  msgs[1].size() - 1,    msgs[1].size() / 2};
+  for (size_t pos : at) {
+    for (int rank = 0; rank < 2; ++rank) {
+      std::vector<std::vector<uint8_t>> bad = msgs;
+      bad[rank][pos] ^= 0x04;
+      uint32_t want = cpu_average(bad, t.total(), &cpu);
+      EXPECT_EQ(want, gpu_decode_average(bad, t.total(), &gpu)) << "rank " << rank << " byte " << pos;
+      if (want == 0) {
+        EXPECT_TRUE(same_bits(cpu, gpu)) << "byte " << pos;
+      }
+    }
   }
 }
