@@ -94,6 +94,12 @@ typedef struct {
   double decode_us;
   double bits_per_element, paper_ratio, wire_ratio;
   uint64_t wire_bytes;
+  /* GPU only (-1 on the CPU): the same encode and decode-average replayed
+   * from captured CUDA graphs, and CUB over the same floats */
+  int gpu;
+  double encode_graph_us, decode_graph_us, reduce_us, scan_us;
+  uint64_t wrong;       /* -c 1: bytes and floats that differ from the CPU's */
+  int checked;
 } bench_model_row_t;
 
 /* bench_cpu.c / bench_gpu.cu: 0 on success; on failure a message in err. */
@@ -102,6 +108,11 @@ int bench_cpu_size(const bench_options_t *opt, uint64_t n, double k,
 int bench_gpu_size(const bench_options_t *opt, uint64_t n, double k,
                    bench_row_t *row, char *err, size_t err_size);
 int bench_gpu_describe(char *buf, size_t size); /* 0 when a GPU answers */
+/* A whole model step on the GPU (bench_model_step calls it for -a fused /
+ * -a sample): sizes[0..count) of one layer table; row->name etc. are the
+ * caller's. */
+int bench_gpu_model(const bench_options_t *opt, const uint64_t *sizes, int count,
+                    double k, bench_model_row_t *row, char *err, size_t err_size);
 
 /* bench_models.c */
 int bench_model_step(const bench_options_t *opt, const char *model, double k,
@@ -111,7 +122,7 @@ int bench_model_step(const bench_options_t *opt, const char *model, double k,
 void bench_print_header(FILE *f, const bench_env_t *env, const bench_options_t *opt);
 void bench_print_table_head(FILE *f, int gpu);
 void bench_print_row(FILE *f, const bench_row_t *r, int gpu);
-void bench_print_model_head(FILE *f);
+void bench_print_model_head(FILE *f, int gpu);
 void bench_print_model_row(FILE *f, const bench_model_row_t *r);
 int bench_write_json(const char *path, const bench_env_t *env,
                      const bench_options_t *opt, const bench_row_t *rows,

@@ -19,3 +19,14 @@ int bench_gpu_size(const bench_options_t *opt, uint64_t n, double k,
   snprintf(err, err_size, "this mcgq_bench was built without CUDA (MCGQ_ENABLE_CUDA=OFF); use -a cpu");
   return -1;
 }
+
+int bench_gpu_model(const bench_options_t *opt, const uint64_t *sizes, int count,
+                    double k, bench_model_row_t *row, char *err, size_t err_size) {
+  (void)opt;
+  (void)sizes;
+  (void)count;
+  (void)k;
+  (void)row;
+  snprintf(err, err_size, "this mcgq_bench was built without CUDA (MCGQ_ENABLE_CUDA=OFF); use -a cpu");
+  return -1;
+}

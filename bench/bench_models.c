@@ -1,7 +1,8 @@
 /* bench_models.c - a whole step over the layer-size table of a real model
  * (bench/models/NAME.txt): one segmented encode of all layers, the same layers
  * encoded one call each (the per-layer fixed cost that one-size runs hide),
- * the decode, and a plain fp32 copy of the same gradients. */
+ * the decode, and a plain fp32 copy of the same gradients.  With -a fused or
+ * -a sample the step runs on the GPU (bench_gpu_model in bench_gpu.cu). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,18 +204,24 @@ int bench_model_step(const bench_options_t *opt, const char *model, double k,
   memset(&m, 0, sizeof m);
   memset(row, 0, sizeof *row);
   int rc = read_table(path, &m.table, err, err_size);
-  if (rc == 0) rc = setup_model(&m, opt, k, err, err_size);
   if (rc == 0) {
     model_name(model, row->name, sizeof row->name);
     row->layers = m.table.count;
-    row->n = m.n;
+    for (int i = 0; i < m.table.count; ++i) row->n += m.table.sizes[i];
     row->k = k;
     row->smallest = row->largest = m.table.sizes[0];
     for (int i = 1; i < m.table.count; ++i) {
       if (m.table.sizes[i] < row->smallest) row->smallest = m.table.sizes[i];
       if (m.table.sizes[i] > row->largest) row->largest = m.table.sizes[i];
     }
-    rc = measure_model(&m, opt, row, err, err_size);
+    row->encode_graph_us = row->decode_graph_us = row->reduce_us = row->scan_us = -1.0;
+    if (opt->algo != BENCH_ALGO_CPU) {
+      row->gpu = 1;
+      rc = bench_gpu_model(opt, m.table.sizes, m.table.count, k, row, err, err_size);
+    } else {
+      rc = setup_model(&m, opt, k, err, err_size);
+      if (rc == 0) rc = measure_model(&m, opt, row, err, err_size);
+    }
   }
   free_model(&m);
   return rc;

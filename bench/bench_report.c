@@ -72,19 +72,32 @@ void bench_print_row(FILE *f, const bench_row_t *r, int gpu) {
           r->bits_per_element, r->paper_ratio, r->wire_ratio, wrong);
 }
 
-void bench_print_model_head(FILE *f) {
-  fprintf(f, "# %-10s %6s %11s %5s %10s %11s %11s %11s %8s %8s %7s %7s %7s\n", "model",
+void bench_print_model_head(FILE *f, int gpu) {
+  fprintf(f, "# %-10s %6s %11s %5s %10s %11s %11s %11s %8s %8s %7s %7s", "model",
           "layers", "elements", "K", "fp32 copy", "encode", "enc/layer", "decode",
-          "enc/copy", "bits/el", "paper", "wire", "");
-  fprintf(f, "# %-10s %6s %11s %5s %10s %11s %11s %11s %8s %8s %7s %7s %7s\n", "", "",
-          "", "", "(us)", "(us)", "(us)", "(us)", "", "", "ratio", "ratio", "");
+          "enc/copy", "bits/el", "paper", "wire");
+  if (gpu)
+    fprintf(f, " %10s %10s %8s %10s %10s %6s", "enc graph", "dec graph", "dec/copy",
+            "CUB sum", "CUB scan", "#wrong");
+  fprintf(f, "\n# %-10s %6s %11s %5s %10s %11s %11s %11s %8s %8s %7s %7s", "", "", "", "",
+          "(us)", "(us)", "(us)", "(us)", "", "", "ratio", "ratio");
+  if (gpu) fprintf(f, " %10s %10s %8s %10s %10s %6s", "(us)", "(us)", "", "(us)", "(us)", "");
+  fprintf(f, "\n");
 }
 
 void bench_print_model_row(FILE *f, const bench_model_row_t *r) {
-  fprintf(f, "  %-10s %6d %11llu %5g %10.1f %11.1f %11.1f %11.1f %8.1f %8.3f %7.2f %7.2f\n",
+  fprintf(f, "  %-10s %6d %11llu %5g %10.1f %11.1f %11.1f %11.1f %8.1f %8.3f %7.2f %7.2f",
           r->name, r->layers, (unsigned long long)r->n, r->k, r->copy_us, r->encode_us,
           r->encode_per_layer_us, r->decode_us, r->encode_us / r->copy_us,
           r->bits_per_element, r->paper_ratio, r->wire_ratio);
+  if (r->gpu) {
+    char wrong[24];
+    if (r->checked) snprintf(wrong, sizeof wrong, "%llu", (unsigned long long)r->wrong);
+    else snprintf(wrong, sizeof wrong, "N/A");
+    fprintf(f, " %10.1f %10.1f %8.2f %10.1f %10.1f %6s", r->encode_graph_us,
+            r->decode_graph_us, r->decode_us / r->copy_us, r->reduce_us, r->scan_us, wrong);
+  }
+  fprintf(f, "\n");
 }
 
 static void json_string(FILE *f, const char *s) {
@@ -132,11 +145,16 @@ static void json_models(FILE *f, const bench_model_row_t *m, int count) {
             ", \"layers\": %d, \"n\": %llu, \"smallest\": %llu, \"largest\": %llu, "
             "\"k\": %g, \"copy_us\": %.3f, \"encode_us\": %.3f, "
             "\"encode_per_layer_us\": %.3f, \"decode_us\": %.3f, \"wire_bytes\": %llu, "
-            "\"bits_per_element\": %.6f, \"paper_ratio\": %.4f, \"wire_ratio\": %.4f}%s\n",
+            "\"bits_per_element\": %.6f, \"paper_ratio\": %.4f, \"wire_ratio\": %.4f, "
+            "\"gpu\": %d, \"encode_graph_us\": %.3f, \"decode_graph_us\": %.3f, "
+            "\"decode_copy_ratio\": %.3f, \"reduce_us\": %.3f, \"scan_us\": %.3f, "
+            "\"wrong\": %lld}%s\n",
             m[i].layers, (unsigned long long)m[i].n, (unsigned long long)m[i].smallest,
             (unsigned long long)m[i].largest, m[i].k, m[i].copy_us, m[i].encode_us,
             m[i].encode_per_layer_us, m[i].decode_us, (unsigned long long)m[i].wire_bytes,
-            m[i].bits_per_element, m[i].paper_ratio, m[i].wire_ratio,
+            m[i].bits_per_element, m[i].paper_ratio, m[i].wire_ratio, m[i].gpu,
+            m[i].encode_graph_us, m[i].decode_graph_us, m[i].decode_us / m[i].copy_us,
+            m[i].reduce_us, m[i].scan_us, m[i].checked ? (long long)m[i].wrong : -1LL,
             i + 1 < count ? "," : "");
   }
   fprintf(f, "  ],\n");

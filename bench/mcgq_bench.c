@@ -53,11 +53,7 @@ static int run_sizes(const bench_options_t *opt, bench_row_t *rows, int *row_cou
 
 static int run_models(const bench_options_t *opt, bench_model_row_t *rows, int *row_count) {
   char err[512];
-  if (is_gpu(opt)) {
-    fprintf(stderr, "mcgq_bench: -m runs on the CPU reference only (use -a cpu)\n");
-    return -1;
-  }
-  bench_print_model_head(stdout);
+  bench_print_model_head(stdout, is_gpu(opt));
   for (int ki = 0; ki < opt->k_count; ++ki) {
     for (int i = 0; i < opt->model_count; ++i) {
       bench_model_row_t *row = &rows[*row_count];
@@ -106,6 +102,7 @@ int main(int argc, char **argv) {
   /* Like nccl-tests: wrong results fail the run, so a smoke test catches them. */
   int wrong_rows = 0;
   for (int i = 0; i < row_count; ++i) wrong_rows += rows[i].checked && rows[i].wrong != 0;
+  for (int i = 0; i < model_rows; ++i) wrong_rows += models[i].checked && models[i].wrong != 0;
   if (wrong_rows) {
     fprintf(stderr, "mcgq_bench: %d size(s) with #wrong != 0\n", wrong_rows);
     rc = -1;

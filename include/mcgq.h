@@ -370,7 +370,9 @@ MCGQ_API mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count,
                                       size_t temp_bytes, mcgqStream_t stream);
 
 /* Scratch for decoding P messages of capacity in_capacity bytes each with n
- * elements in all. */
+ * elements in all: about 16 bytes per 32 layers such a message can hold
+ * plus 40 bytes per rank per 8192 elements (no per-rank copy of the
+ * directory; not cleared by the caller: the decode initializes what it uses). */
 MCGQ_API mcgqResult_t mcgqDecodeAverageGetTempSize(int nranks, uint64_t n,
                                                    size_t in_capacity,
                                                    size_t *temp_bytes);

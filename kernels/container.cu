@@ -99,10 +99,30 @@ __global__ void zero_region_kernel(const mcgq_layer_state *st, uint8_t *msg) {
     words[w] = 0;
 }
 
+/* One block per layer: the block-parallel CRC of device/crc32c.cuh. */
 __global__ void crc_kernel(const mcgq_layer_state *st, int index, uint8_t *msg) {
-  uint32_t crc = mcgq_dev::block_crc32c(msg + st->offset, st->region_bytes);
+  __shared__ uint32_t table[256], scratch[32];
+  mcgq_dev::block_crc32c_table(table);
+  uint32_t crc = mcgq_dev::block_crc32c(table, msg + st->offset, st->region_bytes, scratch);
   if (threadIdx.x == 0)
     mcgq_store_le32(mcgq_dir_entry_at(msg, (uint64_t)index) + MCGQ_DIR_CRC32C, crc);
+}
+
+/* Every layer of a message in one launch, once all regions and directory
+ * entries are written: block b sums layers b, b + gridDim.x, ..., taking the
+ * region from the entry (offset, encoding, n_coded, bit length). */
+__global__ void crc_all_kernel(uint8_t *msg, int count) {
+  __shared__ uint32_t table[256], scratch[32];
+  mcgq_dev::block_crc32c_table(table);
+  for (int i = blockIdx.x; i < count; i += gridDim.x) {
+    uint8_t *entry = mcgq_dir_entry_at(msg, (uint64_t)i);
+    const uint64_t offset = mcgq_load_le64(entry + MCGQ_DIR_BYTE_OFFSET);
+    const uint64_t bytes = mcgq_region_bytes(entry[MCGQ_DIR_ENCODING],
+                                             mcgq_load_le64(entry + MCGQ_DIR_N_CODED),
+                                             mcgq_load_le64(entry + MCGQ_DIR_BIT_LENGTH));
+    uint32_t crc = mcgq_dev::block_crc32c(table, msg + offset, bytes, scratch);
+    if (threadIdx.x == 0) mcgq_store_le32(entry + MCGQ_DIR_CRC32C, crc);
+  }
 }
 
 __global__ void header_kernel(const mcgq_layer_state *states, int count, int checksum,
@@ -130,7 +150,11 @@ void mcgq_launch_zero_region(uint64_t max_region, const mcgq_layer_state *st,
   zero_region_kernel<<<(unsigned)blocks, t, 0, s>>>(st, msg);
 }
 void mcgq_launch_crc(const mcgq_layer_state *st, int index, uint8_t *msg, cudaStream_t s) {
-  crc_kernel<<<1, 256, 0, s>>>(st, index, msg);
+  crc_kernel<<<1, MCGQ_TUNE_CRC_THREADS, 0, s>>>(st, index, msg);
+}
+void mcgq_launch_crc_all(uint8_t *msg, int count, cudaStream_t s) {
+  unsigned blocks = count < MCGQ_TUNE_CRC_MAX_BLOCKS ? (unsigned)count : MCGQ_TUNE_CRC_MAX_BLOCKS;
+  crc_all_kernel<<<blocks ? blocks : 1u, MCGQ_TUNE_CRC_THREADS, 0, s>>>(msg, count);
 }
 void mcgq_launch_header(const mcgq_layer_state *states, int count, int checksum,
                         uint64_t total_n, uint8_t *msg, size_t *out_bytes,

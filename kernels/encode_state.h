@@ -87,6 +87,9 @@ void mcgq_launch_plan(const mcgq_gpu_layer_t *L, int index, mcgq_layer_state *st
 void mcgq_launch_zero_region(uint64_t max_region, const mcgq_layer_state *st,
                              uint8_t *msg, cudaStream_t s);
 void mcgq_launch_crc(const mcgq_layer_state *st, int index, uint8_t *msg, cudaStream_t s);
+/* All `count` layers' CRCs in one launch, from the written directory (after
+ * the last layer's tokens and entry; replaces `count` mcgq_launch_crc). */
+void mcgq_launch_crc_all(uint8_t *msg, int count, cudaStream_t s);
 void mcgq_launch_header(const mcgq_layer_state *states, int count, int checksum,
                         uint64_t total_n, uint8_t *msg, size_t *out_bytes,
                         cudaStream_t s);

@@ -6,7 +6,10 @@
 
 #define MCGQ_TUNE_ELEMENT_THREADS 256   /* one thread per element kernels */
 #define MCGQ_TUNE_SAMPLE_THREADS 256    /* card path: one thread per sample */
-#define MCGQ_TUNE_DECODE_THREADS 128    /* decoder: one thread per chunk */
+#define MCGQ_TUNE_DECODE_THREADS 128    /* decoder: one warp per chunk */
+#define MCGQ_TUNE_DECODE_MAX_BLOCKS 2048u /* decoder grids (grid-stride beyond) */
+#define MCGQ_TUNE_CRC_THREADS 256       /* CRC32C: one block per region */
+#define MCGQ_TUNE_CRC_MAX_BLOCKS 512u   /* CRC32C: blocks of one launch */
 #define MCGQ_TUNE_MAX_GRID 65535u       /* grid-stride loops cap the grid here */
 #define MCGQ_TUNE_ZERO_THREADS 256      /* region zeroing, 8 bytes per thread */
 #define MCGQ_TUNE_MAX_DECODE_RANKS 128  /* messages per decode (kernel parameter space) */

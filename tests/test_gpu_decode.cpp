@@ -101,7 +101,9 @@ TEST(GpuDecode, RangeRuleMatchesCpu) {
     uint32_t cpu_status = cpu_average(msgs, 2, &cpu);
     EXPECT_EQ(a == 0.3f * FLT_MAX ? (uint32_t)mcgqRangeError : 0u, cpu_status);
     EXPECT_EQ(cpu_status, gpu_decode_average(msgs, 2, &gpu));
-    if (cpu_status == 0) EXPECT_TRUE(same_bits(cpu, gpu));
+    if (cpu_status == 0) {
+      EXPECT_TRUE(same_bits(cpu, gpu));
+    }
   }
 }
 
@@ -278,4 +280,92 @@ TEST(GpuDecode, GraphCaptureOfEncodeAndDecodeReplays) {
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   cudaStreamDestroy(s);
+}
+
+// The block-parallel CRC32C (kernels/device/crc32c.cuh) on both sides:
+// regions below one 256-byte piece, of a few pieces and of every thread's
+// piece; the GPU encode's bytes (CRCs included) are the CPU's, the GPU
+// decode of CRC-carrying messages gives the CPU's floats, and a flipped
+// byte anywhere in a region, or a flipped CRC, gives the CPU's status.
+TEST(GpuDecode, ParallelCrcMatchesCpuOnEncodeAndDecode) {
+  MCGQ_REQUIRE_GPU();
+  const std::vector<uint64_t> sizes = {7, 2500, on_gpu_simulator() ? 12000u : 150000u};
+  std::vector<std::vector<float>> g;
+  std::vector<dbuf<float> *> d_g;
+  std::vector<mcgqLayerDesc_t> host(sizes.size()), dev(sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    g.push_back(make_data(dist::heavy, sizes[i], 70u + (uint32_t)i));
+    d_g.push_back(new dbuf<float>(sizes[i]));
+    d_g[i]->upload(g[i]);
+    mcgqLayerDescInit(&host[i]);
+    host[i].n = sizes[i];
+    host[i].g = g[i].data();
+    host[i].cfg.k = 0.5;
+    host[i].cfg.checksum = 1;
+    host[i].u = mcgqRandomWord(3, 1, (uint32_t)i, 0);
+    dev[i] = host[i];
+    dev[i].g = d_g[i]->p;
+  }
+  mcgqResult_t res;
+  std::vector<mcgqLayerStats_t> st;
+  std::vector<uint8_t> cpu_msg = cpu_encode(host, &res, &st);
+  ASSERT_EQ(mcgqSuccess, res);
+  gpu_encoded ge = gpu_encode(dev);
+  for (auto *p : d_g) delete p;
+  ASSERT_EQ(mcgqSuccess, ge.result) << mcgqGetLastErrorDetail();
+  EXPECT_TRUE(cpu_msg == ge.msg) << "GPU encode with CRCs differs from the CPU's bytes";
+  uint64_t n = 0;
+  for (uint64_t s : sizes) n += s;
+  const uint64_t last_region = st.back().wire_bytes - 56;
+  ASSERT_GT(last_region, 256u * 4) << "the last region should span several pieces";
+  std::vector<float> cpu, gpu;
+  std::vector<std::vector<uint8_t>> msgs = {ge.msg, cpu_msg};
+  ASSERT_EQ(0u, cpu_average(msgs, n, &cpu));
+  ASSERT_EQ(0u, gpu_decode_average(msgs, n, &gpu));
+  EXPECT_TRUE(same_bits(cpu, gpu));
+  // Flips: a CRC field, the first and last bytes of the regions, and bytes
+  // inside the last region at piece boundaries.
+  const size_t regions = 32 + 56 * sizes.size(), end = cpu_msg.size();
+  std::vector<size_t> at = {32 + 44, 32 + 56 + 45, 32 + 112 + 47, regions, end - 1,
+                            end - last_region, end - last_region + 255,
+                            end - last_region + 256, end - last_region / 2};
+  for (size_t pos : at) {
+    std::vector<std::vector<uint8_t>> bad = msgs;
+    bad[1][pos] ^= 0x10;
+    uint32_t want = cpu_average(bad, n, &cpu);
+    EXPECT_NE(0u, want) << "byte " << pos;
+    EXPECT_EQ(want, gpu_decode_average(bad, n, &gpu)) << "byte " << pos;
+  }
+}
+
+// More layers than one warp's step of the directory walk and of the chunk
+// lookup (32): 100 small layers around one of several chunks, P = 2 (rank 1
+// with CRCs), against the CPU; then corrupt directory entries and regions
+// of layers past the first 32 and compare the status.
+TEST(GpuDecode, HundredLayersMatchCpu) {
+  MCGQ_REQUIRE_GPU();
+  table t;
+  t.sizes.clear();
+  for (int i = 0; i < 100; ++i) t.sizes.push_back(i == 57 ? 20000u : 1u + (uint64_t)(i * 37) % 250u);
+  std::vector<std::vector<uint8_t>> msgs = {rank_message(0, t.sizes, t.data(0), 0),
+                                            rank_message(1, t.sizes, t.data(1), 1)};
+  std::vector<float> cpu, gpu;
+  ASSERT_EQ(0u, cpu_average(msgs, t.total(), &cpu)) << mcgqGetLastErrorDetail();
+  ASSERT_EQ(0u, gpu_decode_average(msgs, t.total(), &gpu));
+  EXPECT_TRUE(same_bits(cpu, gpu));
+  const size_t entry = 56, dir = 32;
+  const std::vector<size_t> at = {dir + 40 * entry + 0,  dir + 63 * entry + 32,
+                                  dir + 99 * entry + 49, dir + 100 * entry + 8,
+                                  msgs[1].size() - 1,    msgs[1].size() / 2};
+  for (size_t pos : at) {
+    for (int rank = 0; rank < 2; ++rank) {
+      std::vector<std::vector<uint8_t>> bad = msgs;
+      bad[rank][pos] ^= 0x04;
+      uint32_t want = cpu_average(bad, t.total(), &cpu);
+      EXPECT_EQ(want, gpu_decode_average(bad, t.total(), &gpu)) << "rank " << rank << " byte " << pos;
+      if (want == 0) {
+        EXPECT_TRUE(same_bits(cpu, gpu)) << "byte " << pos;
+      }
+    }
+  }
 }
