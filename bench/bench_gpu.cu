@@ -588,7 +588,7 @@ int count_model_wrong(model_case *ctx, uint64_t *wrong) {
   BENCH_CUDA_GOTO(cudaMemcpy(gpu_dec, ctx->d_dec, n * sizeof(float), cudaMemcpyDeviceToHost), done);
   for (int i = 0; i < ctx->count; ++i) {
     host[i] = ctx->desc[i];
-    host[i].g = ctx->h_g + (ctx->desc[i].g - ctx->d_g);
+    host[i].g = ctx->h_g + (static_cast<const float *>(ctx->desc[i].g) - ctx->d_g);
   }
   BENCH_MCGQ_GOTO(mcgqEncodeHost(host, ctx->count, cpu_msg, ctx->msg_cap, &cpu_bytes, NULL), done);
   BENCH_MCGQ_GOTO(mcgqDecodeHost(cpu_msg, cpu_bytes, cpu_dec, ctx->n), done);
