@@ -3,7 +3,14 @@
  * MPI_Allreduce of the same fp32 gradients, measured in the same run.
  *
  *   mpirun -np 4 bench_step_mpi [-e elements] [-l layers] [-n iters]
- *                               [-w warmup] [-a accumulate] [-J out.json]
+ *                               [-w warmup] [-a accumulate] [-m mode]
+ *                               [-J out.json]
+ *
+ * -m: exchange mode of mcgqCommStep, 0 all-gather (default), 1 two-stage,
+ * 2 reduce-scatter (mcgq.h, MCGQ_EXCHANGE_*).  bytes/rank is what
+ * mcgqCommStep reports this rank sent (stats.bytes_sent; the sharded modes
+ * count what goes to other ranks).  The encode / exchange / decode parts are
+ * always those of the all-gather step.
  *
  * Defaults: 2^24 elements split into 50 layers, K in {0.1, 1}, 5 timed
  * iterations after 1 warmup.  Every time is the slowest rank's (MPI_MAX of
@@ -22,7 +29,7 @@
 
 typedef struct {
   uint64_t elements;
-  int layers, iters, warmup, accumulate;
+  int layers, iters, warmup, accumulate, mode;
   const char *json;
 } options_t;
 
@@ -48,6 +55,7 @@ static int parse(int argc, char **argv, options_t *o) {
   o->iters = 5;
   o->warmup = 1;
   o->accumulate = MCGQ_ACCUM_NONE;
+  o->mode = MCGQ_EXCHANGE_ALL_GATHER;
   o->json = NULL;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "-e")) o->elements = strtoull(argv[i + 1], NULL, 0);
@@ -55,11 +63,13 @@ static int parse(int argc, char **argv, options_t *o) {
     else if (!strcmp(argv[i], "-n")) o->iters = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "-w")) o->warmup = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "-a")) o->accumulate = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "-m")) o->mode = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "-J")) o->json = argv[i + 1];
     else return 0;
   }
   return o->elements >= (uint64_t)o->layers && o->layers > 0 && o->iters > 0 &&
-         o->warmup >= 0;
+         o->warmup >= 0 && o->mode >= MCGQ_EXCHANGE_ALL_GATHER &&
+         o->mode <= MCGQ_EXCHANGE_REDUCE_SCATTER;
 }
 
 static double now_ms(void) { return MPI_Wtime() * 1e3; }
@@ -170,6 +180,8 @@ static result_t run_k(const options_t *o, double k, buffers_t *b, int rank,
   setup_layers(o, k, b, rank);
   mcgqComm_t comm = NULL;
   DIE_IF(mcgqCommInitMpi(&comm, MPI_COMM_WORLD) != mcgqSuccess, "mcgqCommInitMpi");
+  DIE_IF(mcgqCommSetExchangeMode(comm, o->mode) != mcgqSuccess, "%s",
+         mcgqCommGetLastError(comm));
   DIE_IF(mcgqCommSetLayers(comm, b->layers, o->layers) != mcgqSuccess, "%s",
          mcgqCommGetLastError(comm));
   DIE_IF(mcgqEncodeGetMaxOutputSize(b->descs, o->layers, &b->send_cap) != mcgqSuccess,
@@ -227,9 +239,11 @@ static result_t run_k(const options_t *o, double k, buffers_t *b, int rank,
 
 static void print_results(const options_t *o, const result_t *r, int count,
                           int nranks) {
+  static const char *const names[] = {"all-gather", "two-stage", "reduce-scatter"};
   printf("# bench_step_mpi: %d ranks, %llu elements in %d layers, accumulate %d, "
-         "median of %d\n",
-         nranks, (unsigned long long)o->elements, o->layers, o->accumulate, o->iters);
+         "mode %s, median of %d\n",
+         nranks, (unsigned long long)o->elements, o->layers, o->accumulate,
+         names[o->mode], o->iters);
   printf("#     K   step(ms) encode(ms) exchange(ms) decode(ms) allreduce(ms)  "
          "speedup   bytes/rank  wire  paper\n");
   for (int i = 0; i < count; ++i)
@@ -244,8 +258,9 @@ static void print_results(const options_t *o, const result_t *r, int count,
     return;
   }
   fprintf(f, "{\"bench\": \"bench_step_mpi\", \"ranks\": %d, \"elements\": %llu, "
-             "\"layers\": %d, \"accumulate\": %d, \"iters\": %d, \"results\": [",
-          nranks, (unsigned long long)o->elements, o->layers, o->accumulate, o->iters);
+             "\"layers\": %d, \"accumulate\": %d, \"mode\": %d, \"iters\": %d, \"results\": [",
+          nranks, (unsigned long long)o->elements, o->layers, o->accumulate, o->mode,
+          o->iters);
   for (int i = 0; i < count; ++i)
     fprintf(f, "%s\n  {\"k\": %g, \"step_ms\": %.4f, \"encode_ms\": %.4f, "
                "\"exchange_ms\": %.4f, \"decode_ms\": %.4f, \"allreduce_fp32_ms\": %.4f, "
@@ -265,7 +280,7 @@ int main(int argc, char **argv) {
   options_t o;
   DIE_IF(!parse(argc, argv, &o),
          "usage: bench_step_mpi [-e elements] [-l layers] [-n iters] [-w warmup] "
-         "[-a accumulate] [-J out.json]");
+         "[-a accumulate] [-m mode 0|1|2] [-J out.json]");
   DIE_IF(nranks > 64, "at most 64 ranks");
   DIE_IF(o.elements > 0x7fffffff, "elements must fit MPI's int count");
   buffers_t b;

@@ -535,6 +535,45 @@ MCGQ_API mcgqResult_t mcgqCommStep(mcgqComm_t comm, uint64_t step,
  * payload_on_device = 1), transports without an all-to-all (callbacks
  * without alltoallv), more than MCGQ_MAX_SHARDED_RANKS ranks. */
 
+/* ------------------------------------------------ hierarchical exchange
+ * A hierarchical communicator (mcgqCommInitMpiHierarchical in mcgq_mpi.h)
+ * joins two of the caller's communicators: `node` (the L ranks of one node)
+ * and `cross` (local rank l of every one of the N nodes).  It is created
+ * with both because the layout decides what every step does and what a
+ * rank is; a node transport attached later to a flat communicator would
+ * have to be attached on every rank at the same step and could not keep
+ * the flat rank numbering.  One step, on every rank:
+ *   1. within the node, uncompressed: local rank l receives every local
+ *      rank's copy of its share and sums them itself, in local rank order
+ *      (acc = 0; acc += g_r[k] for r = 0..L-1; share[k] = acc / (float)L).
+ *      MPI_Reduce_scatter / MPI_Allreduce are not used: their order of
+ *      summation is the MPI library's choice, and this one is fixed;
+ *   2. across nodes, compressed: the all-gather (default) or two-stage
+ *      step above, over `cross`, on the share of local rank l, whose layer
+ *      table is the pieces of the registered layers that fall in
+ *      [floor(l T / L), floor((l+1) T / L)) of their concatenation (T
+ *      elements; a layer across a cut is two pieces, every other layer is
+ *      whole), with u = mcgqRandomWord(seed ^ (l * 0x9e3779b97f4a7c15),
+ *      step, piece index, node index) (two-stage: its words, with P = N);
+ *   3. within the node: the averaged shares are all-gathered and written
+ *      into every layer's grad.  Every rank of the job ends with the same
+ *      bits.  With L = 1 the step is the flat one, bit for bit.
+ * Error feedback stays per rank: a piece is encoded with the matching part
+ * of the layer's accum (so each rank's accum changes only in its share);
+ * two-stage owner state: per local rank, over its share.
+ * Failures: stage 1 checks the table, settings, mode, step and node layout
+ * within the node; a failure there enters the cross-node agreement, and
+ * after the cross-node step a max-reduction within every node tells every
+ * rank whether any cross-node group failed, so a NaN on any rank (or a node
+ * sum that overflows to Inf) returns mcgqNonFinite on every rank and a
+ * table mismatch anywhere mcgqInvalidUsage on every rank, nothing changed.
+ * Limits: host memory (MPI) only; T >= L (no empty share) and 4 T < 2^31
+ * bytes per communicator; MCGQ_EXCHANGE_REDUCE_SCATTER is refused.  Stats:
+ * bytes_sent counts this rank's compressed cross-node bytes (the node stage
+ * moves 2 (L-1)/L * 4 T bytes per rank uncompressed), elements is T, and
+ * mcgqCommGetLayerStats reports each layer's piece in this rank's share
+ * (n = 0 for layers outside it). */
+
 #define MCGQ_MAX_SHARDED_RANKS 65535 /* P * P + P of the random words fits */
 
 /* Shard `shard` of a layer of n elements split over nranks owners:

@@ -27,6 +27,20 @@ if(MCGQ_ENABLE_MPI)
     set_tests_properties(mcgq_test_comm_modes_np${_np} PROPERTIES LABELS mpi
                          PROCESSORS ${_np} TIMEOUT 300)
   endforeach()
+  # Hierarchical exchange: nodes of 2 ranks (4 = 2 x 2, 2 = 1 x 2) and, with
+  # 3 ranks, nodes of 1 (the flat exchange).
+  add_executable(mcgq_test_comm_hier test_comm_hier.cpp)
+  target_link_libraries(mcgq_test_comm_hier PRIVATE mcgq::mcgq_mpi mcgq_build_flags GTest::gtest)
+  target_compile_features(mcgq_test_comm_hier PRIVATE cxx_std_17)
+  target_compile_definitions(mcgq_test_comm_hier PRIVATE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
+  foreach(_np 4 3 2)
+    add_test(NAME mcgq_test_comm_hier_np${_np}
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${_np}
+                     --allow-run-as-root --oversubscribe
+                     $<TARGET_FILE:mcgq_test_comm_hier>)
+    set_tests_properties(mcgq_test_comm_hier_np${_np} PROPERTIES LABELS mpi
+                         PROCESSORS ${_np} TIMEOUT 300)
+  endforeach()
 endif()
 
 if(MCGQ_ENABLE_NCCL)

@@ -118,6 +118,7 @@ mcgqResult_t mcgqCommDestroy(mcgqComm_t comm) {
   /* After a timeout a collective the peers never completed may still write
    * the exchange buffers (MPI cannot cancel a collective), so an aborted
    * handle leaves them, and the transport's state, allocated. */
+  mcgq_node_destroy(comm, comm->node); /* keeps its buffers when aborted */
   if (!comm->aborted) {
     mcgq_shard_plan_destroy(comm, comm->plan);
     comm->codec->ops->destroy(comm->codec);
@@ -136,6 +137,10 @@ mcgqResult_t mcgqCommGetRank(mcgqComm_t comm, int *rank, int *nranks) {
   if (!comm || !rank || !nranks)
     return mcgq_fail(mcgqInvalidArgument,
                      "mcgqCommGetRank: comm, rank or nranks is NULL");
+  if (comm->node) { /* node-major: rank = node index * node size + local rank */
+    mcgq_node_global_rank(comm, rank, nranks);
+    return mcgqSuccess;
+  }
   *rank = comm->rank;
   *nranks = comm->nranks;
   return mcgqSuccess;
@@ -193,6 +198,13 @@ mcgqResult_t mcgqCommSetExchangeMode(mcgqComm_t comm, int32_t mode) {
                           "%s: mode = %d is not MCGQ_EXCHANGE_ALL_GATHER (0), "
                           "TWO_STAGE (1) or REDUCE_SCATTER (2)",
                           fn, (int)mode);
+  if (mode == MCGQ_EXCHANGE_REDUCE_SCATTER && comm->node)
+    return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                          "%s: a hierarchical communicator returns the whole "
+                          "average on every rank; use MCGQ_EXCHANGE_ALL_GATHER or "
+                          "TWO_STAGE for its cross-node step (a sharded result "
+                          "over nodes and local ranks is not defined yet)",
+                          fn);
   if (mode != MCGQ_EXCHANGE_ALL_GATHER) {
     if (!comm->ops->alltoallv || !comm->codec->ops->prepare_messages)
       return mcgq_comm_fail(comm, mcgqInvalidUsage,
@@ -281,11 +293,16 @@ mcgqResult_t mcgqCommGetLayerStats(mcgqComm_t comm, mcgqLayerStats_t *stats,
                                    int count) {
   if (!comm)
     return mcgq_fail(mcgqInvalidArgument, "mcgqCommGetLayerStats: comm is NULL");
-  if (!stats || count < 0 || count > comm->count)
+  const int registered = comm->node ? mcgq_node_layer_count(comm->node) : comm->count;
+  if (!stats || count < 0 || count > registered)
     return mcgq_comm_fail(comm, mcgqInvalidArgument,
                           "mcgqCommGetLayerStats: stats is NULL or count = %d "
                           "is not in [0, %d]",
-                          count, comm->count);
+                          count, registered);
+  if (comm->node) {
+    mcgq_node_layer_stats(comm, stats, count);
+    return mcgqSuccess;
+  }
   if (count > 0) memcpy(stats, comm->layer_stats, (size_t)count * sizeof *stats);
   return mcgqSuccess;
 }
@@ -351,20 +368,32 @@ mcgqResult_t mcgqCommSetLayers(mcgqComm_t comm, const mcgqLayer_t *layers,
     MCGQ_CHECK(check_layer(comm, layer_at(layers, i, stride), i));
     total_n += layer_at(layers, i, stride)->n; /* < 2^31 * 2^32: no overflow */
   }
+  mcgqLayer_t *copy = calloc((size_t)(count > 0 ? count : 1), sizeof *copy);
+  if (!copy)
+    return mcgq_comm_fail(comm, mcgqOutOfMemory, "%s: cannot copy %d layers", fn,
+                          count);
+  for (int i = 0; i < count; ++i) {
+    copy[i] = *layer_at(layers, i, stride);
+    copy[i].struct_size = (uint32_t)sizeof(mcgqLayer_t);
+  }
+  /* Hierarchical: the caller's table stays with the node stage, and the
+   * cross-node step registers this rank's share of it. */
+  if (comm->node) return mcgq_node_set_layers(comm, copy, count, total_n);
+  return mcgq_comm_install_table(comm, copy, count, total_n);
+}
+
+mcgqResult_t mcgq_comm_install_table(mcgqComm_t comm, mcgqLayer_t *copy,
+                                     int count, uint64_t total_n) {
+  static const char fn[] = "mcgqCommSetLayers";
   size_t slots = (size_t)(count > 0 ? count : 1);
-  mcgqLayer_t *copy = calloc(slots, sizeof *copy);
   mcgqLayerStats_t *stats = calloc(slots, sizeof *stats);
   mcgqLayerDesc_t *descs = calloc(slots, sizeof *descs);
-  if (!copy || !stats || !descs) {
+  if (!stats || !descs) {
     free(copy);
     free(stats);
     free(descs);
     return mcgq_comm_fail(comm, mcgqOutOfMemory, "%s: cannot copy %d layers", fn,
                           count);
-  }
-  for (int i = 0; i < count; ++i) {
-    copy[i] = *layer_at(layers, i, stride);
-    copy[i].struct_size = (uint32_t)sizeof(mcgqLayer_t);
   }
   mcgq_shard_plan_t *plan = NULL;
   mcgqResult_t res = comm->codec->ops->set_layers(comm->codec, copy, count, total_n,
@@ -409,7 +438,7 @@ static uint64_t double_bits(double x) {
 }
 
 /* The layer table's shape: what the message layout depends on. */
-static uint64_t table_hash(const mcgqLayer_t *layers, int count) {
+uint64_t mcgq_table_hash(const mcgqLayer_t *layers, int count) {
   uint64_t h = 1469598103934665603ull;
   for (int i = 0; i < count; ++i) {
     uint64_t words[3] = {layers[i].n, (uint64_t)(uint32_t)layers[i].cfg.accumulate,
@@ -423,7 +452,7 @@ static uint64_t table_hash(const mcgqLayer_t *layers, int count) {
  * same dynamic-K parameters (each rank's K state then evolves from its own
  * gradients), the same checksum flag and input type.  The GPU algorithm is
  * left out: both give the same bytes. */
-static uint64_t config_hash(const mcgqLayer_t *layers, int count) {
+uint64_t mcgq_config_hash(const mcgqLayer_t *layers, int count) {
   uint64_t h = 1469598103934665603ull;
   for (int i = 0; i < count; ++i) {
     const mcgqLayerConfig_t *c = &layers[i].cfg;
@@ -448,9 +477,14 @@ static void fill_block(const mcgqComm_t comm, uint64_t step, int32_t flag,
   block[1] = MCGQ_FORMAT_VERSION | (uint64_t)(uint32_t)comm->mode << 32;
   block[2] = (uint64_t)comm->count;
   block[3] = comm->total_n;
-  block[4] = table_hash(comm->layers, comm->count);
+  block[4] = mcgq_table_hash(comm->layers, comm->count);
   block[5] = (uint64_t)comm->capacity;
-  block[6] = config_hash(comm->layers, comm->count);
+  block[6] = mcgq_config_hash(comm->layers, comm->count);
+  if (comm->node) { /* a cross-node group joins the same local rank of each node */
+    uint64_t layout[2] = {(uint64_t)mcgq_node_local_rank(comm->node),
+                          (uint64_t)mcgq_node_local_size(comm->node)};
+    block[6] = fnv1a_words(block[6], layout, 2);
+  }
   block[7] = step;
   block[BLOCK_FLAG] = (uint64_t)(uint32_t)flag;
   block[BLOCK_SIZE] = flag == 0 ? (uint64_t)msg_bytes : 0;
@@ -497,7 +531,9 @@ static mcgqResult_t check_tables_agree(mcgqComm_t comm) {
       return mcgq_comm_fail(comm, mcgqInvalidUsage,
                             "%s: layer settings differ between rank %d and rank %d "
                             "(a layer's K or samples, dynamic-K k_min/k_max/delta_k, "
-                            "checksum flag or dtype)",
+                            "checksum flag or dtype), or, hierarchical, their local "
+                            "ranks or node sizes differ (the cross communicator must "
+                            "join the same local rank of every node)",
                             fn, r, comm->rank);
     return mcgq_comm_fail(comm, mcgqInvalidUsage,
                           "%s: step counters differ: rank %d is at step %llu, rank %d "
@@ -580,9 +616,12 @@ static mcgqResult_t agreed_failure(mcgqComm_t comm, mcgqResult_t local,
       used += (size_t)snprintf(ranks + used, sizeof ranks - used, " %d", r);
   }
   return mcgq_comm_fail(comm, status,
-                        "mcgqCommStep: %s on rank(s)%s; no rank changed its "
+                        "mcgqCommStep: %s on %s%s; no rank changed its "
                         "gradients, accumulators or K state",
-                        mcgqGetErrorString(status), ranks[0] ? ranks : " ?");
+                        mcgqGetErrorString(status),
+                        comm->node ? "the ranks of this local rank on node(s)"
+                                   : "rank(s)",
+                        ranks[0] ? ranks : " ?");
 }
 
 /* Step 2: gather the blocks, then decide (the same on every rank). */
@@ -677,23 +716,47 @@ static void fill_stats(const mcgqComm_t comm, size_t send_bytes,
   stats->layers_cut = cut;
 }
 
-static mcgqResult_t run_step(mcgqComm_t comm, const mcgq_call_t *call,
-                             uint64_t step, uint64_t seed,
-                             mcgqStepStats_t *stats) {
+/* Steps 1-4 of the all-gather step; `injected` != success stands for a
+ * failure found before the step (the hierarchical step's node stage): this
+ * rank then prepares nothing and enters the agreement with that status, so
+ * its peers refuse the step with it. */
+static mcgqResult_t gather_exchange(mcgqComm_t comm, const mcgq_call_t *call,
+                                    uint64_t step, uint64_t seed,
+                                    mcgqResult_t injected, mcgqStepStats_t *stats) {
   const void *send = NULL;
   void *recv = NULL;
   size_t send_bytes = 0;
-  mcgqResult_t local =
-      prepare_local(comm, call, step, seed, &send, &send_bytes, &recv);
+  mcgqResult_t local = injected;
+  if (local == mcgqSuccess)
+    local = prepare_local(comm, call, step, seed, &send, &send_bytes, &recv);
+  comm->step_prepared = local == mcgqSuccess;
+  comm->step_sent = send_bytes;
   mcgqResult_t res = mcgq_comm_agree(comm, call, step, local, send_bytes, stats);
   if (res == mcgqSuccess) {
     if (comm->capacity == 0) res = reserve_exact(comm, call, &recv);
     else fixed_layout(comm);
   }
   if (res == mcgqSuccess) res = exchange_and_decode(comm, call, send, send_bytes, recv);
+  return res;
+}
+
+mcgqResult_t mcgq_comm_exchange(mcgqComm_t comm, const mcgq_call_t *call,
+                                uint64_t step, uint64_t seed,
+                                mcgqResult_t injected, mcgqStepStats_t *stats) {
+  return comm->mode == MCGQ_EXCHANGE_ALL_GATHER
+             ? gather_exchange(comm, call, step, seed, injected, stats)
+             : mcgq_shard_exchange(comm, call, step, seed, injected, stats);
+}
+
+/* Step 5, or dropping what step 1 computed when the step failed. */
+mcgqResult_t mcgq_comm_finish(mcgqComm_t comm, const mcgq_call_t *call,
+                              mcgqResult_t res, mcgqStepStats_t *stats) {
+  if (comm->mode != MCGQ_EXCHANGE_ALL_GATHER)
+    return mcgq_shard_finish(comm, call, res, stats);
   if (res == mcgqSuccess) res = comm->codec->ops->commit(comm->codec, call);
-  else if (local == mcgqSuccess) comm->codec->ops->discard(comm->codec, call);
-  if (res == mcgqSuccess) fill_stats(comm, send_bytes, stats);
+  else if (comm->step_prepared) comm->codec->ops->discard(comm->codec, call);
+  comm->step_prepared = 0;
+  if (res == mcgqSuccess) fill_stats(comm, comm->step_sent, stats);
   return res;
 }
 
@@ -713,9 +776,13 @@ mcgqResult_t mcgqCommStep(mcgqComm_t comm, uint64_t step, uint64_t seed,
   call.deadline = comm->timeout_s > 0 ? mcgq_clock_seconds() + comm->timeout_s : 0.0;
   call.detail = comm->detail;
   call.detail_size = sizeof comm->detail;
-  mcgqResult_t res = comm->mode == MCGQ_EXCHANGE_ALL_GATHER
-                         ? run_step(comm, &call, step, seed, stats)
-                         : mcgq_shard_step(comm, &call, step, seed, stats);
+  mcgqResult_t res;
+  if (comm->node) {
+    res = mcgq_node_step(comm, &call, step, seed, stats);
+  } else {
+    res = mcgq_comm_exchange(comm, &call, step, seed, mcgqSuccess, stats);
+    res = mcgq_comm_finish(comm, &call, res, stats);
+  }
   if (res == mcgqTimeout) comm->aborted = 1;
   return res;
 }

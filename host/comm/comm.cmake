@@ -4,6 +4,7 @@
 # host/CMakeLists.txt after target mcgq exists.
 target_sources(mcgq PRIVATE ${CMAKE_CURRENT_LIST_DIR}/comm.c
                             ${CMAKE_CURRENT_LIST_DIR}/comm_shard.c
+                            ${CMAKE_CURRENT_LIST_DIR}/comm_node.c
                             ${CMAKE_CURRENT_LIST_DIR}/codec_host.c
                             ${CMAKE_CURRENT_LIST_DIR}/codec_device.c
                             ${CMAKE_CURRENT_LIST_DIR}/transport_callbacks.c)

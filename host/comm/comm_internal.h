@@ -164,6 +164,16 @@ MCGQ_API mcgqResult_t mcgq_comm_create(const mcgq_transport_ops_t *ops,
                                        void *ctx, int rank, int nranks,
                                        mcgqComm_t *comm);
 
+/* Builds a hierarchical communicator (comm_node.c): the cross-node
+ * transport (this rank is node `node_index` of `nodes`) and the node
+ * transport (local rank `local_rank` of `local_size`; host memory, with an
+ * all-to-all).  Takes ownership of both contexts (destroyed also when this
+ * call fails). */
+MCGQ_API mcgqResult_t mcgq_comm_create_hierarchical(
+    const mcgq_transport_ops_t *cross_ops, void *cross_ctx, int node_index,
+    int nodes, const mcgq_transport_ops_t *node_ops, void *node_ctx,
+    int local_rank, int local_size, mcgqComm_t *comm);
+
 /* Monotonic clock in seconds (deadlines of the collectives). */
 static inline double mcgq_clock_seconds(void) {
   struct timespec ts;

@@ -207,19 +207,15 @@ static const mcgq_transport_ops_t kMpiOps = {
     "MPI", 0, mpi_allgather, mpi_allgatherv, mpi_allreduce_max, mpi_destroy,
     mpi_alltoallv};
 
-/* Thread-local detail of libmcgq is not reachable from here (only its API is
- * exported), so a failed init returns its status and leaves the detail in
- * the status alone.  The cases are few and named in mcgq_mpi.h. */
-mcgqResult_t mcgqCommInitMpi(mcgqComm_t *comm, MPI_Comm mpi) {
-  if (!comm || mpi == MPI_COMM_NULL) return mcgqInvalidArgument;
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  if (!initialized || finalized) return mcgqInvalidUsage;
-  int rank = 0, nranks = 0;
+/* One transport over `mpi` (rank and size read under MPI_ERRORS_RETURN). */
+static mcgqResult_t mpi_transport_new(MPI_Comm mpi, mpi_transport_t **out,
+                                      int *rank) {
+  *out = NULL;
+  if (mpi == MPI_COMM_NULL) return mcgqInvalidArgument;
+  int nranks = 0;
   errhandler_guard_t g;
   guard_enter(&g, mpi);
-  int rc = MPI_Comm_rank(mpi, &rank);
+  int rc = MPI_Comm_rank(mpi, rank);
   if (rc == MPI_SUCCESS) rc = MPI_Comm_size(mpi, &nranks);
   guard_leave(&g);
   if (rc != MPI_SUCCESS) return mcgqMpiError;
@@ -236,5 +232,42 @@ mcgqResult_t mcgqCommInitMpi(mcgqComm_t *comm, MPI_Comm mpi) {
     mpi_destroy(t);
     return mcgqOutOfMemory;
   }
-  return mcgq_comm_create(&kMpiOps, t, rank, nranks, comm);
+  *out = t;
+  return mcgqSuccess;
+}
+
+static mcgqResult_t check_mpi_running(void) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized ? mcgqSuccess : mcgqInvalidUsage;
+}
+
+/* Thread-local detail of libmcgq is not reachable from here (only its API is
+ * exported), so a failed init returns its status and leaves the detail in
+ * the status alone.  The cases are few and named in mcgq_mpi.h. */
+mcgqResult_t mcgqCommInitMpi(mcgqComm_t *comm, MPI_Comm mpi) {
+  if (!comm || mpi == MPI_COMM_NULL) return mcgqInvalidArgument;
+  MCGQ_CHECK(check_mpi_running());
+  mpi_transport_t *t = NULL;
+  int rank = 0;
+  MCGQ_CHECK(mpi_transport_new(mpi, &t, &rank));
+  return mcgq_comm_create(&kMpiOps, t, rank, t->nranks, comm);
+}
+
+mcgqResult_t mcgqCommInitMpiHierarchical(mcgqComm_t *comm, MPI_Comm node,
+                                         MPI_Comm cross) {
+  if (!comm || node == MPI_COMM_NULL || cross == MPI_COMM_NULL)
+    return mcgqInvalidArgument;
+  MCGQ_CHECK(check_mpi_running());
+  mpi_transport_t *n = NULL, *c = NULL;
+  int local_rank = 0, node_index = 0;
+  MCGQ_CHECK(mpi_transport_new(node, &n, &local_rank));
+  mcgqResult_t res = mpi_transport_new(cross, &c, &node_index);
+  if (res != mcgqSuccess) {
+    mpi_destroy(n);
+    return res;
+  }
+  return mcgq_comm_create_hierarchical(&kMpiOps, c, node_index, c->nranks, &kMpiOps,
+                                       n, local_rank, n->nranks, comm);
 }

@@ -511,13 +511,20 @@ static void fill_stats(mcgqComm_t comm, size_t sent, mcgqStepStats_t *stats) {
   stats->layers_cut = 0;
 }
 
-mcgqResult_t mcgq_shard_step(mcgqComm_t comm, const mcgq_call_t *call,
-                             uint64_t step, uint64_t seed, mcgqStepStats_t *stats) {
+/* Everything up to the commit: the agreement, the exchanges, the agreed
+ * decode status and the writes into the gradients (the caller's, or the
+ * hierarchical step's staging).  `injected` != success: a failure found
+ * before the step, entered into the agreement as this rank's status. */
+mcgqResult_t mcgq_shard_exchange(mcgqComm_t comm, const mcgq_call_t *call,
+                                 uint64_t step, uint64_t seed,
+                                 mcgqResult_t injected, mcgqStepStats_t *stats) {
   const void *send = NULL;
   void *recv = NULL;
-  mcgqResult_t local = check_step(comm);
+  mcgqResult_t local = injected;
+  if (local == mcgqSuccess) local = check_step(comm);
   if (local == mcgqSuccess) local = prepare_stage1(comm, call, step, seed, &send);
   size_t sent = local == mcgqSuccess ? (size_t)bytes_to_others(comm->plan) : 0;
+  comm->step_prepared = 1; /* discard is harmless after a failed prepare */
   mcgqResult_t res = mcgq_comm_agree(comm, call, step, local, sent, stats);
   if (res == mcgqSuccess) res = gather_sizes(comm, call, &recv);
   if (res == mcgqSuccess)
@@ -537,9 +544,16 @@ mcgqResult_t mcgq_shard_step(mcgqComm_t comm, const mcgq_call_t *call,
         res = agreed_status(comm, decoded, flag, "decoding a shard", stats);
     }
   }
+  comm->step_sent = sent;
   if (res == mcgqSuccess) res = write_gradients(comm, call);
+  return res;
+}
+
+mcgqResult_t mcgq_shard_finish(mcgqComm_t comm, const mcgq_call_t *call,
+                               mcgqResult_t res, mcgqStepStats_t *stats) {
   if (res == mcgqSuccess) res = comm->codec->ops->commit(comm->codec, call);
-  else comm->codec->ops->discard(comm->codec, call);
-  if (res == mcgqSuccess) fill_stats(comm, sent, stats);
+  else if (comm->step_prepared) comm->codec->ops->discard(comm->codec, call);
+  comm->step_prepared = 0;
+  if (res == mcgqSuccess) fill_stats(comm, comm->step_sent, stats);
   return res;
 }

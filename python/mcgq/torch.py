@@ -30,6 +30,14 @@ non-finite value on any rank makes every rank return that bucket filled with
 NaN (so torch.cuda.amp.GradScaler skips the step).  In both cases the
 accumulators, K states and the step counter stay unchanged on all ranks.
 
+Exchange mode: the hook is an all-gather (every rank receives every rank's
+message), done by its own protocol class (_GatherProtocol) until the hook
+drives the C protocol through mcgqCommInitCallbacks; MCGQState(exchange=)
+accepts only "all_gather" for that reason and refuses the others by name.
+The C protocol over torch.distributed, with every mode (reduce-scatter for
+sharded training, two-stage), is mcgq.torch.Comm / mcgq.torch.reduce_scatter
+(mcgq/torch_comm.py, host tensors).
+
 Error-feedback accumulators and dynamic-K states live in the state object,
 per parameter, matched to parameters by identity (a weak reference, never a
 bare id()) and checked against shape and dtype before any buffer reaches
@@ -49,8 +57,10 @@ import torch.distributed as dist
 
 from . import _capi
 from . import LayerStats, _config, _u64, gpu_available, random_word
+from .torch_comm import Comm, reduce_scatter, shard_range
 
-__all__ = ["MCGQState", "mcgq_hook", "HookError"]
+__all__ = ["MCGQState", "mcgq_hook", "HookError", "Comm", "reduce_scatter",
+           "shard_range"]
 
 _STATE_FORMAT = 2            # 1: keys could carry DDP's "module." prefix
 _KSTATE_BYTES = ctypes.sizeof(_capi.KState)
@@ -119,6 +129,8 @@ class MCGQState:
     warmup_steps: steps sent uncompressed first.
     min_compress_numel: smaller parameters are sent uncompressed.
     checksum: CRC32C on every layer of the wire messages.
+    exchange: "all_gather" (the only mode of the hook's own protocol; the
+        sharded modes are mcgq.torch.Comm's).
     model: the DDP module or the module it wraps (or bind(model) later);
         checkpoint keys are then parameter names and layer ordinals their
         positions in model.parameters().  Without it parameters are numbered
@@ -132,7 +144,7 @@ class MCGQState:
     def __init__(self, process_group=None, k=0.1, accumulate="reset",
                  dynamic_k=False, k_min=0.01, k_max=8.0, delta_k=0.0, seed=0,
                  warmup_steps=0, min_compress_numel=1024, checksum=False,
-                 algo="fused", model=None):
+                 algo="fused", model=None, exchange="all_gather"):
         # Validate every knob now, with the library's own config check where
         # one exists, so a bad knob fails here and not inside backward().
         self._cfg = _config(k=k, accumulate=accumulate, dynamic_k=dynamic_k,
@@ -144,6 +156,12 @@ class MCGQState:
                     "mcgqKStateInit")
         if not 0.0 < self._cfg.k <= _capi.MAX_K:
             raise ValueError("k = %r is not in (0, %g]" % (k, _capi.MAX_K))
+        if exchange != "all_gather":
+            raise ValueError(
+                "exchange = %r: the DDP hook exchanges by all-gather only until "
+                "it drives the C protocol; for 'reduce_scatter' or 'two_stage' "
+                "use mcgq.torch.Comm (host tensors)" % (exchange,))
+        self.exchange = exchange
         if process_group is not None and not isinstance(process_group,
                                                         dist.ProcessGroup):
             raise TypeError("process_group must be a torch.distributed "
