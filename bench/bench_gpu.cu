@@ -618,6 +618,52 @@ done:
  * graph's time; the shares are what this table is for. */
 
 #if CUDA_VERSION >= 12030 /* cuFuncGetName, cuKernelGetFunction, node params v2 */
+/* The few driver calls of the breakdown, taken from the runtime
+ * (cudaGetDriverEntryPointByVersion) instead of linking libcuda: machines
+ * without a driver (CI) must still load mcgq_bench and run its CPU rows. */
+struct driver_api {
+  decltype(&cuFuncGetName) FuncGetName;
+  decltype(&cuGraphGetNodes) GraphGetNodes;
+  decltype(&cuGraphNodeGetDependencies) GraphNodeGetDependencies;
+  decltype(&cuGraphNodeGetType) GraphNodeGetType;
+  decltype(&cuGraphKernelNodeGetParams) GraphKernelNodeGetParams;
+  decltype(&cuGraphMemsetNodeGetParams) GraphMemsetNodeGetParams;
+  decltype(&cuKernelGetFunction) KernelGetFunction;
+  decltype(&cuLaunchKernel) LaunchKernel;
+  decltype(&cuMemsetD2D8Async) MemsetD2D8Async;
+  decltype(&cuMemsetD2D16Async) MemsetD2D16Async;
+  decltype(&cuMemsetD2D32Async) MemsetD2D32Async;
+  bool ok;
+};
+
+template <class F>
+bool driver_entry(const char *name, F *fn) {
+  cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+  return cudaGetDriverEntryPointByVersion(name, reinterpret_cast<void **>(fn), 12030,
+                                          cudaEnableDefault, &found) == cudaSuccess &&
+         found == cudaDriverEntryPointSuccess && *fn != nullptr;
+}
+
+/* Loaded once, on the first breakdown (the bench is single-threaded). */
+const driver_api &drv() {
+  static driver_api d = [] {
+    driver_api a{};
+    a.ok = driver_entry("cuFuncGetName", &a.FuncGetName) &&
+           driver_entry("cuGraphGetNodes", &a.GraphGetNodes) &&
+           driver_entry("cuGraphNodeGetDependencies", &a.GraphNodeGetDependencies) &&
+           driver_entry("cuGraphNodeGetType", &a.GraphNodeGetType) &&
+           driver_entry("cuGraphKernelNodeGetParams", &a.GraphKernelNodeGetParams) &&
+           driver_entry("cuGraphMemsetNodeGetParams", &a.GraphMemsetNodeGetParams) &&
+           driver_entry("cuKernelGetFunction", &a.KernelGetFunction) &&
+           driver_entry("cuLaunchKernel", &a.LaunchKernel) &&
+           driver_entry("cuMemsetD2D8Async", &a.MemsetD2D8Async) &&
+           driver_entry("cuMemsetD2D16Async", &a.MemsetD2D16Async) &&
+           driver_entry("cuMemsetD2D32Async", &a.MemsetD2D32Async);
+    return a;
+  }();
+  return d;
+}
+
 struct stage_time {
   char name[96];
   int launches;
@@ -627,7 +673,7 @@ struct stage_time {
 void kernel_name(CUfunction f, char *out, size_t size) {
   const char *mangled = nullptr;
   snprintf(out, size, "kernel");
-  if (cuFuncGetName(&mangled, f) != CUDA_SUCCESS || !mangled) return;
+  if (drv().FuncGetName(&mangled, f) != CUDA_SUCCESS || !mangled) return;
   int status = 0;
   char *plain = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
   snprintf(out, size, "%s", status == 0 && plain ? plain : mangled);
@@ -641,7 +687,7 @@ void kernel_name(CUfunction f, char *out, size_t size) {
  * promise the order of cuGraphGetNodes). */
 int ordered_nodes(cudaGraph_t graph, CUgraphNode **out, size_t *count) {
   size_t n = 0, edges = 0, placed = 0, head = 0;
-  if (cuGraphGetNodes((CUgraph)graph, nullptr, &n) != CUDA_SUCCESS || n == 0) return -1;
+  if (drv().GraphGetNodes((CUgraph)graph, nullptr, &n) != CUDA_SUCCESS || n == 0) return -1;
   CUgraphNode *nodes = (CUgraphNode *)malloc(n * sizeof *nodes);
   CUgraphNode *order = (CUgraphNode *)malloc(n * sizeof *order);
   size_t *pending = (size_t *)calloc(n, sizeof *pending); /* unplaced dependencies */
@@ -649,12 +695,12 @@ int ordered_nodes(cudaGraph_t graph, CUgraphNode **out, size_t *count) {
   size_t *queue = (size_t *)malloc(n * sizeof *queue);
   int rc = -1;
   if (!nodes || !order || !pending || !from || !to || !queue ||
-      cuGraphGetNodes((CUgraph)graph, nodes, &n) != CUDA_SUCCESS)
+      drv().GraphGetNodes((CUgraph)graph, nodes, &n) != CUDA_SUCCESS)
     goto done;
   for (size_t i = 0; i < n; ++i) {
     CUgraphNode deps[64];
     size_t nd = 64;
-    if (cuGraphNodeGetDependencies(nodes[i], deps, nullptr, &nd) != CUDA_SUCCESS || nd > 64)
+    if (drv().GraphNodeGetDependencies(nodes[i], deps, nullptr, &nd) != CUDA_SUCCESS || nd > 64)
       goto done;
     for (size_t d = 0; d < nd; ++d) {
       size_t j = 0;
@@ -690,26 +736,26 @@ done:
 CUresult replay_node(CUgraphNode node, CUstream stream, char *name, size_t size) {
   CUgraphNodeType type;
   name[0] = '\0';
-  CUresult r = cuGraphNodeGetType(node, &type);
+  CUresult r = drv().GraphNodeGetType(node, &type);
   if (r != CUDA_SUCCESS) return r;
   if (type == CU_GRAPH_NODE_TYPE_KERNEL) {
     CUDA_KERNEL_NODE_PARAMS p;
     memset(&p, 0, sizeof p);
-    if ((r = cuGraphKernelNodeGetParams(node, &p)) != CUDA_SUCCESS) return r;
+    if ((r = drv().GraphKernelNodeGetParams(node, &p)) != CUDA_SUCCESS) return r;
     CUfunction f = p.func;
-    if (!f && (r = cuKernelGetFunction(&f, p.kern)) != CUDA_SUCCESS) return r;
+    if (!f && (r = drv().KernelGetFunction(&f, p.kern)) != CUDA_SUCCESS) return r;
     kernel_name(f, name, size);
-    return cuLaunchKernel(f, p.gridDimX, p.gridDimY, p.gridDimZ, p.blockDimX, p.blockDimY,
+    return drv().LaunchKernel(f, p.gridDimX, p.gridDimY, p.gridDimZ, p.blockDimX, p.blockDimY,
                           p.blockDimZ, p.sharedMemBytes, stream, p.kernelParams, p.extra);
   }
   if (type == CU_GRAPH_NODE_TYPE_MEMSET) {
     CUDA_MEMSET_NODE_PARAMS p;
-    if ((r = cuGraphMemsetNodeGetParams(node, &p)) != CUDA_SUCCESS) return r;
+    if ((r = drv().GraphMemsetNodeGetParams(node, &p)) != CUDA_SUCCESS) return r;
     snprintf(name, size, "memset");
     switch (p.elementSize) {
-      case 1: return cuMemsetD2D8Async(p.dst, p.pitch, (unsigned char)p.value, p.width, p.height, stream);
-      case 2: return cuMemsetD2D16Async(p.dst, p.pitch, (unsigned short)p.value, p.width, p.height, stream);
-      default: return cuMemsetD2D32Async(p.dst, p.pitch, p.value, p.width, p.height, stream);
+      case 1: return drv().MemsetD2D8Async(p.dst, p.pitch, (unsigned char)p.value, p.width, p.height, stream);
+      case 2: return drv().MemsetD2D16Async(p.dst, p.pitch, (unsigned short)p.value, p.width, p.height, stream);
+      default: return drv().MemsetD2D32Async(p.dst, p.pitch, p.value, p.width, p.height, stream);
     }
   }
   return CUDA_SUCCESS; /* other nodes (none in these calls) are not timed */
@@ -724,7 +770,9 @@ void print_breakdown(model_case *ctx, cudaGraph_t graph, const char *model, cons
   stage_time stages[64];
   int kinds = 0;
   const int passes = ctx->opt->iters;
-  const char *why = "reading the graph";
+  const char *why = "loading the driver entry points";
+  if (!drv().ok) goto fail;
+  why = "reading the graph";
   if (!graph || ordered_nodes(graph, &nodes, &n) != 0) goto fail;
   ev = (cudaEvent_t *)calloc(n + 1, sizeof *ev);
   why = "creating events";
@@ -747,14 +795,14 @@ void print_breakdown(model_case *ctx, cudaGraph_t graph, const char *model, cons
       char name[96];
       float ms = 0;
       CUgraphNodeType type;
-      if (cuGraphNodeGetType(nodes[i], &type) != CUDA_SUCCESS) goto fail;
+      if (drv().GraphNodeGetType(nodes[i], &type) != CUDA_SUCCESS) goto fail;
       if (type == CU_GRAPH_NODE_TYPE_KERNEL) {
         CUDA_KERNEL_NODE_PARAMS p;
         memset(&p, 0, sizeof p);
         CUfunction f = nullptr;
-        if (cuGraphKernelNodeGetParams(nodes[i], &p) != CUDA_SUCCESS) goto fail;
+        if (drv().GraphKernelNodeGetParams(nodes[i], &p) != CUDA_SUCCESS) goto fail;
         f = p.func;
-        if (!f && cuKernelGetFunction(&f, p.kern) != CUDA_SUCCESS) goto fail;
+        if (!f && drv().KernelGetFunction(&f, p.kern) != CUDA_SUCCESS) goto fail;
         kernel_name(f, name, sizeof name);
       } else if (type == CU_GRAPH_NODE_TYPE_MEMSET) {
         snprintf(name, sizeof name, "memset");
