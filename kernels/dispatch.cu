@@ -64,6 +64,7 @@ cudaError_t carve(const mcgq_gpu_encode_shape_t *shape, uint8_t *base,
   S->states = (mcgq_layer_state *)take(count * sizeof(mcgq_layer_state));
   S->tile_cdf = (uint64_t *)take(shape->tiles * sizeof(uint64_t));
   S->tile_runs = (mcgq_run_summary *)take(shape->tiles * sizeof(mcgq_run_summary));
+  S->tile_next = (uint32_t *)take(shape->tiles * sizeof(uint32_t));
   S->message_bytes = (unsigned long long *)take(sizeof(unsigned long long));
   S->g_int = (int32_t *)take(elements * sizeof(int32_t));
   S->cdf = (uint64_t *)take(shape->any_sample ? elements * sizeof(uint64_t) : 0);

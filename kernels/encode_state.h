@@ -77,6 +77,7 @@ struct mcgq_encode_scratch {
   mcgq_layer_state *states;
   uint64_t *tile_cdf;             /* per tile: sum of q, then the exclusive prefix */
   mcgq_run_summary *tile_runs;    /* per tile: summary, then the exclusive prefix */
+  uint32_t *tile_next;            /* per tile: first nonzero after it, or MCGQ_RUN_NONE */
   unsigned long long *message_bytes; /* the plan's total, for the zeroing grid */
   int32_t *g_int;
   uint64_t *cdf;                  /* card path: inclusive C per element */

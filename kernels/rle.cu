@@ -12,10 +12,14 @@
  *                the tile's prefix comes from the layer scan, so every token's
  *                bit position is
  *                  64 + B_g * (nonzeros before k) + (B_g + B_RLE) * (heads <= k)
- *                with no scan over bit lengths.  A run's length is written by
- *                its last element, B_RLE bits before the position that
- *                follows it.  Tokens are ORed into the zeroed region (they
- *                never overlap, so the bytes do not depend on write order).
+ *                with no scan over bit lengths.  A run's head writes the
+ *                run's length (the next nonzero comes from the row's mask,
+ *                the warp's later rows, later warps, or the layer scan's
+ *                "first nonzero after this tile").  So every token lies in
+ *                its tile's span of the stream: the tile assembles its words
+ *                in shared memory and stores them; only the two boundary
+ *                words, shared with neighbouring tiles, are ORed into the
+ *                zeroed region (tokens never overlap: order-independent).
  * A layer sent all zero (st->zero: m = 0, a failed check, or the plan's
  * range rule, decided after g_int exists) is written as one run of n zeros
  * whatever g_int holds. */
@@ -43,25 +47,42 @@ __global__ void __launch_bounds__(MCGQ_TUNE_TILE_THREADS) tile_runs_kernel(mcgq_
 }
 
 /* One block per layer: each thread folds a contiguous run of tiles, thread
- * 0 chains the threads' summaries in shared memory (exclusive), and each
- * thread rewrites its tiles with their exclusive prefixes. */
+ * 0 chains the threads' summaries in shared memory (exclusive prefixes, and
+ * the first nonzero after each thread's run), and each thread rewrites its
+ * tiles with their exclusive prefixes and records the first nonzero after
+ * each tile (where a run that reaches the tile's end stops). */
 __global__ void __launch_bounds__(MCGQ_TUNE_LAYER_THREADS) layer_runs_kernel(mcgq_encode_scratch S) {
   __shared__ mcgq_run_summary prefix[MCGQ_TUNE_LAYER_THREADS + 1];
+  __shared__ uint32_t next_after[MCGQ_TUNE_LAYER_THREADS + 1];
   const int layer = blockIdx.x;
   const mcgq_layer_rec rec = S.recs[layer];
   const uint64_t tiles = ((uint64_t)rec.n + kTile - 1) / kTile;
   const uint64_t per = (tiles + blockDim.x - 1) / blockDim.x;
   const uint64_t lo = min((uint64_t)threadIdx.x * per, tiles), hi = min(lo + per, tiles);
   mcgq_run_summary *runs = S.tile_runs + rec.first_tile;
+  uint32_t *next = S.tile_next + rec.first_tile;
   mcgq_run_summary mine = runs_empty();
   for (uint64_t i = lo; i < hi; ++i) mine = runs_combine(mine, runs[i]);
   prefix[threadIdx.x + 1] = mine;
+  next_after[threadIdx.x] = mine.first;
   __syncthreads();
   if (threadIdx.x == 0) {
     prefix[0] = runs_empty();
     for (unsigned i = 1; i <= blockDim.x; ++i) prefix[i] = runs_combine(prefix[i - 1], prefix[i]);
+    uint32_t after = MCGQ_RUN_NONE; /* first nonzero after thread i's tiles */
+    for (unsigned i = blockDim.x; i-- > 0;) {
+      const uint32_t own = next_after[i];
+      next_after[i] = after;
+      if (own != MCGQ_RUN_NONE) after = own;
+    }
   }
   __syncthreads();
+  uint32_t after = next_after[threadIdx.x];
+  for (uint64_t i = hi; i-- > lo;) {
+    const uint32_t own = runs[i].first;
+    next[i] = after;
+    if (own != MCGQ_RUN_NONE) after = own;
+  }
   mcgq_run_summary running = prefix[threadIdx.x];
   for (uint64_t i = lo; i < hi; ++i) {
     const mcgq_run_summary v = runs[i];
@@ -123,10 +144,49 @@ __device__ __forceinline__ uint64_t heads_before(const mcgq_run_summary &P, uint
   return (uint64_t)P.gaps + (P.first > 0) + ((uint64_t)P.last + 1u < p);
 }
 
+/* Words of a tile's share of the stream: a token starts at each nonzero
+ * (<= 32 bits) and each run head (<= 64 bits); heads are never adjacent, so
+ * at most kTile * 32 + (kTile / 2) * 32 bits, plus the 64-bit stream header
+ * (first tile) and a misaligned first word. */
+const unsigned kSpanWords = kTile + kTile / 2u + 3u;
+
+/* The tile's words, assembled in shared memory, go out as plain stores;
+ * only the first and last word, which neighbouring tiles share, are ORed
+ * into the zeroed region. */
+__device__ __forceinline__ void store_span(const uint32_t *span, uint64_t first_word,
+                                           uint64_t words_count, uint32_t *words) {
+  for (uint64_t i = threadIdx.x; i < words_count; i += blockDim.x) {
+    const uint32_t w = span[i];
+    if (i == 0 || i + 1 == words_count) {
+      if (w) atomicOr(&words[first_word + i], w);
+    } else {
+      words[first_word + i] = w;
+    }
+  }
+}
+
+__device__ __forceinline__ void clear_span(uint32_t *span, uint64_t words_count) {
+  for (uint64_t i = threadIdx.x; i < words_count; i += blockDim.x) span[i] = 0;
+  __syncthreads();
+}
+
+/* Fixed width: element k's B_g bits at k * B_g. */
+__device__ void write_fixed_tile(const tile_ref &t, const int32_t *g, uint32_t bg,
+                                 uint32_t *span, uint32_t *words) {
+  const uint64_t first_bit = t.start * bg, end_bit = (t.start + t.count) * bg;
+  const uint64_t first_word = first_bit >> 5, words_count = ((end_bit + 31) >> 5) - first_word;
+  clear_span(span, words_count);
+  for (unsigned i = threadIdx.x; i < t.count; i += blockDim.x)
+    mcgq_dev::put_bits(span, (t.start + i) * bg - first_word * 32u, (uint32_t)g[i], bg);
+  __syncthreads();
+  store_span(span, first_word, words_count, words);
+}
+
 __global__ void __launch_bounds__(MCGQ_TUNE_TILE_THREADS)
 write_tokens_kernel(mcgq_encode_scratch S, uint8_t *msg) {
   using namespace mcgq_dev;
-  __shared__ uint32_t warp_nonzeros[kWarps], warp_heads[kWarps], warp_last[kWarps];
+  __shared__ uint32_t span[kSpanWords];
+  __shared__ uint32_t warp_nonzeros[kWarps], warp_heads[kWarps], warp_first[kWarps];
   const tile_ref t = locate_tile(S, blockIdx.x);
   const mcgq_layer_state *st = &S.states[t.layer];
   uint8_t *region = msg + st->offset;
@@ -138,8 +198,7 @@ write_tokens_kernel(mcgq_encode_scratch S, uint8_t *msg) {
     return;
   }
   if (st->encoding == MCGQ_ENCODING_FIXED) {
-    for (unsigned i = threadIdx.x; i < t.count; i += blockDim.x)
-      put_bits(words, (t.start + i) * bg, (uint32_t)S.g_int[t.slot + i], bg);
+    write_fixed_tile(t, S.g_int + t.slot, bg, span, words);
     return;
   }
   const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
@@ -156,7 +215,7 @@ write_tokens_kernel(mcgq_encode_scratch S, uint8_t *msg) {
 
   int32_t v[kRows];
   unsigned nonzero_mask[kRows], head_mask[kRows];
-  uint32_t nonzeros = 0, heads = 0, last_plus1 = 0;
+  uint32_t nonzeros = 0, heads = 0, first = MCGQ_RUN_NONE;
   for (unsigned r = 0; r < kRows; ++r) {
     const uint64_t row = warp_start + 32u * r;
     const bool valid = row + lane < n;
@@ -167,26 +226,54 @@ write_tokens_kernel(mcgq_encode_scratch S, uint8_t *msg) {
     before_nonzero = nonzero_mask[r] >> 31;
     nonzeros += __popc(nonzero_mask[r]);
     heads += __popc(head_mask[r]);
-    if (nonzero_mask[r])
-      last_plus1 = (uint32_t)row + 32u - (uint32_t)__clz((int)nonzero_mask[r]);
+    if (nonzero_mask[r] && first == MCGQ_RUN_NONE)
+      first = (uint32_t)row + lowest_set_lane(nonzero_mask[r]);
   }
   if (lane == 0) {
     warp_nonzeros[warp] = nonzeros;
     warp_heads[warp] = heads;
-    warp_last[warp] = last_plus1;
+    warp_first[warp] = first;
   }
   __syncthreads();
+  /* Stream positions: 64 + B_g * (nonzeros before k) + (B_g + B_RLE) * (heads <= k). */
   uint64_t nz_before = P.nonzeros, heads_upto = heads_before(P, t.start);
-  uint32_t run_start = P.last == MCGQ_RUN_NONE ? 0u : P.last + 1u; /* last nonzero + 1 */
-  for (unsigned w = 0; w < warp; ++w) {
-    nz_before += warp_nonzeros[w];
-    heads_upto += warp_heads[w];
-    run_start = max(run_start, warp_last[w]);
+  uint64_t tile_nonzeros = 0, tile_heads = 0;
+  uint32_t run_end = S.tile_next[blockIdx.x]; /* first nonzero after this warp */
+  for (unsigned w = 0; w < kWarps; ++w) {
+    if (w < warp) {
+      nz_before += warp_nonzeros[w];
+      heads_upto += warp_heads[w];
+    }
+    tile_nonzeros += warp_nonzeros[w];
+    tile_heads += warp_heads[w];
   }
+  for (unsigned w = kWarps; w-- > warp + 1;)
+    if (warp_first[w] != MCGQ_RUN_NONE) run_end = warp_first[w];
+  const uint64_t tile_nz_before = P.nonzeros, tile_heads_before = heads_before(P, t.start);
+  const uint64_t first_bit = t.start == 0 ? 0 : MCGQ_RLE_HEADER_BITS + bg * tile_nz_before +
+                                                    (uint64_t)(bg + br) * tile_heads_before;
+  const uint64_t end_bit = MCGQ_RLE_HEADER_BITS + bg * (tile_nz_before + tile_nonzeros) +
+                           (uint64_t)(bg + br) * (tile_heads_before + tile_heads);
+  const uint64_t first_word = first_bit >> 5, words_count = ((end_bit + 31) >> 5) - first_word;
+  const uint64_t origin = first_word * 32u;
+  clear_span(span, words_count);
   if (t.start == 0 && threadIdx.x == 0) {
-    put_bits(words, 0, bg, 32);
-    put_bits(words, 32, br, 32);
+    put_bits(span, 0, bg, 32);
+    put_bits(span, 32, br, 32);
   }
+  /* Where the run holding each row's elements ends: the next nonzero after
+   * the row (rows later in the warp, later warps, later tiles), else n. */
+  uint32_t end_after[kRows];
+  {
+    uint64_t after = run_end == MCGQ_RUN_NONE ? n : run_end;
+    for (unsigned r = kRows; r-- > 0;) {
+      end_after[r] = (uint32_t)(after - (warp_start + 32u * r)); /* relative: fits */
+      if (nonzero_mask[r]) after = warp_start + 32u * r + lowest_set_lane(nonzero_mask[r]);
+    }
+  }
+  /* Chunk starts are tile starts (encode_tiles.cuh): the run holding one
+   * began after the tile prefix's last nonzero. */
+  const uint64_t run_start = P.last == MCGQ_RUN_NONE ? 0u : (uint64_t)P.last + 1u;
   const unsigned below = (1u << lane) - 1u;
   for (unsigned r = 0; r < kRows; ++r) {
     const uint64_t row = warp_start + 32u * r;
@@ -196,22 +283,23 @@ write_tokens_kernel(mcgq_encode_scratch S, uint8_t *msg) {
                          (uint64_t)(bg + br) * (heads_upto + __popc(head_mask[r] & (below | (1u << lane))));
     if (k < n) {
       if (v[r] != 0) {
-        put_bits(words, pos, (uint32_t)v[r], bg);
+        put_bits(span, pos - origin, (uint32_t)v[r], bg);
         if (chunk_start(k)) write_index_entry(region, st, n, k, pos, 0);
       } else {
-        const unsigned lower = nz & below;
-        const uint64_t start = lower ? row + 32u - (uint32_t)__clz((int)lower) : run_start;
-        bool ends = k + 1 == n;
-        if (!ends) ends = lane < 31u ? ((nz >> (lane + 1u)) & 1u) != 0 : g[32u * r + 32u] != 0;
-        if (ends) put_bits(words, pos - br, (uint32_t)(k + 1 - start), br);
-        if (chunk_start(k))
-          write_index_entry(region, st, n, k, pos - bg - br, (uint32_t)(k - start));
+        if ((head_mask[r] >> lane) & 1u) { /* the head writes its run's length */
+          const unsigned above = lane == 31u ? 0u : nz & (~0u << (lane + 1u));
+          const uint64_t end = above ? row + lowest_set_lane(above) : row + end_after[r];
+          put_bits(span, pos - br - origin, (uint32_t)(end - k), br);
+        }
+        if (chunk_start(k)) /* a tile's first element */
+          write_index_entry(region, st, n, k, pos - bg - br, (uint32_t)(k - run_start));
       }
     }
     nz_before += __popc(nz);
     heads_upto += __popc(head_mask[r]);
-    if (nz) run_start = (uint32_t)row + 32u - (uint32_t)__clz((int)nz);
   }
+  __syncthreads();
+  store_span(span, first_word, words_count, words);
 }
 
 }  // namespace mcgq_stage_rle
