@@ -1,40 +1,29 @@
-/* dispatch.cu - the encode dispatch layer: carves the caller's scratch
- * deterministically and enqueues the stage kernels (quantize.cu, rle.cu,
- * container.cu) and the CUB reductions/scans of each layer on the caller's
- * stream.  CUB lives only here, in the wrapped namespace mcgq_cub
- * (CUB_WRAPPED_NAMESPACE, kernels/CMakeLists.txt).
+/* dispatch.cu - the encode dispatch layer: sizes and places the layers in
+ * the call's tile grids, carves the caller's scratch once per call, and
+ * enqueues the stages on the caller's stream.  Every stage is one launch
+ * over all layers (kernels/README.md, "Segmented execution"):
  *
- * Passes of one layer (both algorithms):
- *   N (host, or dynamic K state) -> [accum add] -> magnitude bits -> cub::DeviceReduce::Max (m, non-finite)
- *   -> q_k -> cub::DeviceScan::InclusiveSum (C, uint64) -> scale
- *   -> counts (fused: closed form) | samples (card: search + atomics)
- *   -> [dynamic K: signed q -> 2 cub::DeviceMergeSort -> W1 sum -> K update]
- *   -> run markers -> cub max-scan -> measure -> plan (directory, stats)
- *   -> token bits -> cub::DeviceScan::ExclusiveSum -> zero region -> write
- *   -> [CRC32C] -> [accumulator commit]
- * Layers run one after the other and reuse the per-element scratch. */
+ *   table (1 per 72 layers) -> max -> tile sums -> scale -> counts
+ *   [card: sample -> tile runs] [dynamic K, per such layer: 2 merge sorts,
+ *   W1 sum, K update] -> layer runs -> plan (+ header) -> zero -> tokens
+ *   [-> CRC32C] [-> accumulator commit]
+ *
+ * CUB lives only here (the dynamic-K sorts), in the wrapped namespace
+ * mcgq_cub (CUB_WRAPPED_NAMESPACE, kernels/CMakeLists.txt). */
 #include <cub/device/device_merge_sort.cuh>
-#include <cub/device/device_reduce.cuh>
-#include <cub/device/device_scan.cuh>
 #include <stdint.h>
 
 #include "encode_state.h"
 #include "format.h"
+#include "tuning.h"
 
 namespace {
 
 const size_t kAlign = 256;
+const uint64_t kTile = MCGQ_TUNE_TILE_ELEMENTS;
 
 size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
-/* Own functors rather than cuda::maximum / cuda::std::less: CUDA 11.8's
- * libcu++ (the toolkit the GPU simulator builds with) has no
- * <cuda/functional>, and these compile the same with CUB 1.x and 2.x. */
-struct max_u32 {
-  __host__ __device__ __forceinline__ uint32_t operator()(uint32_t a, uint32_t b) const {
-    return a > b ? a : b;
-  }
-};
 struct less_i32 {
   __host__ __device__ __forceinline__ bool operator()(int32_t a, int32_t b) const {
     return a < b;
@@ -51,179 +40,158 @@ cudaError_t sort_keys(void *temp, size_t &bytes, const int32_t *in, int32_t *out
                                                       less_i32{}, s);
 }
 
-/* Largest CUB scratch any stage needs for a layer of n elements. */
-cudaError_t cub_temp_bytes(uint64_t n, size_t *bytes) {
-  int64_t items = (int64_t)n;
-  size_t a = 0, b = 0, c = 0, d = 0, r = 0;
-  cudaError_t e = mcgq_cub::cub::DeviceReduce::Max(
-      nullptr, a, (const uint32_t *)nullptr, (uint32_t *)nullptr, items);
-  if (e != cudaSuccess) return e;
-  e = mcgq_cub::cub::DeviceScan::InclusiveSum(nullptr, b, (const uint64_t *)nullptr,
-                                              (uint64_t *)nullptr, items);
-  if (e != cudaSuccess) return e;
-  e = mcgq_cub::cub::DeviceScan::InclusiveScan(nullptr, c, (const uint32_t *)nullptr,
-                                               (uint32_t *)nullptr,
-                                               max_u32{}, items);
-  if (e != cudaSuccess) return e;
-  e = mcgq_cub::cub::DeviceScan::ExclusiveSum(nullptr, d, (const uint64_t *)nullptr,
-                                              (uint64_t *)nullptr, items);
-  if (e != cudaSuccess) return e;
-  e = sort_keys(nullptr, r, nullptr, nullptr, items, 0);
-  if (e != cudaSuccess) return e;
-  d = d > r ? d : r;
-  size_t most = a > b ? a : b;
-  most = most > c ? most : c;
-  *bytes = most > d ? most : d;
-  return cudaSuccess;
-}
-
-struct encode_layout {
-  mcgq_layer_state *states;
-  mcgq_encode_scratch s;
-  void *cub_temp;
-  size_t cub_bytes;
-  size_t total;
-};
-
-/* The one carve of d_temp; with base = NULL it only measures. */
-cudaError_t carve(uint64_t max_n, int count, uint8_t *base, encode_layout *L) {
-  size_t cub_bytes = 0;
-  cudaError_t e = cub_temp_bytes(max_n, &cub_bytes);
-  if (e != cudaSuccess) return e;
+/* The one carve of d_temp; with base = NULL it only measures.  Per-element
+ * arrays hold every tile of every layer (no reuse between layers: all
+ * layers are in flight in every stage). */
+cudaError_t carve(const mcgq_gpu_encode_shape_t *shape, uint8_t *base,
+                  mcgq_encode_scratch *S, size_t *total) {
+  size_t sort_bytes = 0;
+  if (shape->max_dynamic_n) {
+    cudaError_t e = sort_keys(nullptr, sort_bytes, nullptr, nullptr,
+                              (int64_t)shape->max_dynamic_n, 0);
+    if (e != cudaSuccess) return e;
+  }
+  const uint64_t elements = shape->tiles * kTile;
   size_t at = 0;
-  auto take = [&](size_t bytes) {
-    uint8_t *p = base ? base + at : nullptr;
-    at += align_up(bytes);
+  auto take = [&](uint64_t bytes) {
+    uint8_t *p = base && bytes ? base + at : nullptr;
+    at += align_up((size_t)bytes);
     return (void *)p;
   };
-  L->states = (mcgq_layer_state *)take((size_t)count * sizeof(mcgq_layer_state));
-  L->s.x = (float *)take(max_n * sizeof(float));
-  L->s.wide_a = (uint64_t *)take(max_n * sizeof(uint64_t));
-  L->s.wide_b = (uint64_t *)take(max_n * sizeof(uint64_t));
-  L->s.g_int = (int32_t *)take(max_n * sizeof(int32_t));
-  L->s.narrow_a = (uint32_t *)take(max_n * sizeof(uint32_t));
-  L->s.narrow_b = (uint32_t *)take(max_n * sizeof(uint32_t));
-  L->cub_temp = take(cub_bytes);
-  L->cub_bytes = cub_bytes;
-  L->total = at;
+  const uint64_t count = (uint64_t)shape->count;
+  S->count = shape->count;
+  S->recs = (mcgq_layer_rec *)take(count * sizeof(mcgq_layer_rec));
+  S->states = (mcgq_layer_state *)take(count * sizeof(mcgq_layer_state));
+  S->tile_cdf = (uint64_t *)take(shape->tiles * sizeof(uint64_t));
+  S->tile_runs = (mcgq_run_summary *)take(shape->tiles * sizeof(mcgq_run_summary));
+  S->tile_next = (uint32_t *)take(shape->tiles * sizeof(uint32_t));
+  S->message_bytes = (unsigned long long *)take(sizeof(unsigned long long));
+  S->g_int = (int32_t *)take(elements * sizeof(int32_t));
+  S->cdf = (uint64_t *)take(shape->any_sample ? elements * sizeof(uint64_t) : 0);
+  const bool dyn = shape->max_dynamic_n != 0;
+  S->signed_q = (int32_t *)take(dyn ? elements * sizeof(int32_t) : 0);
+  S->sorted_a = (int32_t *)take(shape->max_dynamic_n * sizeof(int32_t));
+  S->sorted_g = (int32_t *)take(shape->max_dynamic_n * sizeof(int32_t));
+  S->sort_temp = take(sort_bytes);
+  S->sort_bytes = sort_bytes;
+  *total = at;
   return cudaSuccess;
 }
 
-#define MCGQ_CUDA_TRY(call)               \
-  do {                                    \
-    cudaError_t mcgq_e_ = (call);         \
+#define MCGQ_CUDA_TRY(call)                     \
+  do {                                          \
+    cudaError_t mcgq_e_ = (call);               \
     if (mcgq_e_ != cudaSuccess) return mcgq_e_; \
   } while (0)
 
-/* q, C, the scale and g_int of one layer. */
-cudaError_t quantize_layer(const mcgq_gpu_layer_t *L, mcgq_layer_state *st,
-                           const encode_layout *lay, const float *x, cudaStream_t s) {
-  const mcgq_encode_scratch &S = lay->s;
-  size_t cub_bytes = lay->cub_bytes;
-  int64_t items = (int64_t)L->n;
-  mcgq_launch_magnitudes(x, L->n, S.narrow_a, s);
-  MCGQ_CUDA_TRY(mcgq_cub::cub::DeviceReduce::Max(lay->cub_temp, cub_bytes, S.narrow_a,
-                                                 &st->max_bits, items, s));
-  mcgq_launch_check_max(st, s);
-  mcgq_launch_fixed_point(x, L->n, st, S.wide_a, s);
-  cub_bytes = lay->cub_bytes;
-  MCGQ_CUDA_TRY(mcgq_cub::cub::DeviceScan::InclusiveSum(lay->cub_temp, cub_bytes,
-                                                        S.wide_a, S.wide_b, items, s));
-  mcgq_launch_check_scale(L, S.wide_b, st, s);
-  if (L->algo == MCGQ_ALGO_SAMPLE)
-    mcgq_launch_sample(L, x, S.wide_b, st, S.g_int, s);
-  else
-    mcgq_launch_counts(L, x, S.wide_b, st, S.g_int, s);
-  return cudaGetLastError();
-}
-
-/* Dynamic K (Alg 3): exact W1 of x and g_int, then the K state update.
- * The sorted copies go to wide_a (2n int32), which the scan no longer needs. */
-cudaError_t update_dynamic_k(const mcgq_gpu_layer_t *L, mcgq_layer_state *st,
-                             const encode_layout *lay, const float *x, cudaStream_t s) {
-  const mcgq_encode_scratch &S = lay->s;
-  int64_t items = (int64_t)L->n;
-  int32_t *a = (int32_t *)S.narrow_a;
-  int32_t *a_sorted = (int32_t *)S.wide_a, *b_sorted = a_sorted + L->n;
-  mcgq_launch_signed_fixed_point(x, L->n, st, a, s);
-  size_t cub_bytes = lay->cub_bytes;
-  MCGQ_CUDA_TRY(sort_keys(lay->cub_temp, cub_bytes, a, a_sorted, items, s));
-  cub_bytes = lay->cub_bytes;
-  MCGQ_CUDA_TRY(sort_keys(lay->cub_temp, cub_bytes, S.g_int, b_sorted, items, s));
-  mcgq_launch_w1_sum(a_sorted, b_sorted, L->n, st, s);
-  mcgq_launch_kstate_update(L, st, s);
-  return cudaGetLastError();
-}
-
-/* Bitstream and container region of one layer. */
-cudaError_t encode_layer(const mcgq_gpu_layer_t *L, int index, int count, int checksum,
-                         const encode_layout *lay, uint8_t *msg,
-                         mcgqLayerStats_t *stats, cudaStream_t s) {
-  const mcgq_encode_scratch &S = lay->s;
-  mcgq_layer_state *st = &lay->states[index];
-  size_t cub_bytes = lay->cub_bytes;
-  int64_t items = (int64_t)L->n;
-  mcgq_launch_run_markers(S.g_int, L->n, S.narrow_a, s);
-  MCGQ_CUDA_TRY(mcgq_cub::cub::DeviceScan::InclusiveScan(
-      lay->cub_temp, cub_bytes, S.narrow_a, S.narrow_b, max_u32{}, items, s));
-  mcgq_launch_measure(S.g_int, S.narrow_b, L->n, st, s);
-  mcgq_launch_plan(L, index, lay->states, count, msg, stats, s);
-  mcgq_launch_token_bits(S.g_int, S.narrow_b, L->n, st, S.wide_a, s);
-  cub_bytes = lay->cub_bytes;
-  MCGQ_CUDA_TRY(mcgq_cub::cub::DeviceScan::ExclusiveSum(lay->cub_temp, cub_bytes,
-                                                        S.wide_a, S.wide_b, items, s));
-  mcgq_launch_zero_region(mcgq_max_region_bytes(L->n), st, msg, s);
-  mcgq_launch_write_tokens(S.g_int, S.narrow_b, S.wide_b, L->n, st, msg, s);
-  if (checksum) mcgq_launch_crc(st, index, msg, s);
-  return cudaGetLastError();
-}
-
 }  // namespace
 
-extern "C" int mcgq_gpu_encode_temp_bytes(uint64_t max_n, int count, size_t *bytes) {
-  encode_layout lay;
-  cudaError_t e = carve(max_n, count, nullptr, &lay);
-  if (e == cudaSuccess) *bytes = lay.total;
-  return (int)e;
+extern "C" void mcgq_gpu_encode_shape_init(mcgq_gpu_encode_shape_t *shape, int count,
+                                           int checksum) {
+  memset(shape, 0, sizeof *shape);
+  shape->count = count;
+  shape->checksum = checksum;
 }
 
-extern "C" int mcgq_gpu_encode_begin(int count, uint64_t max_n, void *d_temp,
-                                     size_t temp_bytes, mcgqStream_t stream) {
-  encode_layout lay;
-  MCGQ_CUDA_TRY(carve(max_n, count, (uint8_t *)d_temp, &lay));
-  if (lay.total > temp_bytes) return (int)cudaErrorInvalidValue;
-  MCGQ_CUDA_TRY(cudaMemsetAsync(lay.states, 0, (size_t)count * sizeof(mcgq_layer_state),
-                                (cudaStream_t)stream));
-  return (int)cudaSuccess;
+extern "C" int mcgq_gpu_encode_shape_add(mcgq_gpu_encode_shape_t *shape,
+                                         mcgq_gpu_layer_t *L) {
+  const uint64_t grid_limit = 0x7fffffffu; /* blocks of a grid's x dimension */
+  const uint64_t tiles = (L->n + kTile - 1) / kTile;
+  uint64_t sample_tiles = 0;
+  if (L->algo == MCGQ_ALGO_SAMPLE) {
+    /* A dynamic K's N is known on the device only: size the grid for
+     * ceil(n * k_max), where the K update keeps it. */
+    uint64_t bound = L->samples;
+    if (L->dynamic_k) {
+      double most = ceil((double)L->n * L->k_max);
+      bound = most < (double)MCGQ_MAX_SAMPLES ? (uint64_t)most : MCGQ_MAX_SAMPLES;
+    }
+    sample_tiles = (bound + kTile - 1) / kTile;
+    if (sample_tiles == 0) sample_tiles = 1;
+  }
+  if (shape->tiles + tiles > grid_limit || shape->sample_tiles + sample_tiles > grid_limit)
+    return 1;
+  L->first_tile = (uint32_t)shape->tiles;
+  L->first_sample_tile = (uint32_t)shape->sample_tiles;
+  shape->tiles += tiles;
+  shape->sample_tiles += sample_tiles;
+  shape->total_n += L->n;
+  shape->regions_bound += mcgq_max_region_bytes(L->n);
+  if (L->dynamic_k && L->n > shape->max_dynamic_n) shape->max_dynamic_n = L->n;
+  shape->any_accumulate |= L->accumulate != MCGQ_ACCUM_NONE;
+  shape->any_sample |= L->algo == MCGQ_ALGO_SAMPLE;
+  return 0;
 }
 
-extern "C" int mcgq_gpu_encode_layer(const mcgq_gpu_layer_t *L, int i, int count,
-                                     int checksum, uint64_t max_n, void *d_out,
-                                     mcgqLayerStats_t *d_stats, void *d_temp,
+extern "C" int mcgq_gpu_encode_temp_bytes(const mcgq_gpu_encode_shape_t *shape,
+                                          size_t *bytes) {
+  mcgq_encode_scratch S;
+  return (int)carve(shape, nullptr, &S, bytes);
+}
+
+extern "C" int mcgq_gpu_encode_table(const mcgq_gpu_layer_t *layers, int first, int chunk,
+                                     const mcgq_gpu_encode_shape_t *shape, void *d_temp,
                                      mcgqStream_t stream) {
   cudaStream_t s = (cudaStream_t)stream;
-  encode_layout lay;
-  MCGQ_CUDA_TRY(carve(max_n, count, (uint8_t *)d_temp, &lay));
-  const float *x = L->g;
-  mcgq_launch_resolve_samples(L, &lay.states[i], s);
-  if (L->accumulate != MCGQ_ACCUM_NONE) {
-    mcgq_launch_accumulate(L, lay.s.x, s);
-    x = lay.s.x;
-  }
-  MCGQ_CUDA_TRY(quantize_layer(L, &lay.states[i], &lay, x, s));
-  if (L->dynamic_k) MCGQ_CUDA_TRY(update_dynamic_k(L, &lay.states[i], &lay, x, s));
-  MCGQ_CUDA_TRY(encode_layer(L, i, count, checksum, &lay, (uint8_t *)d_out, d_stats, s));
-  if (L->accumulate != MCGQ_ACCUM_NONE)
-    mcgq_launch_commit(L, x, lay.s.g_int, &lay.states[i], s);
+  mcgq_encode_scratch S;
+  size_t total = 0;
+  MCGQ_CUDA_TRY(carve(shape, (uint8_t *)d_temp, &S, &total));
+  mcgq_launch_layer_table(layers, first, chunk, &S, s);
+  for (int i = 0; i < chunk; ++i)
+    if (layers[i].dynamic_k) mcgq_launch_resolve_samples(&layers[i], first + i, &S, s);
   return (int)cudaGetLastError();
 }
 
-extern "C" int mcgq_gpu_encode_end(int count, int checksum, uint64_t max_n,
-                                   uint64_t total_n, void *d_out, size_t *d_out_bytes,
-                                   void *d_temp, mcgqStream_t stream) {
-  encode_layout lay;
-  MCGQ_CUDA_TRY(carve(max_n, count, (uint8_t *)d_temp, &lay));
-  mcgq_launch_header(lay.states, count, checksum, total_n, (uint8_t *)d_out, d_out_bytes,
-                     (cudaStream_t)stream);
+extern "C" int mcgq_gpu_encode_quantize(const mcgq_gpu_encode_shape_t *shape, void *d_temp,
+                                        mcgqStream_t stream) {
+  cudaStream_t s = (cudaStream_t)stream;
+  mcgq_encode_scratch S;
+  size_t total = 0;
+  MCGQ_CUDA_TRY(carve(shape, (uint8_t *)d_temp, &S, &total));
+  mcgq_launch_max(&S, shape->tiles, s);
+  mcgq_launch_tile_sums(&S, shape->tiles, s);
+  mcgq_launch_scale(&S, s);
+  mcgq_launch_counts(&S, shape->tiles, s);
+  if (shape->any_sample) {
+    mcgq_launch_sample(&S, shape->sample_tiles, s);
+    mcgq_launch_tile_runs(&S, shape->tiles, s);
+  }
+  return (int)cudaGetLastError();
+}
+
+/* Exact W1 of one dynamic-K layer: its signed q (written by the counts
+ * pass) and its g_int, sorted, then the 128-bit sum and the K update. */
+extern "C" int mcgq_gpu_encode_dynamic_k(const mcgq_gpu_layer_t *L, int index,
+                                         const mcgq_gpu_encode_shape_t *shape,
+                                         void *d_temp, mcgqStream_t stream) {
+  cudaStream_t s = (cudaStream_t)stream;
+  mcgq_encode_scratch S;
+  size_t total = 0;
+  MCGQ_CUDA_TRY(carve(shape, (uint8_t *)d_temp, &S, &total));
+  const uint64_t slot = (uint64_t)L->first_tile * kTile;
+  size_t bytes = S.sort_bytes;
+  MCGQ_CUDA_TRY(sort_keys(S.sort_temp, bytes, S.signed_q + slot, S.sorted_a,
+                          (int64_t)L->n, s));
+  bytes = S.sort_bytes;
+  MCGQ_CUDA_TRY(sort_keys(S.sort_temp, bytes, S.g_int + slot, S.sorted_g, (int64_t)L->n, s));
+  mcgq_launch_w1_sum(L, index, &S, s);
+  mcgq_launch_kstate_update(L, index, &S, s);
+  return (int)cudaGetLastError();
+}
+
+extern "C" int mcgq_gpu_encode_finish(const mcgq_gpu_encode_shape_t *shape, void *d_out,
+                                      size_t *d_out_bytes, mcgqLayerStats_t *d_stats,
+                                      void *d_temp, mcgqStream_t stream) {
+  cudaStream_t s = (cudaStream_t)stream;
+  uint8_t *msg = (uint8_t *)d_out;
+  mcgq_encode_scratch S;
+  size_t total = 0;
+  MCGQ_CUDA_TRY(carve(shape, (uint8_t *)d_temp, &S, &total));
+  mcgq_launch_layer_runs(&S, s);
+  mcgq_launch_plan(&S, shape->checksum, shape->total_n, msg, d_out_bytes, d_stats, s);
+  mcgq_launch_zero_regions(&S, shape->regions_bound, msg, s);
+  mcgq_launch_write_tokens(&S, shape->tiles, msg, s);
+  if (shape->checksum) mcgq_launch_crc(S.states, shape->count, msg, s);
+  if (shape->any_accumulate) mcgq_launch_commit(&S, shape->tiles, s);
   return (int)cudaGetLastError();
 }

@@ -1,16 +1,17 @@
 /* dynamic_k.cu - the per-layer sample count and the dynamic K of Alg 3 on
- * the device, so a captured graph replays with the K state in device memory:
+ * the device, so a captured graph replays with the K state in device memory.
+ * These are the only per-layer launches of an encode, paid by dynamic-K
+ * layers alone (kernels/README.md: launch budget):
  *   resolve       N = ceil(n*K) from the K state (validated like
- *                 mcgqKStateUpdate / mcgq_resolve_samples), or the host's N;
- *   signed q      a_k = sign(g_k) q_k for the exact W1;
- *   (CUB merge sorts of a and g_int, dispatch.cu)
+ *                 mcgqKStateUpdate / mcgq_resolve_samples);
+ *   (signed q: the counts pass, quantize.cu; two CUB merge sorts, dispatch.cu)
  *   W1 sum        S = sum |N*a_i - T*g_int_i| in 128 bits (each thread sums
  *                 its elements, the block sums the threads, and thread 0 adds
  *                 to a 128-bit total with two 64-bit atomics and a carry:
  *                 integer sums are order-independent);
  *   update        d = S / ((n*N)*T) in DESIGN.md's order, then
  *                 K = clamp(K + delta_k*(d_prev - d)), d_prev = d, only for
- *                 layers whose status is 0. */
+ *                 layers whose status is 0; the plan commits it. */
 #include <stdint.h>
 
 #include "device/bits.cuh"
@@ -32,14 +33,8 @@ __device__ bool kstate_valid(const mcgqKState_t *ks) {
   return !ks->started || isfinite(ks->d_prev);
 }
 
-__global__ void resolve_kernel(uint64_t n, uint64_t host_N, double host_k,
-                               const mcgqKState_t *ks, mcgq_layer_state *st) {
-  st->w1 = -1.0;
-  if (!ks) {
-    st->N = host_N;
-    st->k = host_k;
-    return;
-  }
+__global__ void resolve_kernel(uint64_t n, mcgqKState_t *ks, mcgq_layer_state *st) {
+  st->kstate = ks;
   st->w1 = 0.0;
   if (!kstate_valid(ks)) {
     st->status = mcgqInvalidArgument;
@@ -56,17 +51,6 @@ __global__ void resolve_kernel(uint64_t n, uint64_t host_N, double host_k,
   }
   uint64_t N = (uint64_t)up;
   st->N = N ? N : 1;
-}
-
-__global__ void signed_fixed_point_kernel(const float *x, uint64_t n,
-                                          const mcgq_layer_state *st, int32_t *a) {
-  const int zero = st->zero;
-  const float m = st->m;
-  for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
-       k += (uint64_t)gridDim.x * blockDim.x) {
-    int32_t q = zero ? 0 : (int32_t)mcgq_fixed_point(x[k], m);
-    a[k] = x[k] < 0.0f ? -q : q;
-  }
 }
 
 /* Per-thread 128-bit sums, a block sum, and one pair of 64-bit atomics per
@@ -90,7 +74,7 @@ __global__ void w1_sum_kernel(const int32_t *a, const int32_t *b, uint64_t n,
   if (hi) atomicAdd(&st->w1_hi, hi);
 }
 
-/* The next K state into st->kstate_next; the plan stage commits it. */
+/* The next K state into st->kstate_next; the plan commits it. */
 __global__ void kstate_update_kernel(uint64_t n, double k_min, double k_max,
                                      double delta_k, const mcgqKState_t *ks,
                                      mcgq_layer_state *st) {
@@ -116,20 +100,17 @@ using namespace mcgq_stage_dynamic_k;
 
 #define T_ELEM MCGQ_TUNE_ELEMENT_THREADS
 
-void mcgq_launch_resolve_samples(const mcgq_gpu_layer_t *L, mcgq_layer_state *st,
-                                 cudaStream_t s) {
-  resolve_kernel<<<1, 1, 0, s>>>(L->n, L->samples, L->k,
-                                 L->dynamic_k ? L->kstate : nullptr, st);
+void mcgq_launch_resolve_samples(const mcgq_gpu_layer_t *L, int index,
+                                 const mcgq_encode_scratch *S, cudaStream_t s) {
+  resolve_kernel<<<1, 1, 0, s>>>(L->n, L->kstate, &S->states[index]);
 }
-void mcgq_launch_signed_fixed_point(const float *x, uint64_t n, const mcgq_layer_state *st,
-                                    int32_t *a, cudaStream_t s) {
-  signed_fixed_point_kernel<<<grid_for(n, T_ELEM), T_ELEM, 0, s>>>(x, n, st, a);
+void mcgq_launch_w1_sum(const mcgq_gpu_layer_t *L, int index,
+                        const mcgq_encode_scratch *S, cudaStream_t s) {
+  w1_sum_kernel<<<grid_for(L->n, T_ELEM), T_ELEM, 0, s>>>(S->sorted_a, S->sorted_g, L->n,
+                                                          &S->states[index]);
 }
-void mcgq_launch_w1_sum(const int32_t *a_sorted, const int32_t *b_sorted, uint64_t n,
-                        mcgq_layer_state *st, cudaStream_t s) {
-  w1_sum_kernel<<<grid_for(n, T_ELEM), T_ELEM, 0, s>>>(a_sorted, b_sorted, n, st);
-}
-void mcgq_launch_kstate_update(const mcgq_gpu_layer_t *L, mcgq_layer_state *st,
-                               cudaStream_t s) {
-  kstate_update_kernel<<<1, 1, 0, s>>>(L->n, L->k_min, L->k_max, L->delta_k, L->kstate, st);
+void mcgq_launch_kstate_update(const mcgq_gpu_layer_t *L, int index,
+                               const mcgq_encode_scratch *S, cudaStream_t s) {
+  kstate_update_kernel<<<1, 1, 0, s>>>(L->n, L->k_min, L->k_max, L->delta_k, L->kstate,
+                                       &S->states[index]);
 }

@@ -1,6 +1,11 @@
-/* encode_state.h - what the encode stages of one layer share in device
- * scratch, and the host-side launch wrappers of each stage file.  Internal
- * to kernels/. */
+/* encode_state.h - what the encode stages share in device scratch (the
+ * layer table, per-layer results, per-tile partials), and the host-side
+ * launch wrappers of each stage file.  Internal to kernels/.
+ *
+ * Every stage of an encode is ONE launch over all layers of the call
+ * (kernels/README.md, "Segmented execution"): element kernels run one block
+ * per tile and find their layer in the table; per-layer kernels run one
+ * block per layer; the plan runs one block over all layers. */
 #ifndef MCGQ_KERNELS_ENCODE_STATE_H_
 #define MCGQ_KERNELS_ENCODE_STATE_H_
 
@@ -9,89 +14,115 @@
 
 #include "launch.h"
 
-/* Device-resident results of one layer, filled stage by stage.  Integer
- * fields reached by atomics start at 0 (the dispatch clears the array). */
+/* One layer of the device-side table (written by the table kernel from a
+ * by-value parameter block; read-only afterwards). */
+struct mcgq_layer_rec {
+  const float *g;
+  float *accum;             /* NULL iff accumulate == NONE */
+  double k;                 /* K reported in the stats (host layers) */
+  uint32_t n;               /* n <= MCGQ_MAX_LAYER_ELEMENTS < 2^32 */
+  uint32_t N;               /* host-resolved samples (< 2^31) */
+  uint32_t u;
+  uint32_t first_tile;
+  uint32_t first_sample_tile;
+  uint8_t accumulate, algo, dynamic_k, reserved;
+};
+
+/* Device-resident results of one layer, filled stage by stage; the table
+ * kernel zeroes it.  Integer fields reached by atomics start at 0. */
 struct mcgq_layer_state {
-  uint32_t max_bits;   /* magnitude bits of max|x| (reduction output) */
+  uint32_t max_bits;   /* magnitude bits of max|x| (one atomicMax per block) */
   uint32_t status;     /* mcgqResult_t of the data checks */
-  uint32_t zero;       /* 1: g_int is all zero (m = 0 or a failed check) */
+  uint32_t zero;       /* 1: g_int is sent all zero (m = 0 or a failed check) */
   float m;
   uint64_t T;          /* sum of q */
   float scale;
-  uint32_t max_mag;    /* max |g_int| (atomicMax) */
-  uint32_t longest;    /* longest zero run (atomicMax) */
+  uint32_t max_mag;    /* max |g_int| */
+  uint32_t longest;    /* longest zero run */
   uint32_t bits_value, bits_run, encoding;
-  uint64_t nonzeros;   /* atomicAdd */
-  uint64_t runs;       /* atomicAdd */
+  uint64_t nonzeros;
+  uint64_t runs;
   uint64_t stream_bits, bit_length, region_bytes, offset;
   uint64_t N;          /* samples: host-resolved, or from the K state */
   double k;            /* K reported in the stats */
   unsigned long long w1_lo, w1_hi; /* 128-bit W1 sum (dynamic K) */
   double w1;           /* -1 unless dynamic K */
+  mcgqKState_t *kstate;  /* dynamic K: the caller's state (device) */
   /* Dynamic K: the state the next step starts from, written to the
-   * caller's K state by the plan stage only if the layer succeeded (a range
+   * caller's K state by the plan only if the layer succeeded (a range
    * error is known only once the widths are). */
   mcgqKState_t kstate_next;
   uint32_t has_kstate_next;
 };
 
-/* Per-element scratch of the largest layer (reused layer after layer). */
-struct mcgq_encode_scratch {
-  float *x;            /* accum + g (accumulated modes) */
-  uint64_t *wide_a;    /* q, later token bit lengths */
-  uint64_t *wide_b;    /* prefix C, later token bit offsets */
-  int32_t *g_int;
-  uint32_t *narrow_a;  /* magnitude bits, later last-nonzero markers */
-  uint32_t *narrow_b;  /* last nonzero + 1 at or before k */
+/* The zero runs and nonzeros of a range of a layer's sent values, as a
+ * monoid (rle.cu): positions are layer-relative, MCGQ_RUN_NONE when the range
+ * has no nonzero.  Concatenating two ranges combines their summaries, so a
+ * layer's totals and every tile's exclusive prefix come from a scan. */
+#define MCGQ_RUN_NONE 0xffffffffu
+struct mcgq_run_summary {
+  uint32_t nonzeros;
+  uint32_t gaps;     /* zero runs with a nonzero on both sides */
+  uint32_t longest;  /* longest such run */
+  uint32_t first;    /* first nonzero position, or MCGQ_RUN_NONE */
+  uint32_t last;     /* last nonzero position, or MCGQ_RUN_NONE */
+  uint32_t max_mag;  /* max |g_int| */
 };
 
-/* quantize.cu */
-void mcgq_launch_accumulate(const mcgq_gpu_layer_t *L, float *x, cudaStream_t s);
-void mcgq_launch_magnitudes(const float *x, uint64_t n, uint32_t *mag, cudaStream_t s);
-void mcgq_launch_check_max(mcgq_layer_state *st, cudaStream_t s);
-void mcgq_launch_fixed_point(const float *x, uint64_t n, const mcgq_layer_state *st,
-                             uint64_t *q, cudaStream_t s);
-void mcgq_launch_check_scale(const mcgq_gpu_layer_t *L, const uint64_t *C,
-                             mcgq_layer_state *st, cudaStream_t s);
-void mcgq_launch_counts(const mcgq_gpu_layer_t *L, const float *x, const uint64_t *C,
-                        const mcgq_layer_state *st, int32_t *g_int, cudaStream_t s);
-void mcgq_launch_sample(const mcgq_gpu_layer_t *L, const float *x, const uint64_t *C,
-                        const mcgq_layer_state *st, int32_t *g_int, cudaStream_t s);
-void mcgq_launch_commit(const mcgq_gpu_layer_t *L, const float *x, const int32_t *g_int,
-                        const mcgq_layer_state *st, cudaStream_t s);
+/* The scratch of one encode call, carved once from d_temp (dispatch.cu).
+ * Per-element arrays are in tile order: element e of the layer whose
+ * first tile is f lives at f * MCGQ_TUNE_TILE_ELEMENTS + e. */
+struct mcgq_encode_scratch {
+  mcgq_layer_rec *recs;
+  mcgq_layer_state *states;
+  uint64_t *tile_cdf;             /* per tile: sum of q, then the exclusive prefix */
+  mcgq_run_summary *tile_runs;    /* per tile: summary, then the exclusive prefix */
+  uint32_t *tile_next;            /* per tile: first nonzero after it, or MCGQ_RUN_NONE */
+  unsigned long long *message_bytes; /* the plan's total, for the zeroing grid */
+  int32_t *g_int;
+  uint64_t *cdf;                  /* card path: inclusive C per element */
+  int32_t *signed_q;              /* dynamic K: a_k = sign(x) q_k */
+  int32_t *sorted_a, *sorted_g;   /* dynamic K: one layer at a time */
+  void *sort_temp;                /* CUB merge sort scratch (dynamic K) */
+  size_t sort_bytes;
+  int count;
+};
 
-/* dynamic_k.cu */
-void mcgq_launch_resolve_samples(const mcgq_gpu_layer_t *L, mcgq_layer_state *st,
-                                 cudaStream_t s);
-void mcgq_launch_signed_fixed_point(const float *x, uint64_t n, const mcgq_layer_state *st,
-                                    int32_t *a, cudaStream_t s);
-void mcgq_launch_w1_sum(const int32_t *a_sorted, const int32_t *b_sorted, uint64_t n,
-                        mcgq_layer_state *st, cudaStream_t s);
-void mcgq_launch_kstate_update(const mcgq_gpu_layer_t *L, mcgq_layer_state *st,
-                               cudaStream_t s);
+/* layer_table.cu */
+void mcgq_launch_layer_table(const mcgq_gpu_layer_t *layers, int first, int chunk,
+                             const mcgq_encode_scratch *S, cudaStream_t s);
+
+/* quantize.cu (one launch each over all layers) */
+void mcgq_launch_max(const mcgq_encode_scratch *S, uint64_t tiles, cudaStream_t s);
+void mcgq_launch_tile_sums(const mcgq_encode_scratch *S, uint64_t tiles, cudaStream_t s);
+void mcgq_launch_scale(const mcgq_encode_scratch *S, cudaStream_t s);
+void mcgq_launch_counts(const mcgq_encode_scratch *S, uint64_t tiles, cudaStream_t s);
+void mcgq_launch_sample(const mcgq_encode_scratch *S, uint64_t sample_tiles,
+                        cudaStream_t s);
+void mcgq_launch_commit(const mcgq_encode_scratch *S, uint64_t tiles, cudaStream_t s);
+
+/* dynamic_k.cu (resolve and the W1 stages: one launch per dynamic-K layer) */
+void mcgq_launch_resolve_samples(const mcgq_gpu_layer_t *L, int index,
+                                 const mcgq_encode_scratch *S, cudaStream_t s);
+void mcgq_launch_w1_sum(const mcgq_gpu_layer_t *L, int index,
+                        const mcgq_encode_scratch *S, cudaStream_t s);
+void mcgq_launch_kstate_update(const mcgq_gpu_layer_t *L, int index,
+                               const mcgq_encode_scratch *S, cudaStream_t s);
 
 /* rle.cu */
-void mcgq_launch_run_markers(const int32_t *g_int, uint64_t n, uint32_t *marks,
-                             cudaStream_t s);
-void mcgq_launch_measure(const int32_t *g_int, const uint32_t *last, uint64_t n,
-                         mcgq_layer_state *st, cudaStream_t s);
-void mcgq_launch_token_bits(const int32_t *g_int, const uint32_t *last, uint64_t n,
-                            const mcgq_layer_state *st, uint64_t *bits, cudaStream_t s);
-void mcgq_launch_write_tokens(const int32_t *g_int, const uint32_t *last,
-                              const uint64_t *offsets, uint64_t n,
-                              const mcgq_layer_state *st, uint8_t *msg, cudaStream_t s);
+void mcgq_launch_tile_runs(const mcgq_encode_scratch *S, uint64_t tiles, cudaStream_t s);
+void mcgq_launch_layer_runs(const mcgq_encode_scratch *S, cudaStream_t s);
+void mcgq_launch_write_tokens(const mcgq_encode_scratch *S, uint64_t tiles, uint8_t *msg,
+                              cudaStream_t s);
 
 /* container.cu */
-void mcgq_launch_plan(const mcgq_gpu_layer_t *L, int index, mcgq_layer_state *states,
-                      int count, uint8_t *msg, mcgqLayerStats_t *stats, cudaStream_t s);
-void mcgq_launch_zero_region(uint64_t max_region, const mcgq_layer_state *st,
-                             uint8_t *msg, cudaStream_t s);
-void mcgq_launch_crc(const mcgq_layer_state *st, int index, uint8_t *msg, cudaStream_t s);
-/* All `count` layers' CRCs in one launch, from the written directory (after
- * the last layer's tokens and entry; replaces `count` mcgq_launch_crc). */
-void mcgq_launch_crc_all(uint8_t *msg, int count, cudaStream_t s);
-void mcgq_launch_header(const mcgq_layer_state *states, int count, int checksum,
-                        uint64_t total_n, uint8_t *msg, size_t *out_bytes,
-                        cudaStream_t s);
+void mcgq_launch_plan(const mcgq_encode_scratch *S, int checksum, uint64_t total_n,
+                      uint8_t *msg, size_t *out_bytes, mcgqLayerStats_t *stats,
+                      cudaStream_t s);
+void mcgq_launch_zero_regions(const mcgq_encode_scratch *S, uint64_t regions_bound,
+                              uint8_t *msg, cudaStream_t s);
+/* One launch for the whole message: one block per layer. */
+void mcgq_launch_crc(const mcgq_layer_state *states, int count, uint8_t *msg,
+                     cudaStream_t s);
 
 #endif /* MCGQ_KERNELS_ENCODE_STATE_H_ */

@@ -15,7 +15,12 @@
 extern "C" {
 #endif
 
-/* One validated layer of an encode (device pointers, host-resolved N). */
+/* One validated layer of an encode (device pointers, host-resolved N),
+ * with its place in the call's tile grid (kernels/README.md, "Segmented
+ * execution"): the layer's elements are tiles first_tile ..
+ * first_tile + ceil(n / MCGQ_TUNE_TILE_ELEMENTS) - 1 of every element kernel,
+ * and its samples (card path only) tiles first_sample_tile .. of the sample
+ * kernel.  The host fills both as running sums over the layers. */
 typedef struct {
   const float *g;
   float *accum;          /* NULL iff accumulate == NONE */
@@ -30,28 +35,63 @@ typedef struct {
   int32_t dynamic_k;
   int32_t reserved;
   double k_min, k_max, delta_k;
+  uint32_t first_tile;        /* filled by mcgq_gpu_encode_shape_add */
+  uint32_t first_sample_tile; /* likewise (card path; 0 tiles otherwise) */
 } mcgq_gpu_layer_t;
 
-/* Scratch of an encode whose largest layer has max_n elements. */
-int mcgq_gpu_encode_temp_bytes(uint64_t max_n, int count, size_t *bytes);
+/* What sizes the scratch and the grids of one encode call, summed over its
+ * layers by mcgq_gpu_encode_shape_add (which also places each layer). */
+typedef struct {
+  int count;
+  int checksum;             /* 1 = CRC32C flag set and every region summed */
+  uint64_t total_n;
+  uint64_t tiles;           /* element tiles of all layers */
+  uint64_t sample_tiles;    /* sample tiles of all card-path layers */
+  uint64_t regions_bound;   /* sum of mcgq_max_region_bytes (zeroing grid) */
+  uint64_t max_dynamic_n;   /* largest dynamic-K layer, 0 if none */
+  int any_accumulate;
+  int any_sample;
+} mcgq_gpu_encode_shape_t;
 
-/* Encodes `count` layers into one container at d_out (capacity checked by
- * the caller against mcgqEncodeGetMaxOutputSize, 8-byte aligned).
- * checksum: 1 = CRC32C flag set and every region summed.
- * An encode is enqueued in three steps so that the host walks the caller's
- * descriptors one at a time and needs no table of its own (nothing is
- * allocated inside mcgqEncodeAsync): begin once, then layer for
- * index = 0 .. count-1 in order, then end once.  Every step carves the same
- * scratch from (max_n, count, d_temp). */
-int mcgq_gpu_encode_begin(int count, uint64_t max_n, void *d_temp,
-                          size_t temp_bytes, mcgqStream_t stream);
-int mcgq_gpu_encode_layer(const mcgq_gpu_layer_t *layer, int index, int count,
-                          int checksum, uint64_t max_n, void *d_out,
-                          mcgqLayerStats_t *d_stats, void *d_temp,
+/* Starts a shape (all zero, count layers). */
+void mcgq_gpu_encode_shape_init(mcgq_gpu_encode_shape_t *shape, int count,
+                                int checksum);
+/* Places *layer at the end of the shape's tile grids and adds it to the
+ * sums; call for every layer in index order.  Returns 0, or 1 when the
+ * call's tiles no longer fit the 2^31 - 1 blocks of a grid. */
+int mcgq_gpu_encode_shape_add(mcgq_gpu_encode_shape_t *shape, mcgq_gpu_layer_t *layer);
+
+/* Scratch of an encode of this shape. */
+int mcgq_gpu_encode_temp_bytes(const mcgq_gpu_encode_shape_t *shape, size_t *bytes);
+
+/* Layers whose table records travel in one kernel parameter block
+ * (CUDA 11.8's 4 KB limit): the table costs ceil(count / this) launches. */
+#define MCGQ_GPU_TABLE_CHUNK 72
+
+/* An encode of `shape.count` layers into one container at d_out (capacity
+ * checked by the caller against mcgqEncodeGetMaxOutputSize, 8-byte
+ * aligned), enqueued in this order, all on `stream`:
+ *   mcgq_gpu_encode_table     once per chunk of <= MCGQ_GPU_TABLE_CHUNK
+ *                             layers, in index order: writes their table
+ *                             records into d_temp from a by-value parameter
+ *                             block (no host-to-device copy: graphs capture
+ *                             it) and, for dynamic-K layers, resolves N;
+ *   mcgq_gpu_encode_quantize  once: every layer's m, T, scale and g_int;
+ *   mcgq_gpu_encode_dynamic_k once per dynamic-K layer (two sorts each);
+ *   mcgq_gpu_encode_finish    once: widths, plan, tokens, CRC, commit.
+ * The host walks the caller's descriptors one chunk at a time on its stack,
+ * so nothing is allocated.  temp_bytes was checked by the caller. */
+int mcgq_gpu_encode_table(const mcgq_gpu_layer_t *layers, int first, int chunk,
+                          const mcgq_gpu_encode_shape_t *shape, void *d_temp,
                           mcgqStream_t stream);
-int mcgq_gpu_encode_end(int count, int checksum, uint64_t max_n,
-                        uint64_t total_n, void *d_out, size_t *d_out_bytes,
-                        void *d_temp, mcgqStream_t stream);
+int mcgq_gpu_encode_quantize(const mcgq_gpu_encode_shape_t *shape, void *d_temp,
+                             mcgqStream_t stream);
+int mcgq_gpu_encode_dynamic_k(const mcgq_gpu_layer_t *layer, int index,
+                              const mcgq_gpu_encode_shape_t *shape, void *d_temp,
+                              mcgqStream_t stream);
+int mcgq_gpu_encode_finish(const mcgq_gpu_encode_shape_t *shape, void *d_out,
+                           size_t *d_out_bytes, mcgqLayerStats_t *d_stats,
+                           void *d_temp, mcgqStream_t stream);
 
 /* Scratch of a decode-and-average of nranks messages of in_capacity bytes
  * each holding n elements. */

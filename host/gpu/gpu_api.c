@@ -56,7 +56,8 @@ static mcgqResult_t check_gpu_desc(const char *fn, const mcgqLayerDesc_t *d, int
 }
 
 /* The launcher's view of a validated descriptor (N resolved on the host;
- * a dynamic-K layer's N is resolved again on the device from its state). */
+ * a dynamic-K layer's N is resolved again on the device from its state);
+ * its place in the tile grids is set by mcgq_gpu_encode_shape_add. */
 static void gpu_layer_from_desc(const mcgqLayerDesc_t *d, uint64_t N,
                                 mcgq_gpu_layer_t *L) {
   L->g = d->g;
@@ -73,19 +74,18 @@ static void gpu_layer_from_desc(const mcgqLayerDesc_t *d, uint64_t N,
   L->k_min = d->cfg.k_min;
   L->k_max = d->cfg.k_max;
   L->delta_k = d->cfg.delta_k;
+  L->first_tile = 0;
+  L->first_sample_tile = 0;
 }
 
-/* Descriptors valid for the GPU path; gives the largest n, the sum of n and
- * the checksum flag. */
+/* Descriptors valid for the GPU path; places every layer in the call's
+ * tile grids and sums what sizes the scratch (kernels/launch.h). */
 static mcgqResult_t check_gpu_layers(const char *fn, const mcgqLayerDesc_t *layers,
-                                     int count, uint64_t *max_n, uint64_t *total_n,
-                                     int *checksum) {
+                                     int count, mcgq_gpu_encode_shape_t *shape) {
   if (!layers) return mcgq_fail(mcgqInvalidArgument, "%s: layers is NULL", fn);
   if (count < 1)
     return mcgq_fail(mcgqInvalidArgument, "%s: count = %d is not >= 1", fn, count);
-  *max_n = 0;
-  *total_n = 0;
-  *checksum = 0;
+  mcgq_gpu_encode_shape_init(shape, count, 0);
   for (int i = 0; i < count; ++i) {
     const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
     uint64_t N = 0;
@@ -93,9 +93,13 @@ static mcgqResult_t check_gpu_layers(const char *fn, const mcgqLayerDesc_t *laye
     if (d->cfg.algo != MCGQ_ALGO_FUSED && d->cfg.algo != MCGQ_ALGO_SAMPLE)
       return mcgq_fail(mcgqInvalidArgument, "%s: layers[%d].cfg.algo = %d is not "
                        "MCGQ_ALGO_FUSED or MCGQ_ALGO_SAMPLE", fn, i, (int)d->cfg.algo);
-    if (d->n > *max_n) *max_n = d->n;
-    *total_n += d->n;
-    *checksum |= d->cfg.checksum != 0;
+    mcgq_gpu_layer_t L;
+    gpu_layer_from_desc(d, N, &L);
+    if (mcgq_gpu_encode_shape_add(shape, &L) != 0)
+      return mcgq_fail(mcgqInvalidArgument, "%s: layers[0..%d] hold more elements than "
+                       "one encode call can grid (2^31 - 1 tiles of %d): split the call",
+                       fn, i, MCGQ_TUNE_TILE_ELEMENTS);
+    shape->checksum |= d->cfg.checksum != 0;
   }
   return mcgqSuccess;
 }
@@ -104,11 +108,10 @@ mcgqResult_t mcgqEncodeGetTempSize(const mcgqLayerDesc_t *layers, int count,
                                    size_t *temp_bytes) {
   static const char fn[] = "mcgqEncodeGetTempSize";
   if (!temp_bytes) return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes is NULL", fn);
-  uint64_t max_n = 0, total_n = 0;
-  int checksum = 0;
-  MCGQ_CHECK(check_gpu_layers(fn, layers, count, &max_n, &total_n, &checksum));
-  MCGQ_CUDA_CHECK(fn, "sizing the CUB scratch",
-                  mcgq_gpu_encode_temp_bytes(max_n, count, temp_bytes));
+  mcgq_gpu_encode_shape_t shape;
+  MCGQ_CHECK(check_gpu_layers(fn, layers, count, &shape));
+  MCGQ_CUDA_CHECK(fn, "sizing the scratch",
+                  mcgq_gpu_encode_temp_bytes(&shape, temp_bytes));
   mcgq_clear_error();
   return mcgqSuccess;
 }
@@ -143,26 +146,51 @@ static mcgqResult_t check_encode_buffers(const char *fn, const mcgqLayerDesc_t *
   return mcgqSuccess;
 }
 
-/* Enqueues the encode: begin, one launcher call per layer (each descriptor
- * converted on the stack, so nothing is allocated), end. */
-static mcgqResult_t encode_enqueue(const char *fn, const mcgqLayerDesc_t *layers,
-                                   int count, int checksum, uint64_t max_n,
-                                   uint64_t total_n, void *d_out, size_t *d_out_bytes,
-                                   mcgqLayerStats_t *d_stats, void *d_temp,
-                                   size_t temp_bytes, mcgqStream_t stream) {
-  int err = mcgq_gpu_encode_begin(count, max_n, d_temp, temp_bytes, stream);
-  for (int i = 0; i < count && !err; ++i) {
-    const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
+/* The launcher's view of layers [first, first + chunk), placed in the
+ * call's tile grids like check_gpu_layers placed them (validated there:
+ * this only resolves N again). */
+static mcgqResult_t gpu_layers_of(const char *fn, const mcgqLayerDesc_t *layers,
+                                  int first, int chunk, mcgq_gpu_encode_shape_t *placed,
+                                  mcgq_gpu_layer_t *out) {
+  for (int i = 0; i < chunk; ++i) {
+    const mcgqLayerDesc_t *d = mcgq_desc_at(layers, first + i);
     uint64_t N = 0;
-    MCGQ_CHECK(check_gpu_desc(fn, d, i, &N)); /* validated: only resolves N */
-    mcgq_gpu_layer_t L;
-    gpu_layer_from_desc(d, N, &L);
-    err = mcgq_gpu_encode_layer(&L, i, count, checksum, max_n, d_out, d_stats, d_temp,
-                                stream);
+    MCGQ_CHECK(check_gpu_desc(fn, d, first + i, &N));
+    gpu_layer_from_desc(d, N, &out[i]);
+    (void)mcgq_gpu_encode_shape_add(placed, &out[i]); /* fitted in check_gpu_layers */
+  }
+  return mcgqSuccess;
+}
+
+/* Enqueues the encode (kernels/launch.h): the layer table a chunk at a time
+ * (each chunk converted on the stack, so nothing is allocated), the
+ * segmented stages, and the per-layer W1 stages of dynamic-K layers. */
+static mcgqResult_t encode_enqueue(const char *fn, const mcgqLayerDesc_t *layers,
+                                   const mcgq_gpu_encode_shape_t *shape, void *d_out,
+                                   size_t *d_out_bytes, mcgqLayerStats_t *d_stats,
+                                   void *d_temp, mcgqStream_t stream) {
+  mcgq_gpu_layer_t chunk[MCGQ_GPU_TABLE_CHUNK];
+  mcgq_gpu_encode_shape_t placed;
+  const int count = shape->count;
+  int any_dynamic = 0, err = 0;
+  mcgq_gpu_encode_shape_init(&placed, count, shape->checksum);
+  for (int first = 0; first < count && !err; first += MCGQ_GPU_TABLE_CHUNK) {
+    int n = count - first < MCGQ_GPU_TABLE_CHUNK ? count - first : MCGQ_GPU_TABLE_CHUNK;
+    MCGQ_CHECK(gpu_layers_of(fn, layers, first, n, &placed, chunk));
+    for (int i = 0; i < n; ++i) any_dynamic |= chunk[i].dynamic_k;
+    err = mcgq_gpu_encode_table(chunk, first, n, shape, d_temp, stream);
+  }
+  if (!err) err = mcgq_gpu_encode_quantize(shape, d_temp, stream);
+  if (any_dynamic) {
+    mcgq_gpu_encode_shape_init(&placed, count, shape->checksum);
+    for (int i = 0; i < count && !err; ++i) {
+      MCGQ_CHECK(gpu_layers_of(fn, layers, i, 1, &placed, chunk));
+      if (chunk[0].dynamic_k) err = mcgq_gpu_encode_dynamic_k(&chunk[0], i, shape, d_temp,
+                                                              stream);
+    }
   }
   if (!err)
-    err = mcgq_gpu_encode_end(count, checksum, max_n, total_n, d_out, d_out_bytes,
-                              d_temp, stream);
+    err = mcgq_gpu_encode_finish(shape, d_out, d_out_bytes, d_stats, d_temp, stream);
   MCGQ_CUDA_CHECK(fn, "launching the encode", err);
   return mcgqSuccess;
 }
@@ -172,9 +200,8 @@ mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_o
                              mcgqLayerStats_t *d_stats, void *d_temp,
                              size_t temp_bytes, mcgqStream_t stream) {
   static const char fn[] = "mcgqEncodeAsync";
-  uint64_t max_n = 0, total_n = 0;
-  int checksum = 0;
-  MCGQ_CHECK(check_gpu_layers(fn, layers, count, &max_n, &total_n, &checksum));
+  mcgq_gpu_encode_shape_t shape;
+  MCGQ_CHECK(check_gpu_layers(fn, layers, count, &shape));
   size_t bound = 0;
   if (mcgqEncodeGetMaxOutputSize(layers, count, &bound) != mcgqSuccess)
     return mcgq_fail(mcgqInvalidArgument, "%s: %s", fn, mcgqGetLastErrorDetail());
@@ -184,13 +211,12 @@ mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_o
   MCGQ_CHECK(check_encode_buffers(fn, layers, count, d_out, out_capacity, d_out_bytes,
                                   d_stats, d_temp, temp_bytes));
   size_t need = 0;
-  MCGQ_CUDA_CHECK(fn, "sizing the CUB scratch",
-                  mcgq_gpu_encode_temp_bytes(max_n, count, &need));
+  MCGQ_CUDA_CHECK(fn, "sizing the scratch", mcgq_gpu_encode_temp_bytes(&shape, &need));
   if (temp_bytes < need)
     return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below "
                      "mcgqEncodeGetTempSize = %zu", fn, temp_bytes, need);
-  MCGQ_CHECK(encode_enqueue(fn, layers, count, checksum, max_n, total_n, d_out,
-                            d_out_bytes, d_stats, d_temp, temp_bytes, stream));
+  MCGQ_CHECK(encode_enqueue(fn, layers, &shape, d_out, d_out_bytes, d_stats, d_temp,
+                            stream));
   mcgq_clear_error();
   return mcgqSuccess;
 }

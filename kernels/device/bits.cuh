@@ -27,7 +27,8 @@ __device__ __forceinline__ uint32_t stream_word_to_memory(uint32_t w) {
 }
 
 /* ORs the low `width` bits (1..32) of `value` at stream bit `pos` of a
- * zeroed, 4-byte aligned region. */
+ * zeroed, 4-byte aligned region (global memory, or a tile's span in shared
+ * memory: the encoder assembles words there first). */
 __device__ __forceinline__ void put_bits(uint32_t *region, uint64_t pos,
                                          uint32_t value, uint32_t width) {
   if (width == 0) return;

@@ -4,13 +4,17 @@
  * tests/gpusim/count_launches.py can count the kernel launches of each call
  * in the GPU simulator's log (scripts/gpusim.sh).
  *
- * Layer configuration: the defaults (fused path, K = 0.1, no accumulator,
- * no CRC).  Launch counts depend on the layer count and on whether a layer
- * fits one CUB tile (DeviceReduce launches one kernel up to 4096 items, two
- * above), not on the data.  So that the 161-layer call runs in seconds on
- * the simulator, every layer may be capped at `cap` elements: a cap above
- * 4096 keeps every such decision, and the probe runs the 10-layer case both
- * ways so the count script can check that the cap changes nothing.
+ * Two layer configurations: the defaults (calls "encode"/"decode": fused
+ * path, K = 0.1, no accumulator, no CRC), and every option that adds a
+ * stage (calls "encode-all"/"decode-all": card path, residual accumulator,
+ * CRC32C).  The encode runs one launch sequence over all layers
+ * (kernels/README.md), so its launch count depends on the options and on
+ * the layer count only through the table chunks of MCGQ_GPU_TABLE_CHUNK
+ * layers, not on the sizes or the data.  So that the 161-layer call runs in
+ * a minute or two on the simulator, every layer may be capped at `cap`
+ * elements (above one 4096-element tile, so layers still span tiles), and
+ * the probe runs the 10-layer case both ways so the count script can check
+ * that the cap changes nothing.
  *
  * Usage: mcgq_gpusim_launch_probe MODEL_TABLE   (exit 0 on success) */
 #include <cuda_runtime_api.h>
@@ -22,7 +26,7 @@
 #include "mcgq.h"
 
 enum { kMaxLayers = 512, kRanks = 2 };
-static const uint64_t kCap = 4097; /* one item past DeviceReduce's single tile */
+static const uint64_t kCap = 4097; /* one element past one encode tile */
 
 #define PROBE_CHECK(cond, ...)                 \
   do {                                         \
@@ -55,11 +59,15 @@ static void marker(const char *what, const char *call, int layers, const char *s
   fflush(stdout);
 }
 
-/* One encode and one decode-average of `count` layers of sizes n[]; returns 0. */
-static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *sizes) {
+/* One encode and one decode-average of `count` layers of sizes n[], with
+ * the defaults or (all_options) every option that adds a stage; returns 0. */
+static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *sizes,
+                 int all_options) {
+  const char *encode = all_options ? "encode-all" : "encode";
+  const char *decode = all_options ? "decode-all" : "decode";
   int rc = 1;
   mcgqLayerDesc_t descs[kMaxLayers];
-  float *d_grad = NULL, *d_avg = NULL;
+  float *d_grad = NULL, *d_avg = NULL, *d_acc = NULL;
   void *d_out = NULL, *d_temp = NULL;
   size_t *d_bytes = NULL;
   uint32_t *d_status = NULL;
@@ -71,6 +79,8 @@ static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *s
   }
   PROBE_CHECK(cudaMalloc((void **)&d_grad, total * sizeof(float)) == cudaSuccess, "cudaMalloc");
   PROBE_CHECK(cudaMalloc((void **)&d_avg, total * sizeof(float)) == cudaSuccess, "cudaMalloc");
+  PROBE_CHECK(cudaMalloc((void **)&d_acc, total * sizeof(float)) == cudaSuccess, "cudaMalloc");
+  PROBE_CHECK(cudaMemset(d_acc, 0, total * sizeof(float)) == cudaSuccess, "cudaMemset");
   /* A deterministic nonzero gradient: g[k] = (k % 17) - 8. */
   {
     float *g = (float *)malloc(total * sizeof(float));
@@ -87,6 +97,12 @@ static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *s
     descs[i].g = d_grad + at;
     descs[i].cfg.k = 0.1;
     descs[i].u = mcgqRandomWord(1, 0, (uint32_t)i, 0);
+    if (all_options) {
+      descs[i].cfg.algo = MCGQ_ALGO_SAMPLE;
+      descs[i].cfg.accumulate = MCGQ_ACCUM_RESIDUAL;
+      descs[i].cfg.checksum = 1;
+      descs[i].accum = d_acc + at;
+    }
     at += n[i];
   }
   size_t cap_bytes = 0, etemp = 0, dtemp = 0, bytes = 0;
@@ -103,11 +119,11 @@ static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *s
               "cudaMalloc");
   PROBE_CHECK(cudaDeviceSynchronize() == cudaSuccess, "sync");
 
-  marker("begin", "encode", count, sizes);
+  marker("begin", encode, count, sizes);
   PROBE_CHECK(mcgqEncodeAsync(descs, count, d_out, cap_bytes, d_bytes, d_stats, d_temp, temp,
                               NULL) == mcgqSuccess, "encode: %s", mcgqGetLastErrorDetail());
   PROBE_CHECK(cudaDeviceSynchronize() == cudaSuccess, "encode sync");
-  marker("end", "encode", count, sizes);
+  marker("end", encode, count, sizes);
 
   /* The same message from every rank: the launches do not depend on it. */
   PROBE_CHECK(cudaMemcpy(&bytes, d_bytes, sizeof bytes, cudaMemcpyDeviceToHost) == cudaSuccess,
@@ -118,12 +134,12 @@ static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *s
     ins[r] = d_out;
     in_bytes[r] = bytes;
   }
-  marker("begin", "decode", count, sizes);
+  marker("begin", decode, count, sizes);
   PROBE_CHECK(mcgqDecodeAverageAsync(ins, in_bytes, kRanks, d_avg, total, d_status, d_temp,
                                      temp, NULL) == mcgqSuccess,
               "decode: %s", mcgqGetLastErrorDetail());
   PROBE_CHECK(cudaDeviceSynchronize() == cudaSuccess, "decode sync");
-  marker("end", "decode", count, sizes);
+  marker("end", decode, count, sizes);
   uint32_t status = 1;
   PROBE_CHECK(cudaMemcpy(&status, d_status, sizeof status, cudaMemcpyDeviceToHost) ==
                   cudaSuccess && status == 0, "decode status %u", status);
@@ -131,6 +147,7 @@ static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *s
 fail:
   cudaFree(d_grad);
   cudaFree(d_avg);
+  cudaFree(d_acc);
   cudaFree(d_out);
   cudaFree(d_temp);
   cudaFree(d_bytes);
@@ -152,8 +169,10 @@ int main(int argc, char **argv) {
   }
   char capped[64];
   snprintf(capped, sizeof capped, "capped-at-%llu", (unsigned long long)kCap);
-  if (probe(n, 1, UINT64_MAX, "real") || probe(n, 10, UINT64_MAX, "real") ||
-      probe(n, 10, kCap, capped) || probe(n, layers, kCap, capped))
+  if (probe(n, 1, UINT64_MAX, "real", 0) || probe(n, 10, UINT64_MAX, "real", 0) ||
+      probe(n, 10, kCap, capped, 0) || probe(n, layers, kCap, capped, 0) ||
+      probe(n, 1, kCap, capped, 1) || probe(n, 10, kCap, capped, 1) ||
+      probe(n, layers, kCap, capped, 1))
     return 1;
   return 0;
 }
