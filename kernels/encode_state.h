@@ -17,7 +17,7 @@
 /* One layer of the device-side table (written by the table kernel from a
  * by-value parameter block; read-only afterwards). */
 struct mcgq_layer_rec {
-  const float *g;
+  const void *g;            /* n values of dtype (MCGQ_DTYPE_*) */
   float *accum;             /* NULL iff accumulate == NONE */
   double k;                 /* K reported in the stats (host layers) */
   uint32_t n;               /* n <= MCGQ_MAX_LAYER_ELEMENTS < 2^32 */
@@ -25,7 +25,7 @@ struct mcgq_layer_rec {
   uint32_t u;
   uint32_t first_tile;
   uint32_t first_sample_tile;
-  uint8_t accumulate, algo, dynamic_k, reserved;
+  uint8_t accumulate, algo, dynamic_k, dtype;
 };
 
 /* Device-resident results of one layer, filled stage by stage; the table

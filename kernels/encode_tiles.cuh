@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "device/warp.cuh"
+#include "dtype.h"
 #include "encode_state.h"
 #include "format.h"
 #include "tuning.h"
@@ -65,11 +66,22 @@ __device__ __forceinline__ tile_ref locate_tile(const mcgq_encode_scratch &S, ui
   return r;
 }
 
+/* g_e as float32: a bf16 or binary16 gradient widened exactly
+ * (format/dtype.h), so a 16-bit layer's message is its float32 one. */
+__device__ __forceinline__ float gradient_at(const mcgq_layer_rec &r, uint64_t e) {
+  switch (r.dtype) {
+    case MCGQ_DTYPE_BF16: return mcgq_bf16_to_f32(static_cast<const uint16_t *>(r.g)[e]);
+    case MCGQ_DTYPE_F16: return mcgq_f16_to_f32(static_cast<const uint16_t *>(r.g)[e]);
+    default: return static_cast<const float *>(r.g)[e];
+  }
+}
+
 /* x_k: the gradient, or accum + g in the accumulated modes (recomputed in
  * every pass rather than stored: one more read instead of a write and a
  * read of a scratch copy). */
 __device__ __forceinline__ float input_at(const mcgq_layer_rec &r, uint64_t e) {
-  return r.accumulate != MCGQ_ACCUM_NONE ? __fadd_rn(r.accum[e], r.g[e]) : r.g[e];
+  const float g = gradient_at(r, e);
+  return r.accumulate != MCGQ_ACCUM_NONE ? __fadd_rn(r.accum[e], g) : g;
 }
 
 __device__ __forceinline__ uint32_t magnitude(int32_t v) {

@@ -22,7 +22,7 @@ extern "C" {
  * and its samples (card path only) tiles first_sample_tile .. of the sample
  * kernel.  The host fills both as running sums over the layers. */
 typedef struct {
-  const float *g;
+  const void *g;         /* n values of dtype */
   float *accum;          /* NULL iff accumulate == NONE */
   uint64_t n;
   uint64_t samples;      /* N */
@@ -33,7 +33,7 @@ typedef struct {
   /* dynamic K (Alg 3): N comes from kstate->k on the device */
   mcgqKState_t *kstate;  /* device; NULL iff !dynamic_k */
   int32_t dynamic_k;
-  int32_t reserved;
+  int32_t dtype;         /* MCGQ_DTYPE_* of g */
   double k_min, k_max, delta_k;
   uint32_t first_tile;        /* filled by mcgq_gpu_encode_shape_add */
   uint32_t first_sample_tile; /* likewise (card path; 0 tiles otherwise) */

@@ -50,6 +50,7 @@ void mcgq_launch_layer_table(const mcgq_gpu_layer_t *layers, int first, int chun
     r->accumulate = (uint8_t)L->accumulate;
     r->algo = (uint8_t)L->algo;
     r->dynamic_k = (uint8_t)(L->dynamic_k != 0);
+    r->dtype = (uint8_t)L->dtype;
   }
   layer_table_kernel<<<1, MCGQ_GPU_TABLE_CHUNK, 0, s>>>(c, S->recs, S->states);
 }

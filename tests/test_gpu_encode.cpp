@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "dtype.h"
 #include "gpu_support.hpp"
 
 using namespace gpu_test;
@@ -313,6 +314,46 @@ TEST(GpuEncode, RangeRuleMatchesCpuAndKeepsState) {
     EXPECT_EQ(0, ints[1]);
   }
   EXPECT_GT(refused, 0);
+}
+
+// bf16 and binary16 layers (cfg.dtype): the GPU reads the 16-bit values,
+// widened exactly, so its message equals the CPU's of the same 16-bit layer
+// (which tests/test_dtype_layers.cpp holds to the float32 message of the
+// widened values), plain and accumulated, on both algorithms.
+TEST(GpuEncode, SixteenBitLayersMatchCpu) {
+  MCGQ_REQUIRE_GPU();
+  for (int32_t dtype : {MCGQ_DTYPE_BF16, MCGQ_DTYPE_F16}) {
+    for (int algo : {MCGQ_ALGO_FUSED, MCGQ_ALGO_SAMPLE}) {
+      const uint64_t n = 9000;  // past a 8192-element chunk
+      std::vector<float> wide = make_data(dist::heavy, n, 11u + (uint32_t)algo);
+      std::vector<uint16_t> g16(n);
+      for (uint64_t k = 0; k < n; ++k) {
+        float v = std::fmax(-6e4f, std::fmin(6e4f, wide[k]));  // inside binary16's range
+        g16[k] = dtype == MCGQ_DTYPE_BF16 ? mcgq_f32_to_bf16(v) : mcgq_f32_to_f16(v);
+      }
+      std::vector<float> acc_cpu(n, 0.125f);
+      dbuf<uint16_t> d_g(n);
+      dbuf<float> d_acc(n);
+      d_g.upload(g16);
+      d_acc.upload(acc_cpu);
+      mcgqLayerDesc_t host = make_desc(n, 0.5, mcgqRandomWord(3, 1, 0, 0), algo);
+      host.cfg.dtype = dtype;
+      host.cfg.accumulate = MCGQ_ACCUM_RESIDUAL;
+      mcgqLayerDesc_t dev = host;
+      host.g = g16.data();
+      host.accum = acc_cpu.data();
+      dev.g = d_g.p;
+      dev.accum = d_acc.p;
+      mcgqResult_t cpu_res;
+      std::vector<mcgqLayerStats_t> cpu_stats;
+      std::vector<uint8_t> cpu_msg = cpu_encode({host}, &cpu_res, &cpu_stats);
+      ASSERT_EQ(mcgqSuccess, cpu_res) << mcgqGetLastErrorDetail();
+      gpu_encoded ge = gpu_encode({dev});
+      ASSERT_EQ(mcgqSuccess, ge.result) << mcgqGetLastErrorDetail();
+      EXPECT_TRUE(cpu_msg == ge.msg) << "dtype " << dtype << " algo " << algo;
+      EXPECT_TRUE(same_bits(acc_cpu, d_acc.download(n))) << "dtype " << dtype;
+    }
+  }
 }
 
 TEST(GpuEncode, HostCheckedArguments) {

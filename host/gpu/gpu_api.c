@@ -35,12 +35,6 @@ int mcgqGpuAvailable(void) {
  * state in stats[i].status); the real pointer gets the overlap checks. */
 static mcgqResult_t check_gpu_desc(const char *fn, const mcgqLayerDesc_t *d, int i,
                                    uint64_t *N) {
-  if (d && d->struct_size >= sizeof(mcgqLayerDesc_t) && d->cfg.dtype != MCGQ_DTYPE_F32 &&
-      mcgq_dtype_bytes(d->cfg.dtype) != 0)
-    return mcgq_fail(mcgqInvalidUsage,
-                     "%s: layers[%d].cfg.dtype = %d: 16-bit inputs are taken by the CPU "
-                     "path (mcgqEncodeHost) but not yet by the GPU kernels", fn, i,
-                     (int)d->cfg.dtype);
   if (!d || d->struct_size < sizeof(mcgqLayerDesc_t) || !d->cfg.dynamic_k || !d->kstate)
     return mcgq_check_desc(fn, d, i, N);
   mcgqLayerDesc_t copy = *d;
@@ -48,7 +42,8 @@ static mcgqResult_t check_gpu_desc(const char *fn, const mcgqLayerDesc_t *d, int
   copy.kstate = &stand_in;
   MCGQ_CHECK(mcgq_check_desc(fn, &copy, i, N));
   size_t bytes = (size_t)d->n * sizeof(float);
-  if (mcgq_ranges_overlap(d->kstate, sizeof(mcgqKState_t), d->g, bytes) ||
+  size_t g_bytes = (size_t)d->n * mcgq_dtype_bytes(d->cfg.dtype);
+  if (mcgq_ranges_overlap(d->kstate, sizeof(mcgqKState_t), d->g, g_bytes) ||
       mcgq_ranges_overlap(d->kstate, sizeof(mcgqKState_t), d->accum, bytes))
     return mcgq_fail(mcgqInvalidArgument,
                      "%s: layers[%d].kstate overlaps the layer's g or accum", fn, i);
@@ -70,7 +65,7 @@ static void gpu_layer_from_desc(const mcgqLayerDesc_t *d, uint64_t N,
   L->algo = d->cfg.algo;
   L->kstate = d->kstate;
   L->dynamic_k = d->cfg.dynamic_k != 0;
-  L->reserved = 0;
+  L->dtype = d->cfg.dtype;
   L->k_min = d->cfg.k_min;
   L->k_max = d->cfg.k_max;
   L->delta_k = d->cfg.delta_k;
@@ -130,12 +125,13 @@ static mcgqResult_t check_encode_buffers(const char *fn, const mcgqLayerDesc_t *
   size_t stats_bytes = (size_t)count * sizeof(mcgqLayerStats_t);
   for (int i = 0; i < count; ++i) {
     const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
-    size_t bytes = (size_t)d->n * sizeof(float);
     const void *bufs[2] = {d->g, d->accum};
+    const size_t sizes[2] = {(size_t)d->n * mcgq_dtype_bytes(d->cfg.dtype),
+                             (size_t)d->n * sizeof(float)};
     for (int b = 0; b < 2; ++b)
-      if (mcgq_ranges_overlap(bufs[b], bytes, d_out, out_capacity) ||
-          mcgq_ranges_overlap(bufs[b], bytes, d_temp, temp_bytes) ||
-          mcgq_ranges_overlap(bufs[b], bytes, d_stats, stats_bytes))
+      if (mcgq_ranges_overlap(bufs[b], sizes[b], d_out, out_capacity) ||
+          mcgq_ranges_overlap(bufs[b], sizes[b], d_temp, temp_bytes) ||
+          mcgq_ranges_overlap(bufs[b], sizes[b], d_stats, stats_bytes))
         return mcgq_fail(mcgqInvalidArgument, "%s: layers[%d]'s buffers overlap "
                          "d_out, d_temp or d_stats", fn, i);
   }
