@@ -389,6 +389,22 @@ MCGQ_API mcgqResult_t mcgqDecodeAverageAsync(const void *const *d_in,
                                              void *d_temp, size_t temp_bytes,
                                              mcgqStream_t stream);
 
+/* The same into an output of out_dtype (MCGQ_DTYPE_*): each value computed
+ * in float32 as mcgqDecodeAverageAsync computes it, then rounded once to
+ * nearest even into bf16 or binary16, written only when every check passed.
+ * The scratch of a 16-bit output holds the float32 results too (4n more
+ * bytes): size it with the Typed call and the same out_dtype. */
+MCGQ_API mcgqResult_t mcgqDecodeAverageGetTempSizeTyped(int nranks, uint64_t n,
+                                                        size_t in_capacity,
+                                                        int32_t out_dtype,
+                                                        size_t *temp_bytes);
+MCGQ_API mcgqResult_t mcgqDecodeAverageAsyncTyped(const void *const *d_in,
+                                                  const size_t *d_in_bytes, int nranks,
+                                                  void *d_out, int32_t out_dtype,
+                                                  uint64_t n, uint32_t *d_status,
+                                                  void *d_temp, size_t temp_bytes,
+                                                  mcgqStream_t stream);
+
 /* ================================================================ exchange
  * A communicator binds the library to the caller's NCCL communicator
  * (mcgq_nccl.h), MPI communicator (mcgq_mpi.h, libmcgq_mpi) or to collectives

@@ -33,6 +33,7 @@
 #include "decode_state.h"
 #include "device/crc32c.cuh"
 #include "device/warp.cuh"
+#include "dtype.h"
 #include "format.h"
 #include "range.h"
 #include "reader.h"
@@ -670,12 +671,14 @@ struct decode_layout {
   mcgq_decode_plan *plan;
   mcgq_layer_group *groups;
   mcgq_totals_slot *slots;
+  float *results;  /* n float32 results of a 16-bit output, else NULL */
   size_t total;
 };
 
 /* The scratch: 24 bytes per rank, 16 per 32 layers the capacity allows,
  * 40 per rank per 2^13 elements; nothing scales with capacity x ranks. */
-void carve(int nranks, uint64_t n, uint64_t max_l, uint8_t *base, decode_layout *L) {
+void carve(int nranks, uint64_t n, uint64_t max_l, int32_t out_dtype, uint8_t *base,
+           decode_layout *L) {
   size_t at = 0;
   auto take = [&](size_t bytes) {
     uint8_t *p = base ? base + at : nullptr;
@@ -687,7 +690,22 @@ void carve(int nranks, uint64_t n, uint64_t max_l, uint8_t *base, decode_layout 
   L->groups = (mcgq_layer_group *)take((max_l + 31) / 32 * sizeof(mcgq_layer_group));
   L->slots = (mcgq_totals_slot *)take((size_t)nranks * (n / kChunk + 1) *
                                       sizeof(mcgq_totals_slot));
+  /* A 16-bit output cannot carry the rank-order float32 accumulation, so
+   * the results are accumulated here and narrowed at the end. */
+  L->results = out_dtype == MCGQ_DTYPE_F32 ? nullptr : (float *)take((size_t)n * sizeof(float));
   L->total = at;
+}
+
+/* A 16-bit output from the float32 results, rounded once to nearest even
+ * (format/dtype.h), only when every check passed: on a failure the
+ * caller's output is left as it was. */
+__global__ void narrow_kernel(const float *results, uint64_t n, int32_t out_dtype,
+                              uint16_t *out, const uint32_t *status) {
+  if (*status) return;
+  for (uint64_t k = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n;
+       k += (uint64_t)gridDim.x * blockDim.x)
+    out[k] = out_dtype == MCGQ_DTYPE_BF16 ? mcgq_f32_to_bf16(results[k])
+                                          : mcgq_f32_to_f16(results[k]);
 }
 
 unsigned grid_for(uint64_t items, unsigned threads) {
@@ -701,15 +719,15 @@ unsigned grid_for(uint64_t items, unsigned threads) {
 using namespace mcgq_stage_decode;
 
 extern "C" int mcgq_gpu_decode_temp_bytes(int nranks, uint64_t n, size_t in_capacity,
-                                          size_t *bytes) {
+                                          int32_t out_dtype, size_t *bytes) {
   decode_layout lay;
-  carve(nranks, n, max_layers(n, in_capacity), nullptr, &lay);
+  carve(nranks, n, max_layers(n, in_capacity), out_dtype, nullptr, &lay);
   *bytes = lay.total;
   return 0;
 }
 
 extern "C" int mcgq_gpu_decode_average(const void *const *d_in, const size_t *in_bytes,
-                                       int nranks, float *d_out, uint64_t n,
+                                       int nranks, void *d_out, int32_t out_dtype, uint64_t n,
                                        size_t in_capacity, uint32_t *d_status,
                                        void *d_temp, size_t temp_bytes,
                                        mcgqStream_t stream) {
@@ -726,7 +744,8 @@ extern "C" int mcgq_gpu_decode_average(const void *const *d_in, const size_t *in
   a.n = n;
   a.slots_per_rank = n / kChunk + 1;
   decode_layout lay;
-  carve(nranks, n, max_l, (uint8_t *)d_temp, &lay);
+  carve(nranks, n, max_l, out_dtype, (uint8_t *)d_temp, &lay);
+  float *results = lay.results ? lay.results : (float *)d_out;
   if (lay.total > temp_bytes) return (int)cudaErrorInvalidValue;
   const unsigned t = MCGQ_TUNE_DECODE_THREADS;
   header_kernel<<<nranks, t, 0, s>>>(a, lay.ranks, lay.groups, lay.plan, lay.slots);
@@ -736,8 +755,11 @@ extern "C" int mcgq_gpu_decode_average(const void *const *d_in, const size_t *in
   plan_kernel<<<1, t, 0, s>>>(a, lay.ranks, lay.plan, d_status);
   /* a warp per chunk: chunks <= n / 2^13 + layers */
   chunk_kernel<<<grid_for((n / kChunk + max_l) * 32u, t), t, 0, s>>>(
-      a, lay.groups, lay.plan, lay.slots, d_out, d_status);
+      a, lay.groups, lay.plan, lay.slots, results, d_status);
   layer_kernel<<<grid_for(a.slots_per_rank * (uint64_t)nranks, t), t, 0, s>>>(
       a, lay.slots, d_status);
+  if (lay.results)
+    narrow_kernel<<<grid_for(n, MCGQ_TUNE_DECODE_THREADS), MCGQ_TUNE_DECODE_THREADS, 0, s>>>(
+        lay.results, n, out_dtype, (uint16_t *)d_out, d_status);
   return (int)cudaGetLastError();
 }

@@ -96,10 +96,12 @@ int mcgq_gpu_encode_finish(const mcgq_gpu_encode_shape_t *shape, void *d_out,
 /* Scratch of a decode-and-average of nranks messages of in_capacity bytes
  * each holding n elements. */
 int mcgq_gpu_decode_temp_bytes(int nranks, uint64_t n, size_t in_capacity,
-                               size_t *bytes);
+                               int32_t out_dtype, size_t *bytes);
 
+/* d_out: n values of out_dtype (MCGQ_DTYPE_*); a 16-bit output is written
+ * from float32 results kept in d_temp, once every check passed. */
 int mcgq_gpu_decode_average(const void *const *d_in, const size_t *in_bytes,
-                            int nranks, float *d_out, uint64_t n,
+                            int nranks, void *d_out, int32_t out_dtype, uint64_t n,
                             size_t in_capacity, uint32_t *d_status,
                             void *d_temp, size_t temp_bytes,
                             mcgqStream_t stream);

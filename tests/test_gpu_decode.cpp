@@ -107,6 +107,68 @@ TEST(GpuDecode, RangeRuleMatchesCpu) {
   }
 }
 
+// 16-bit outputs (mcgqDecodeAverageAsyncTyped): every value is the float32
+// average rounded once, equal to the CPU's typed decode; a corrupt message
+// leaves the 16-bit output untouched.
+TEST(GpuDecode, TypedOutputsRoundTheFloat32AverageOnce) {
+  MCGQ_REQUIRE_GPU();
+  table t;
+  std::vector<std::vector<uint8_t>> msgs;
+  for (int r = 0; r < 3; ++r) msgs.push_back(rank_message(r, t.sizes, t.data(r), r == 1));
+  const uint64_t n = t.total();
+  std::vector<dbuf<uint8_t> *> bufs;
+  std::vector<const void *> dptrs, hptrs;
+  std::vector<size_t> sizes;
+  size_t cap = 0;
+  for (auto &m : msgs) {
+    bufs.push_back(new dbuf<uint8_t>(m.size()));
+    bufs.back()->upload(m);
+    dptrs.push_back(bufs.back()->p);
+    hptrs.push_back(m.data());
+    sizes.push_back(m.size());
+    cap = m.size() > cap ? m.size() : cap;
+  }
+  for (int32_t dtype : {MCGQ_DTYPE_BF16, MCGQ_DTYPE_F16}) {
+    std::vector<uint16_t> cpu(n);
+    ASSERT_EQ(mcgqSuccess, mcgqDecodeAverageHostTyped(hptrs.data(), sizes.data(), 3, cpu.data(),
+                                                      dtype, n))
+        << mcgqGetLastErrorDetail();
+    size_t temp = 0;
+    ASSERT_EQ(mcgqSuccess, mcgqDecodeAverageGetTempSizeTyped(3, n, cap, dtype, &temp));
+    dbuf<uint8_t> d_temp(temp);
+    dbuf<uint16_t> d_out(n);
+    dbuf<uint32_t> d_status(1);
+    d_out.upload(std::vector<uint16_t>(n, 0x1234));
+    ASSERT_EQ(mcgqSuccess, mcgqDecodeAverageAsyncTyped(dptrs.data(), sizes.data(), 3, d_out.p,
+                                                       dtype, n, d_status.p, d_temp.p, temp,
+                                                       nullptr))
+        << mcgqGetLastErrorDetail();
+    ASSERT_EQ(cudaSuccess, cudaDeviceSynchronize());
+    EXPECT_EQ(0u, d_status.download(1)[0]);
+    EXPECT_TRUE(cpu == d_out.download(n)) << "dtype " << dtype;
+    // A corrupt rank: status says so and the 16-bit output keeps its bytes.
+    std::vector<uint8_t> bad = msgs[2];
+    bad[bad.size() / 2] ^= 0x40;
+    dbuf<uint8_t> d_bad(bad.size());
+    d_bad.upload(bad);
+    std::vector<const void *> bad_ptrs = dptrs;
+    bad_ptrs[2] = d_bad.p;
+    std::vector<size_t> bad_sizes = sizes;
+    bad_sizes[2] = bad.size();
+    std::vector<float> cpu_floats;
+    const uint32_t cpu_status = cpu_average({msgs[0], msgs[1], bad}, n, &cpu_floats);
+    d_out.upload(std::vector<uint16_t>(n, 0x1234));
+    ASSERT_EQ(mcgqSuccess, mcgqDecodeAverageAsyncTyped(bad_ptrs.data(), bad_sizes.data(), 3,
+                                                       d_out.p, dtype, n, d_status.p, d_temp.p,
+                                                       temp, nullptr));
+    ASSERT_EQ(cudaSuccess, cudaDeviceSynchronize());
+    const uint32_t gpu_status = d_status.download(1)[0];
+    EXPECT_EQ(cpu_status, gpu_status);
+    if (gpu_status != 0) EXPECT_TRUE(std::vector<uint16_t>(n, 0x1234) == d_out.download(n));
+  }
+  for (auto *b : bufs) delete b;
+}
+
 // Every single-byte change of a message: the GPU's status is the CPU's
 // result (0 where the change leaves a valid message, then equal floats).
 TEST(GpuDecode, CorruptMessagesGiveCpuErrorCodes) {

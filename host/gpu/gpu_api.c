@@ -227,19 +227,32 @@ static mcgqResult_t check_decode_sizes(const char *fn, int nranks, uint64_t n) {
   return mcgqSuccess;
 }
 
-mcgqResult_t mcgqDecodeAverageGetTempSize(int nranks, uint64_t n, size_t in_capacity,
-                                          size_t *temp_bytes) {
-  static const char fn[] = "mcgqDecodeAverageGetTempSize";
+static mcgqResult_t decode_temp_size(const char *fn, int nranks, uint64_t n,
+                                     size_t in_capacity, int32_t out_dtype,
+                                     size_t *temp_bytes) {
   if (!temp_bytes) return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes is NULL", fn);
   MCGQ_CHECK(check_decode_sizes(fn, nranks, n));
-  mcgq_gpu_decode_temp_bytes(nranks, n, in_capacity, temp_bytes);
+  MCGQ_CHECK(mcgq_check_dtype(fn, "out_dtype", out_dtype));
+  mcgq_gpu_decode_temp_bytes(nranks, n, in_capacity, out_dtype, temp_bytes);
   mcgq_clear_error();
   return mcgqSuccess;
 }
 
+mcgqResult_t mcgqDecodeAverageGetTempSize(int nranks, uint64_t n, size_t in_capacity,
+                                          size_t *temp_bytes) {
+  return decode_temp_size("mcgqDecodeAverageGetTempSize", nranks, n, in_capacity,
+                          MCGQ_DTYPE_F32, temp_bytes);
+}
+
+mcgqResult_t mcgqDecodeAverageGetTempSizeTyped(int nranks, uint64_t n, size_t in_capacity,
+                                               int32_t out_dtype, size_t *temp_bytes) {
+  return decode_temp_size("mcgqDecodeAverageGetTempSizeTyped", nranks, n, in_capacity,
+                          out_dtype, temp_bytes);
+}
+
 static mcgqResult_t check_decode_buffers(const char *fn, const void *const *d_in,
                                          const size_t *d_in_bytes, int nranks,
-                                         const float *d_out, uint64_t n,
+                                         const void *d_out, size_t out_bytes,
                                          const uint32_t *d_status, const void *d_temp,
                                          size_t *in_capacity) {
   if (!d_in || !d_in_bytes)
@@ -249,7 +262,6 @@ static mcgqResult_t check_decode_buffers(const char *fn, const void *const *d_in
                      "be NULL", fn);
   if (((uintptr_t)d_temp & 255u) != 0)
     return mcgq_fail(mcgqInvalidArgument, "%s: d_temp must be 256-byte aligned", fn);
-  size_t out_bytes = n > SIZE_MAX / sizeof(float) ? SIZE_MAX : (size_t)n * sizeof(float);
   *in_capacity = 0;
   for (int r = 0; r < nranks; ++r) {
     if (!d_in[r]) return mcgq_fail(mcgqInvalidArgument, "%s: d_in[%d] is NULL", fn, r);
@@ -260,26 +272,44 @@ static mcgqResult_t check_decode_buffers(const char *fn, const void *const *d_in
   return mcgqSuccess;
 }
 
+static mcgqResult_t decode_average(const char *fn, const void *const *d_in,
+                                   const size_t *d_in_bytes, int nranks, void *d_out,
+                                   int32_t out_dtype, uint64_t n, uint32_t *d_status,
+                                   void *d_temp, size_t temp_bytes, mcgqStream_t stream) {
+  MCGQ_CHECK(check_decode_sizes(fn, nranks, n));
+  MCGQ_CHECK(mcgq_check_dtype(fn, "out_dtype", out_dtype));
+  const size_t value_bytes = mcgq_dtype_bytes(out_dtype);
+  size_t out_bytes = n > SIZE_MAX / value_bytes ? SIZE_MAX : (size_t)n * value_bytes;
+  size_t in_capacity = 0;
+  MCGQ_CHECK(check_decode_buffers(fn, d_in, d_in_bytes, nranks, d_out, out_bytes, d_status,
+                                  d_temp, &in_capacity));
+  size_t need = 0;
+  mcgq_gpu_decode_temp_bytes(nranks, n, in_capacity, out_dtype, &need);
+  if (temp_bytes < need)
+    return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below the %zu "
+                     "bytes these messages need (the GetTempSize call with the "
+                     "largest d_in_bytes and the same output type)", fn, temp_bytes, need);
+  int err = mcgq_gpu_decode_average(d_in, d_in_bytes, nranks, d_out, out_dtype, n,
+                                    in_capacity, d_status, d_temp, temp_bytes, stream);
+  MCGQ_CUDA_CHECK(fn, "launching the decode", err);
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
 mcgqResult_t mcgqDecodeAverageAsync(const void *const *d_in, const size_t *d_in_bytes,
                                     int nranks, float *d_out, uint64_t n,
                                     uint32_t *d_status, void *d_temp, size_t temp_bytes,
                                     mcgqStream_t stream) {
-  static const char fn[] = "mcgqDecodeAverageAsync";
-  MCGQ_CHECK(check_decode_sizes(fn, nranks, n));
-  size_t in_capacity = 0;
-  MCGQ_CHECK(check_decode_buffers(fn, d_in, d_in_bytes, nranks, d_out, n, d_status,
-                                  d_temp, &in_capacity));
-  size_t need = 0;
-  mcgq_gpu_decode_temp_bytes(nranks, n, in_capacity, &need);
-  if (temp_bytes < need)
-    return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below the %zu "
-                     "bytes these messages need (mcgqDecodeAverageGetTempSize with "
-                     "the largest d_in_bytes)", fn, temp_bytes, need);
-  int err = mcgq_gpu_decode_average(d_in, d_in_bytes, nranks, d_out, n, in_capacity,
-                                    d_status, d_temp, temp_bytes, stream);
-  MCGQ_CUDA_CHECK(fn, "launching the decode", err);
-  mcgq_clear_error();
-  return mcgqSuccess;
+  return decode_average("mcgqDecodeAverageAsync", d_in, d_in_bytes, nranks, d_out,
+                        MCGQ_DTYPE_F32, n, d_status, d_temp, temp_bytes, stream);
+}
+
+mcgqResult_t mcgqDecodeAverageAsyncTyped(const void *const *d_in, const size_t *d_in_bytes,
+                                         int nranks, void *d_out, int32_t out_dtype,
+                                         uint64_t n, uint32_t *d_status, void *d_temp,
+                                         size_t temp_bytes, mcgqStream_t stream) {
+  return decode_average("mcgqDecodeAverageAsyncTyped", d_in, d_in_bytes, nranks, d_out,
+                        out_dtype, n, d_status, d_temp, temp_bytes, stream);
 }
 
 #else /* !MCGQ_HAVE_CUDA */
@@ -303,6 +333,21 @@ mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_o
   (void)layers; (void)count; (void)d_out; (void)out_capacity; (void)d_out_bytes;
   (void)d_stats; (void)d_temp; (void)temp_bytes; (void)stream;
   return no_cuda("mcgqEncodeAsync");
+}
+
+mcgqResult_t mcgqDecodeAverageGetTempSizeTyped(int nranks, uint64_t n, size_t in_capacity,
+                                               int32_t out_dtype, size_t *temp_bytes) {
+  (void)nranks; (void)n; (void)in_capacity; (void)out_dtype; (void)temp_bytes;
+  return no_cuda("mcgqDecodeAverageGetTempSizeTyped");
+}
+
+mcgqResult_t mcgqDecodeAverageAsyncTyped(const void *const *d_in, const size_t *d_in_bytes,
+                                         int nranks, void *d_out, int32_t out_dtype,
+                                         uint64_t n, uint32_t *d_status, void *d_temp,
+                                         size_t temp_bytes, mcgqStream_t stream) {
+  (void)d_in; (void)d_in_bytes; (void)nranks; (void)d_out; (void)out_dtype; (void)n;
+  (void)d_status; (void)d_temp; (void)temp_bytes; (void)stream;
+  return no_cuda("mcgqDecodeAverageAsyncTyped");
 }
 
 mcgqResult_t mcgqDecodeAverageGetTempSize(int nranks, uint64_t n, size_t in_capacity,
