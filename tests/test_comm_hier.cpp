@@ -20,46 +20,14 @@
 
 #include "mcgq.h"
 #include "mcgq_mpi.h"
+#include "support/mpi_worker.hpp"
 
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int p = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &p);
-  return p;
-}
+using namespace mcgq_test;
+
+
 int local_size() { return world_size() % 2 == 0 ? 2 : 1; }
-
-uint64_t splitmix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-float grad_value(int rank, uint64_t step, size_t layer, uint64_t k, float amp) {
-  uint64_t h = splitmix(splitmix(splitmix((uint64_t)rank * 7919 + step) + layer) + k);
-  if ((h & 7) == 0) return 0.0f;
-  return (float)(((double)(h >> 11) / 9007199254740992.0 * 2.0 - 1.0) * amp);
-}
-
-uint64_t fnv(const void *p, size_t bytes, uint64_t h = 1469598103934665603ull) {
-  const unsigned char *b = static_cast<const unsigned char *>(p);
-  for (size_t i = 0; i < bytes; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
-
-struct LayerSpec {
-  uint64_t n;
-  int32_t accumulate;
-  double k;
-  float amp;
-};
 
 // 5669 elements: the share cut (at 2834 for L = 2) falls inside layer 3;
 // tiny layers; every accumulation mode.
@@ -69,49 +37,6 @@ std::vector<LayerSpec> table() {
           {2, MCGQ_ACCUM_NONE, 1.0, 0.5f},      {3, MCGQ_ACCUM_RESET, 2.0, 1.0f},
           {526, MCGQ_ACCUM_RESIDUAL, 0.2, 0.5f}};
 }
-
-mcgqLayerConfig_t config_of(const LayerSpec &s) {
-  mcgqLayerConfig_t cfg = MCGQ_LAYER_CONFIG_INITIALIZER;
-  cfg.k = s.k;
-  cfg.accumulate = s.accumulate;
-  return cfg;
-}
-
-struct Worker {
-  std::vector<LayerSpec> spec;
-  std::vector<std::vector<float>> grad, accum;
-  explicit Worker(const std::vector<LayerSpec> &s) : spec(s), grad(s.size()), accum(s.size()) {
-    for (size_t i = 0; i < s.size(); ++i) {
-      grad[i].assign(s[i].n, 0.0f);
-      if (s[i].accumulate != MCGQ_ACCUM_NONE) accum[i].assign(s[i].n, 0.0f);
-    }
-  }
-  void load(int rank, uint64_t step) {
-    for (size_t i = 0; i < spec.size(); ++i)
-      for (uint64_t k = 0; k < spec[i].n; ++k)
-        grad[i][k] = grad_value(rank, step, i, k, spec[i].amp);
-  }
-  std::vector<mcgqLayer_t> comm_layers() {
-    std::vector<mcgqLayer_t> out(spec.size());
-    for (size_t i = 0; i < spec.size(); ++i) {
-      std::memset(&out[i], 0, sizeof out[i]);
-      out[i].struct_size = sizeof(mcgqLayer_t);
-      out[i].grad = grad[i].data();
-      out[i].accum = accum[i].empty() ? nullptr : accum[i].data();
-      out[i].n = spec[i].n;
-      out[i].cfg = config_of(spec[i]);
-    }
-    return out;
-  }
-  uint64_t hash() const {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < spec.size(); ++i) {
-      h = fnv(grad[i].data(), grad[i].size() * sizeof(float), h);
-      h = fnv(accum[i].data(), accum[i].size() * sizeof(float), h);
-    }
-    return h;
-  }
-};
 
 std::vector<unsigned char> encode(std::vector<mcgqLayerDesc_t> &descs) {
   if (descs.empty()) return {};
