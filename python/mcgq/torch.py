@@ -232,9 +232,9 @@ class MCGQState:
         if tuple(param.shape) != layer.shape:
             raise ValueError("mcgq: parameter %r changed shape from %s to %s" %
                              (layer.key, list(layer.shape), list(param.shape)))
-        if param.dtype != torch.float32:
-            raise TypeError("mcgq: parameter %r is %s; mcgq compresses float32 only"
-                            % (layer.key, param.dtype))
+        if param.dtype not in _DTYPE_CODES:
+            raise TypeError("mcgq: parameter %r is %s; mcgq compresses float32, "
+                            "bfloat16 and float16" % (layer.key, param.dtype))
         return layer
 
     def _bind_param(self, param):
@@ -599,7 +599,8 @@ class _GatherProtocol:
         plan = job.plan
         buffer = plan.buffer
         if plan.raw:
-            job.raw_flat = torch.cat([buffer[o:o + n] for o, n in plan.raw])
+            # raw values travel as float32 (exact for 16-bit buckets too)
+            job.raw_flat = torch.cat([buffer[o:o + n] for o, n in plan.raw]).float()
             if not bool(torch.isfinite(job.raw_flat).all()):
                 job.status = _DATA
         if not plan.compressed:
@@ -610,6 +611,7 @@ class _GatherProtocol:
             d = descs[i]
             _capi.fn.mcgqLayerDescInit(ctypes.byref(d))
             d.cfg = state._cfg
+            d.cfg.dtype = _DTYPE_CODES[buffer.dtype]  # 16-bit buckets: no float32 copy
             d.g = base + off * item
             d.n = n
             d.u = random_word(state.seed, state.step, layer.ordinal, plan.rank)
@@ -736,6 +738,13 @@ class _GatherProtocol:
         cur["bytes_sent"] += stride
         cur["paper_bits"] += sum(s.stream_bits + 32 for s in job.layer_stats)
         cur["k_sum"] += sum(s.k for s in job.layer_stats)
+
+
+# The bucket types the hook compresses without converting them first
+# (mcgq.h MCGQ_DTYPE_*: the library widens 16-bit values exactly); the
+# averages are written back into the bucket's own type, rounded once.
+_DTYPE_CODES = {torch.float32: _capi.DTYPE_F32, torch.bfloat16: _capi.DTYPE_BF16,
+                torch.float16: _capi.DTYPE_F16}
 
 
 def _disagreement(headers):
@@ -910,9 +919,9 @@ def _plan_bucket(state, bucket, group, rank, world):
     plan.group, plan.rank, plan.world = group, rank, world
     try:
         buffer = plan.buffer
-        if buffer.dtype != torch.float32:
+        if buffer.dtype not in _DTYPE_CODES:
             raise TypeError("mcgq: the DDP bucket holds %s gradients; mcgq "
-                            "compresses float32 only" % buffer.dtype)
+                            "compresses float32, bfloat16 and float16" % buffer.dtype)
         if buffer.is_cuda:
             _require_gpu()
         compress_now = state.step >= state.warmup_steps

@@ -372,10 +372,34 @@ def scenario_failures(rank, world, cfg):
     return out
 
 
+def scenario_sixteen_bit(rank, world, cfg):
+    """bfloat16 and float16 models through the hook: the buckets go to the
+    library as they are (cfg.dtype), the averages come back in the bucket's
+    type.  Records the parameters after each step and the hook's stats."""
+    from mcgq.torch import MCGQState, mcgq_hook
+    out = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        model = make_model(0).to(dtype)
+        ddp = _ddp(model, cfg["bucket_cap_mb"])
+        state = MCGQState(model=ddp, **cfg["hook"])
+        ddp.register_comm_hook(state, mcgq_hook)
+        opt = torch.optim.SGD(ddp.parameters(), lr=cfg["lr"])
+        record = []
+        for s in range(cfg["steps"]):
+            x, y = batch(s, rank)
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(ddp(x.to(dtype)).float(), y).backward()
+            opt.step()
+            record.append(snapshot(ddp.module))
+        out[name] = {"params": record, "stats": state.stats()}
+    return out
+
+
 SCENARIOS = {"train": scenario_train, "checkpoint": scenario_checkpoint,
              "nonfinite": scenario_nonfinite, "cuda_vs_cpu": scenario_cuda_vs_cpu,
              "async": scenario_async, "reuse": scenario_reuse, "keys": scenario_keys,
-             "failures": scenario_failures}
+             "failures": scenario_failures,
+             "sixteen_bit": scenario_sixteen_bit}
 
 
 def worker(rank, world, init_file, outdir, jobs, backend="gloo"):

@@ -21,6 +21,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or
                                 not torch.distributed.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
 
+SIXTEEN = {"hook": {"k": 1.0, "accumulate": "residual", "min_compress_numel": 64},
+           "steps": 2, "lr": 0.1, "bucket_cap_mb": 25}
 REF2 = {"hook": {"k": 0.5, "accumulate": "reset", "seed": 7, "warmup_steps": 2,
                  "min_compress_numel": 100},
         "steps": 6, "lr": 0.1, "bucket_cap_mb": 0.001}
@@ -69,6 +71,7 @@ def world2(tmp_path_factory):
         ("reuse", "reuse", REUSE),
         ("keys", "keys", REUSE),
         ("failures", "failures", dict(FAILURES, bad_rank=1)),
+        ("sixteen", "sixteen_bit", SIXTEEN),
     ])
 
 
@@ -369,3 +372,19 @@ def test_cuda_tensors_without_device_explain():
         pytest.skip("GPU path present")
     with pytest.raises(RuntimeError, match="no usable GPU path"):
         _require_gpu()
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_sixteen_bit_buckets_are_compressed_as_they_are(world2, dtype):
+    """A bf16 / float16 model: its buckets are encoded without a float32 copy
+    (the library widens them exactly), every rank ends each step with the
+    same parameters, and the weights went through the compressed path."""
+    runs = [world2[r]["sixteen"][dtype] for r in range(2)]
+    for step, (a, b) in enumerate(zip(runs[0]["params"], runs[1]["params"])):
+        for key in a:
+            assert a[key].dtype == (torch.bfloat16 if dtype == "bf16" else torch.float16)
+            assert torch.equal(a[key].view(torch.int16), b[key].view(torch.int16)), (step, key)
+            assert bool(torch.isfinite(a[key].float()).all())
+    stats = runs[0]["stats"]
+    assert stats["layers_compressed"] > 0, stats
+    assert stats["bytes_sent"] > 0, stats
