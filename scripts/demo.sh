@@ -134,6 +134,10 @@ train_full() {
   # fp32 SGD at larger initial learning rates: accumulated MCGQ sends, in
   # expectation, more than the gradient mass (see examples/train/README.md),
   # so it is also compared with fp32 at a tuned step.
+  # The same accumulated K = 0.1 with the two-stage exchange (issue 16):
+  # compressed reduce-scatter, owner-side error feedback, all-gather of shards.
+  train epsilon_logreg_2s --data data/epsilon --model logreg --lr0 1 --batch 32 --epochs 10 \
+    --methods "mcgq-reset:0.1,mcgq-reset-2s:0.1"
   for lr in 2 4; do
     train epsilon_fp32_lr$lr --data data/epsilon --model logreg --lr0 $lr --batch 32 \
       --epochs 10 --methods fp32

@@ -57,6 +57,10 @@ int mcgq_method_setup(method_t *me, char *err, int err_len) {
   if (rc != mcgqSuccess) return mcgq_error(me, rc, "mcgqCommInitMpi", err, err_len);
   rc = mcgqCommSetLayers(me->mcomm, layers, m->tensors);
   if (rc != mcgqSuccess) return mcgq_error(me, rc, "mcgqCommSetLayers", err, err_len);
+  if (me->exchange_mode != MCGQ_EXCHANGE_ALL_GATHER) {
+    rc = mcgqCommSetExchangeMode(me->mcomm, me->exchange_mode);
+    if (rc != mcgqSuccess) return mcgq_error(me, rc, "mcgqCommSetExchangeMode", err, err_len);
+  }
   return 0;
 }
 

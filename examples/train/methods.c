@@ -40,6 +40,8 @@ static int parse_mcgq_spec(method_t *me, const char *spec, char *err, int err_le
     if (head < len || strncmp(spec, modes[i].name, len) != 0) continue;
     if (head == len + 4 && strncmp(spec + len, "-dyn", 4) == 0)
       me->dynamic_k = 1;
+    else if (head == len + 3 && strncmp(spec + len, "-2s", 3) == 0)
+      me->exchange_mode = MCGQ_EXCHANGE_TWO_STAGE;
     else if (head != len)
       continue;
     me->kind = METHOD_MCGQ;

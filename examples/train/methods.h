@@ -17,6 +17,9 @@
  *   mcgq-reset:K              MCGQ_ACCUM_RESET (Alg 4, accumulated)
  *   mcgq-residual:K           MCGQ_ACCUM_RESIDUAL (residual error feedback)
  *   any mcgq spec + "-dyn"    dynamic K (Alg 3) starting at K
+ *   any mcgq spec + "-2s"     the two-stage exchange (compressed reduce-scatter,
+ *                             owner-side error feedback, all-gather of shards)
+ *                             instead of the all-gather of whole messages
  *   K may be one value or one per tensor separated by '/' (per-layer K).
  */
 #ifndef MCGQ_TRAIN_METHODS_H_
@@ -65,6 +68,7 @@ typedef struct {
   float *accum;          /* mcgq: accumulators */
   mcgqKState_t kstate[MODEL_MAX_TENSORS];
   mcgqComm_t mcomm;
+  int32_t exchange_mode;  /* mcgq: MCGQ_EXCHANGE_* of the communicator */
   unsigned char *sendbuf, *recvbuf;
   uint64_t message_bytes; /* baselines: fixed message size */
   uint64_t *order;        /* top-k selection scratch */
