@@ -255,16 +255,6 @@ struct HierComm {
   }
 };
 
-std::vector<uint64_t> gather(uint64_t x) {
-  std::vector<uint64_t> all((size_t)world_size());
-  MPI_Allgather(&x, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
-  return all;
-}
-
-bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 void run_matches_simulation(int32_t mode, uint64_t steps) {
   const int P = world_size(), me = world_rank(), L = local_size();
   const uint64_t seed = 0xfeedull;

@@ -178,16 +178,6 @@ struct CommGuard {
   }
 };
 
-std::vector<uint64_t> gather(uint64_t x) {
-  std::vector<uint64_t> all((size_t)world_size());
-  MPI_Allgather(&x, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
-  return all;
-}
-
-bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 TEST(ShardRange, CoversEveryLayerExactlyOnce) {
   for (int P = 1; P <= 9; ++P)
     for (uint64_t n : {1ull, 2ull, 3ull, 7ull, 8ull, 1000ull, 4099ull, 4294967295ull}) {

@@ -122,6 +122,17 @@ static void free_tables(node_tables_t *t) {
   free(t->share);
 }
 
+/* The node stage's per-rank tables and the stage itself (NULL is fine). */
+static void free_node_stage(mcgq_node_t *node) {
+  if (!node) return;
+  free(node->send_counts);
+  free(node->send_displs);
+  free(node->recv_counts);
+  free(node->recv_displs);
+  free(node->blocks);
+  free(node);
+}
+
 void mcgq_node_destroy(mcgqComm_t comm, mcgq_node_t *node) {
   if (!node) return;
   node->ops->destroy(node->ctx);
@@ -132,12 +143,7 @@ void mcgq_node_destroy(mcgqComm_t comm, mcgq_node_t *node) {
                        node->flat, node->inbox, node->share};
     free_tables(&t);
   }
-  free(node->send_counts);
-  free(node->send_displs);
-  free(node->recv_counts);
-  free(node->recv_displs);
-  free(node->blocks);
-  free(node);
+  free_node_stage(node);
 }
 
 mcgqResult_t mcgq_comm_create_hierarchical(
@@ -174,14 +180,7 @@ mcgqResult_t mcgq_comm_create_hierarchical(
   }
   if (!node || !node->send_counts || !node->send_displs || !node->recv_counts ||
       !node->recv_displs || !node->blocks) {
-    if (node) {
-      free(node->send_counts);
-      free(node->send_displs);
-      free(node->recv_counts);
-      free(node->recv_displs);
-      free(node->blocks);
-    }
-    free(node);
+    free_node_stage(node);
     node_ops->destroy(node_ctx);
     if (cross_ops && cross_ops->destroy) cross_ops->destroy(cross_ctx);
     return mcgq_fail(mcgqOutOfMemory, "%s: cannot allocate the node stage", fn);
@@ -195,12 +194,7 @@ mcgqResult_t mcgq_comm_create_hierarchical(
   if (res != mcgqSuccess) { /* the cross transport is destroyed already */
     comm = NULL;
     node_ops->destroy(node_ctx);
-    free(node->send_counts);
-    free(node->send_displs);
-    free(node->recv_counts);
-    free(node->recv_displs);
-    free(node->blocks);
-    free(node);
+    free_node_stage(node);
     return res;
   }
   comm->node = node;

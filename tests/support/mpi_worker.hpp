@@ -27,6 +27,17 @@ inline int world_size() {
   return p;
 }
 
+// Every rank's value of x, gathered.
+inline std::vector<uint64_t> gather(uint64_t x) {
+  std::vector<uint64_t> all((size_t)world_size());
+  MPI_Allgather(&x, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
+  return all;
+}
+
+inline bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
 inline uint64_t splitmix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
