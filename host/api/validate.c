@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "dtype.h"
 #include "internal.h"
 
 int mcgq_ranges_overlap(const void *a, size_t a_bytes, const void *b,
@@ -263,19 +262,4 @@ mcgqResult_t mcgq_check_dtype(const char *fn, const char *what, int32_t dtype) {
                      "%s: %s = %d is not MCGQ_DTYPE_F32, _BF16 or _F16", fn, what,
                      (int)dtype);
   return mcgqSuccess;
-}
-
-void mcgq_widen(const void *src, int32_t dtype, uint64_t n, float *dst) {
-  const uint16_t *h = (const uint16_t *)src;
-  switch (dtype) {
-    case MCGQ_DTYPE_BF16:
-      for (uint64_t k = 0; k < n; ++k) dst[k] = mcgq_bf16_to_f32(h[k]);
-      break;
-    case MCGQ_DTYPE_F16:
-      for (uint64_t k = 0; k < n; ++k) dst[k] = mcgq_f16_to_f32(h[k]);
-      break;
-    default:
-      memcpy(dst, src, (size_t)n * sizeof(float));
-      break;
-  }
 }
