@@ -123,9 +123,12 @@ cudaError_t launch_stage(gpu_case *ctx, int stage) {
   }
 }
 
-/* Median of per-iteration event times (us); -1 on failure (err filled). */
-double time_stage(gpu_case *ctx, int stage) {
-  int iters = ctx->opt->iters;
+/* Median of per-iteration event times (us) of launch() on ctx's stream, after
+ * ctx->opt->warmup untimed calls; -1 on failure (err filled).  launch()
+ * returns cudaErrorUnknown when it has filled err itself. */
+template <class Ctx, class Launch>
+double median_event_us(Ctx *ctx, Launch launch) {
+  const int iters = ctx->opt->iters;
   double *t = (double *)malloc((size_t)iters * sizeof *t);
   double median = -1.0;
   if (!t) {
@@ -133,14 +136,14 @@ double time_stage(gpu_case *ctx, int stage) {
     return -1.0;
   }
   for (int i = 0; i < ctx->opt->warmup; ++i) {
-    cudaError_t e = launch_stage(ctx, stage);
+    cudaError_t e = launch();
     if (e == cudaErrorUnknown) goto done;
     BENCH_CUDA_GOTO(e, done);
   }
   for (int i = 0; i < iters; ++i) {
     float ms = 0;
     BENCH_CUDA_GOTO(cudaEventRecord(ctx->start, ctx->stream), done);
-    cudaError_t e = launch_stage(ctx, stage);
+    cudaError_t e = launch();
     if (e == cudaErrorUnknown) goto done;
     BENCH_CUDA_GOTO(e, done);
     BENCH_CUDA_GOTO(cudaEventRecord(ctx->stop, ctx->stream), done);
@@ -152,6 +155,10 @@ double time_stage(gpu_case *ctx, int stage) {
 done:
   free(t);
   return median;
+}
+
+double time_stage(gpu_case *ctx, int stage) {
+  return median_event_us(ctx, [&] { return launch_stage(ctx, stage); });
 }
 
 int setup(gpu_case *ctx) {
@@ -408,35 +415,8 @@ cudaError_t launch_model_stage(model_case *ctx, int stage) {
   }
 }
 
-/* Median of per-iteration event times (us); -1 on failure (err filled). */
 double time_model_stage(model_case *ctx, int stage) {
-  const int iters = ctx->opt->iters;
-  double *t = (double *)malloc((size_t)iters * sizeof *t);
-  double median = -1.0;
-  if (!t) {
-    snprintf(ctx->err, ctx->err_size, "out of host memory");
-    return -1.0;
-  }
-  for (int i = 0; i < ctx->opt->warmup; ++i) {
-    cudaError_t e = launch_model_stage(ctx, stage);
-    if (e == cudaErrorUnknown) goto done;
-    BENCH_CUDA_GOTO(e, done);
-  }
-  for (int i = 0; i < iters; ++i) {
-    float ms = 0;
-    BENCH_CUDA_GOTO(cudaEventRecord(ctx->start, ctx->stream), done);
-    cudaError_t e = launch_model_stage(ctx, stage);
-    if (e == cudaErrorUnknown) goto done;
-    BENCH_CUDA_GOTO(e, done);
-    BENCH_CUDA_GOTO(cudaEventRecord(ctx->stop, ctx->stream), done);
-    BENCH_CUDA_GOTO(cudaEventSynchronize(ctx->stop), done);
-    BENCH_CUDA_GOTO(cudaEventElapsedTime(&ms, ctx->start, ctx->stop), done);
-    t[i] = 1e3 * (double)ms;
-  }
-  median = bench_median(t, iters);
-done:
-  free(t);
-  return median;
+  return median_event_us(ctx, [&] { return launch_model_stage(ctx, stage); });
 }
 
 int setup_model(model_case *ctx) {
