@@ -6,7 +6,11 @@
 //   - the measurement the quantizer folds into its count pass
 //     (mcgq_quantize_ref stats) against the same serial count of its g_int;
 //   - mcgq_rle_write (branch-free word path, chunk index) and
-//     mcgq_fixed_write (joined tokens) against a one-bit-at-a-time writer.
+//     mcgq_fixed_write (joined tokens) against a one-bit-at-a-time writer;
+//   - the fixed-width reader (groups of eight through fixed_groups.c where
+//     the CPU has AVX2, the bit reader elsewhere) against the values written
+//     bit by bit: values, sums, tally, the -2^(B_g-1) and truncation errors,
+//     with exact-size inputs so that ASan sees any read past the end.
 // Data covers the shapes that stress the word logic: runs that end exactly
 // at, cross, or fill whole 64-element words, runs longer than 64, layer
 // lengths around multiples of 64 and of the 8192-element chunk, wide values
@@ -18,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/bitstream.h"
@@ -258,6 +263,108 @@ TEST(StreamWrite, FixedMatchesBitByBitWriter) {
       for (size_t i = s.bytes.size(); i < out.size(); ++i)
         ASSERT_EQ(out[i], 0xa5) << "store past the stream, width " << width;
     }
+}
+
+// Fixed-width stream of v, bit by bit.
+std::vector<uint8_t> SerialFixed(const std::vector<int32_t> &v, uint32_t width) {
+  BitSink s;
+  for (int32_t x : v) s.Put(uint32_t(x) & ((uint64_t(1) << width) - 1), width);
+  return s.bytes;
+}
+
+// Values that need exactly `width` bits, other than -2^(width-1) (the one
+// value a canonical stream never holds); width 1 holds only zeros.
+std::vector<int32_t> FixedValues(std::mt19937_64 &rng, uint64_t n, uint32_t width) {
+  if (width == 1) return std::vector<int32_t>(n, 0);
+  std::vector<int32_t> v = Values(rng, n, 0.3, width, false);
+  const int32_t top = width >= 32 ? INT32_MAX : (int32_t(1) << (width - 1)) - 1;
+  v[rng() % n] = rng() % 2 ? top : -top;
+  return v;
+}
+
+// Reads v's fixed-width stream (exact-size heap copy) block by block.
+mcgqResult_t ReadFixed(const std::vector<uint8_t> &stream, uint64_t n, uint32_t width,
+                       uint64_t block, std::vector<int32_t> *out,
+                       mcgq_layer_reader_t *r) {
+  std::vector<uint8_t> in(stream);  // exactly the stream's bytes
+  out->assign(n, 0x7eadbeef);
+  mcgqResult_t res = mcgq_fixed_reader_open(r, "test", in.data(), in.size(), n, width);
+  for (uint64_t base = 0; res == mcgqSuccess && base < n; base += block)
+    res = mcgq_layer_reader_next(r, base, std::min(block, n - base), out->data() + base);
+  return res;
+}
+
+TEST(StreamRead, FixedWidthMatchesBitByBitWriter) {
+  std::mt19937_64 rng(21);
+  // 2048: the decoders' block (groups stay byte aligned); 1001: blocks
+  // that start off a byte boundary for odd widths (the bit reader's turn).
+  for (uint64_t n : kLengths)
+    for (uint32_t width = 1; width <= 32; ++width)
+      for (uint64_t block : {uint64_t(2048), uint64_t(1001)}) {
+        std::vector<int32_t> v = FixedValues(rng, n, width), got;
+        mcgq_layer_reader_t r;
+        ASSERT_EQ(ReadFixed(SerialFixed(v, width), n, width, block, &got, &r),
+                  mcgqSuccess) << mcgqGetLastErrorDetail() << " n=" << n
+                               << " width=" << width;
+        ASSERT_EQ(got, v) << "n=" << n << " width=" << width << " block=" << block;
+        mcgq_decoded_t info;
+        ASSERT_EQ(mcgq_layer_reader_finish(&r, &info), mcgqSuccess)
+            << mcgqGetLastErrorDetail();
+        uint64_t abs_sum = 0, nonzeros = 0;
+        for (int32_t x : v) {
+          abs_sum += uint64_t(x < 0 ? -int64_t(x) : x);
+          nonzeros += x != 0;
+        }
+        EXPECT_EQ(info.abs_sum, abs_sum) << "n=" << n << " width=" << width;
+        EXPECT_EQ(info.nonzeros, nonzeros) << "n=" << n << " width=" << width;
+        Measure want = SerialMeasure(v), tally;
+        mcgq_rle_tally_finish(&r.tally, &tally.bg, &tally.br, &tally.bits);
+        EXPECT_EQ(tally.bg, want.bg) << "n=" << n << " width=" << width;
+        EXPECT_EQ(tally.br, want.br) << "n=" << n << " width=" << width;
+        EXPECT_EQ(tally.bits, want.bits) << "n=" << n << " width=" << width;
+      }
+}
+
+// -2^(B_g-1) anywhere (inside the groups, in the tail, first and last
+// element) is refused, naming the first element that holds it.
+TEST(StreamRead, FixedWidthRefusesMinimumValueAtItsElement) {
+  std::mt19937_64 rng(22);
+  const uint64_t n = 5000;
+  for (uint32_t width = 2; width <= 16; ++width)
+    for (uint64_t at : {uint64_t(0), uint64_t(7), uint64_t(8), uint64_t(2047),
+                        uint64_t(3001), uint64_t(4992), n - 1}) {
+      std::vector<int32_t> v = FixedValues(rng, n, width), got;
+      v[at] = -(int32_t(1) << (width - 1));
+      if (at + 100 < n) v[at + 100] = v[at];  // a later one is not named
+      mcgq_layer_reader_t r;
+      ASSERT_EQ(ReadFixed(SerialFixed(v, width), n, width, 2048, &got, &r),
+                mcgqCorruptStream) << "width=" << width << " at=" << at;
+      std::string want = "at element " + std::to_string(at);
+      EXPECT_NE(std::string(mcgqGetLastErrorDetail()).find(want), std::string::npos)
+          << mcgqGetLastErrorDetail() << " (want " << want << ")";
+    }
+}
+
+// A stream cut short ends at the last whole value it holds, on every path.
+TEST(StreamRead, FixedWidthTruncatedStreamNamesWhereItEnds) {
+  std::mt19937_64 rng(23);
+  const uint64_t n = 3000;
+  for (uint32_t width = 2; width <= 16; ++width) {
+    std::vector<int32_t> v = FixedValues(rng, n, width), got;
+    std::vector<uint8_t> stream = SerialFixed(v, width);
+    for (uint64_t cut : {uint64_t(1), uint64_t(17), uint64_t(600)}) {
+      std::vector<uint8_t> shorter(stream.begin(), stream.end() - cut);
+      mcgq_layer_reader_t r;
+      ASSERT_EQ(ReadFixed(shorter, n, width, 2048, &got, &r), mcgqCorruptStream);
+      uint64_t ends = shorter.size() * 8 / width;
+      std::string want = "ends at element " + std::to_string(ends) + " of";
+      EXPECT_NE(std::string(mcgqGetLastErrorDetail()).find(want), std::string::npos)
+          << mcgqGetLastErrorDetail() << " (want " << want << ")";
+      EXPECT_TRUE(std::equal(v.begin(), v.begin() + std::min(ends, uint64_t(2048)),
+                             got.begin()))
+          << "values before the end, width " << width;
+    }
+  }
 }
 
 }  // namespace

@@ -94,7 +94,8 @@ static inline void mcgq_br_init(mcgq_bitreader_t *br, const uint8_t *in,
   br->avail = 0;
 }
 
-/* Tops buf up to at least 57 bits, or to all the input that is left. */
+/* Tops buf up to at least 56 bits and at most 63, or to all the input that
+ * is left (so a caller may consume everything buffered with one shift). */
 static inline void mcgq_br_refill(mcgq_bitreader_t *br) {
   if (br->end - br->next >= 8) {
     /* Load 8 bytes big-endian, keep the whole bytes that fit. */
@@ -108,7 +109,7 @@ static inline void mcgq_br_refill(mcgq_bitreader_t *br) {
     br->avail |= 56u;
     return;
   }
-  while (br->avail <= 56 && br->next < br->end) {
+  while (br->avail < 56 && br->next < br->end) {
     br->buf |= (uint64_t)*br->next++ << (56 - br->avail);
     br->avail += 8;
   }
@@ -130,6 +131,14 @@ static inline int mcgq_br_get(mcgq_bitreader_t *br, uint32_t width,
   br->buf <<= width;
   br->avail -= width;
   return 1;
+}
+
+/* Moves the reader to byte p of its input (begin <= p <= end), dropping
+ * whatever was buffered: for a caller that consumed whole bytes itself. */
+static inline void mcgq_br_seek(mcgq_bitreader_t *br, const uint8_t *p) {
+  br->next = p;
+  br->buf = 0;
+  br->avail = 0;
 }
 
 /* Bits consumed so far from the start of the input. */

@@ -6,6 +6,7 @@
 
 #include "bitio.h"
 #include "bitstream.h"
+#include "fixed_groups.h"
 #include "format.h"
 #include "internal.h"
 
@@ -189,6 +190,30 @@ void mcgq_rle_tally_add(mcgq_rle_tally_t *t, const int32_t *g_int,
     uint32_t w = len - i < 64 ? (uint32_t)(len - i) : 64u;
     tally_word(t, zero_mask(g_int + i, w, &t->mag_or), w);
   }
+  t->n += len;
+}
+
+#if defined(MCGQ_TALLY_AVX2)
+__attribute__((target("avx2,popcnt,bmi,lzcnt")))
+static void tally_masks_avx2(mcgq_rle_tally_t *t, const uint64_t *zero_masks,
+                             uint64_t len) {
+  for (uint64_t i = 0; i < len; i += 64)
+    tally_word(t, zero_masks[i / 64], len - i < 64 ? (uint32_t)(len - i) : 64u);
+}
+#endif
+
+void mcgq_rle_tally_add_masks(mcgq_rle_tally_t *t, const uint64_t *zero_masks,
+                              uint64_t len, uint32_t mag_or) {
+#if defined(MCGQ_TALLY_AVX2)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) {
+    tally_masks_avx2(t, zero_masks, len);
+  } else
+#endif
+  {
+    for (uint64_t i = 0; i < len; i += 64)
+      tally_word(t, zero_masks[i / 64], len - i < 64 ? (uint32_t)(len - i) : 64u);
+  }
+  t->mag_or |= mag_or;
   t->n += len;
 }
 
@@ -493,11 +518,16 @@ static mcgqResult_t index_check_token(mcgq_layer_reader_t *r, uint64_t start,
 }
 
 /* One zero-run token after its B_g zero bits: its length and bounds.  The
- * zeros themselves are already in the block (see mcgq_layer_reader_next). */
-static mcgqResult_t read_run(mcgq_layer_reader_t *r, uint64_t k,
-                             uint64_t *len) {
+ * zeros themselves are already in the block (see mcgq_layer_reader_next).
+ * br is the caller's copy of r->br (kept in registers by the token loop). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline mcgqResult_t read_run(const mcgq_layer_reader_t *r,
+                                    mcgq_bitreader_t *br, uint64_t k,
+                                    uint64_t *len) {
   uint32_t c = 0;
-  if (!mcgq_br_get(&r->br, r->bits_run, &c))
+  if (!mcgq_br_get(br, r->bits_run, &c))
     return mcgq_fail(mcgqCorruptStream,
                      "%s: missing tokens: stream ends inside the run length at "
                      "element %" PRIu64 " of %" PRIu64, r->who, k, r->n);
@@ -550,26 +580,30 @@ mcgqResult_t mcgq_fixed_reader_open(mcgq_layer_reader_t *r, const char *who,
  * one store; a run only moves k, since its zeros are in the block already
  * (so a run of any length costs what a nonzero costs, and a run that ends
  * past stop carries over into the next block by k alone).  The checks are
- * per token, in the order of the one-call reader. */
+ * per token, in the order of the one-call reader.  The bit reader and the
+ * counters live in locals for the loop (stores through block cannot then
+ * force them back to memory every token); a token's start position, which
+ * only the chunk index and the error details need, is recomputed there. */
 static mcgqResult_t rle_tokens(mcgq_layer_reader_t *r, uint64_t base,
                                uint64_t stop, int32_t *block) {
   const uint32_t bg = r->bits_value, min_token = r->min_token;
+  mcgq_bitreader_t br = r->br;
   uint64_t k = r->k, abs_sum = r->abs_sum, nonzeros = r->nonzeros;
   uint64_t longest = r->longest;
   uint32_t max_mag = r->max_mag;
   int prev_run = r->prev_run;
   mcgqResult_t res = mcgqSuccess;
   while (k < stop) {
-    const uint64_t pos = mcgq_br_position(&r->br);
     uint32_t t = 0;
     uint64_t len = 1;
-    if (!mcgq_br_get(&r->br, bg, &t)) {
+    if (!mcgq_br_get(&br, bg, &t)) {
       res = mcgq_fail(mcgqCorruptStream,
                       "%s: missing tokens: stream ends at bit %" PRIu64
                       " after %" PRIu64 " of %" PRIu64 " elements",
-                      r->who, pos, k, r->n);
+                      r->who, mcgq_br_position(&br), k, r->n);
       break;
     }
+    uint32_t token_bits = bg;
     if (t != 0) {
       if (t == min_token) {
         res = mcgq_fail(mcgqCorruptStream,
@@ -591,17 +625,19 @@ static mcgqResult_t rle_tokens(mcgq_layer_reader_t *r, uint64_t base,
                         k);
         break;
       }
-      res = read_run(r, k, &len);
+      res = read_run(r, &br, k, &len);
       if (res != mcgqSuccess) break;
+      token_bits += r->bits_run;
       longest = len > longest ? len : longest;
       prev_run = 1;
     }
     if (r->index_boundary < k + len) {
-      res = index_check_token(r, k, k + len, pos);
+      res = index_check_token(r, k, k + len, mcgq_br_position(&br) - token_bits);
       if (res != mcgqSuccess) break;
     }
     k += len;
   }
+  r->br = br;
   r->k = k;
   r->abs_sum = abs_sum;
   r->nonzeros = nonzeros;
@@ -673,37 +709,28 @@ static int extract_any_width(mcgq_bitreader_t *br, uint32_t bg, uint64_t count,
   }
 }
 
-/* What the reader tracks of fixed-width values, over block[0..count):
- * OR and sum of |v|, nonzeros, and whether min_value occurs. */
-typedef struct {
-  uint32_t mag_or, has_min;
-  uint64_t abs_sum, nonzeros;
-} value_stats_t;
-
+/* What the reader tracks of fixed-width values besides the tally, over
+ * block[0..count): OR and sum of |v|, and whether min_value occurs. */
 static void value_stats(const int32_t *v, uint64_t count, int32_t min_value,
-                        value_stats_t *st) {
+                        mcgq_fixed_group_stats_t *st) {
   uint32_t mag_or = 0, has_min = 0;
-  uint64_t abs_sum = 0, nonzeros = 0, j = 0;
+  uint64_t abs_sum = 0, j = 0;
 #if defined(MCGQ_TALLY_SSE2)
-  /* Four lanes; sums widened to two 64-bit lanes, counts as 0/-1 masks. */
+  /* Four lanes; sums widened to two 64-bit lanes. */
   const __m128i zero = _mm_setzero_si128(), mins = _mm_set1_epi32(min_value);
-  __m128i ors = zero, sum = zero, zeros = zero, hit = zero;
+  __m128i ors = zero, sum = zero, hit = zero;
   for (; j + 4 <= count; j += 4) {
     __m128i x = _mm_loadu_si128((const __m128i *)(v + j));
     __m128i mag = abs_epi32(x);
     ors = _mm_or_si128(ors, mag);
     sum = _mm_add_epi64(sum, _mm_add_epi64(_mm_unpacklo_epi32(mag, zero),
                                            _mm_unpackhi_epi32(mag, zero)));
-    zeros = _mm_sub_epi32(zeros, _mm_cmpeq_epi32(x, zero));
     hit = _mm_or_si128(hit, _mm_cmpeq_epi32(x, mins));
   }
   uint32_t lanes[4];
   uint64_t halves[2];
   _mm_storeu_si128((__m128i *)lanes, ors);
   mag_or = lanes[0] | lanes[1] | lanes[2] | lanes[3];
-  _mm_storeu_si128((__m128i *)lanes, zeros);
-  /* Each lane counts at most count / 4 < 2^30 zeros of a 2^32 layer. */
-  nonzeros = j - ((uint64_t)lanes[0] + lanes[1] + lanes[2] + lanes[3]);
   _mm_storeu_si128((__m128i *)halves, sum);
   abs_sum = halves[0] + halves[1];
   has_min = (uint32_t)_mm_movemask_epi8(hit) != 0;
@@ -712,44 +739,80 @@ static void value_stats(const int32_t *v, uint64_t count, int32_t min_value,
     uint32_t mag = magnitude((uint32_t)v[j]);
     mag_or |= mag;
     abs_sum += mag;
-    nonzeros += v[j] != 0;
     has_min |= v[j] == min_value;
   }
-  st->mag_or = mag_or;
-  st->has_min = has_min;
-  st->abs_sum = abs_sum;
-  st->nonzeros = nonzeros;
+  st->mag_or |= mag_or;
+  st->has_min |= has_min;
+  st->abs_sum += abs_sum;
 }
 
-/* Fixed-width values [base, base + count): each refill of the 64-bit
- * reader yields floor(avail / B_g) values with no test between them; the
- * statistics and the -2^(B_g-1) test run over the stored block afterwards
- * (branch-free, four lanes), and only a failed test looks for the element
+/* Values per call of the group kernel: the zero masks of one call sit on
+ * the stack. */
+#define GROUP_CALL_VALUES 2048u
+
+/* The byte-aligned groups of eight at the start of block[0..count) through
+ * the group kernel (fixed_groups.h), tallied from its zero masks; returns
+ * the values done (a multiple of 8) and leaves the bit reader after them. */
+static uint64_t read_groups(mcgq_layer_reader_t *r, uint64_t count,
+                             int32_t *block, mcgq_fixed_group_stats_t *st) {
+  const uint32_t bg = r->bits_value;
+  const uint64_t pos = mcgq_br_position(&r->br);
+  if (count < 64 || (pos & 7u) || !mcgq_fixed_groups_supported(bg)) return 0;
+  const uint8_t *p = r->br.begin + pos / 8u;
+  uint64_t done = 0;
+  for (;;) {
+    uint64_t masks[GROUP_CALL_VALUES / 64];
+    uint64_t want = count - done < GROUP_CALL_VALUES ? count - done : GROUP_CALL_VALUES;
+    uint64_t groups = want / 8u;
+    if (groups == 0) break;
+    mcgq_fixed_group_stats_t call = {0, 0, 0};
+    uint64_t got = mcgq_fixed_groups(p, r->br.end, bg, groups, block + done, masks,
+                                     &call);
+    mcgq_rle_tally_add_masks(&r->tally, masks, 8u * got, call.mag_or);
+    st->mag_or |= call.mag_or;
+    st->has_min |= call.has_min;
+    st->abs_sum += call.abs_sum;
+    done += 8u * got;
+    p += (uint64_t)bg * got;
+    if (got < groups) break;
+  }
+  mcgq_br_seek(&r->br, p);
+  return done;
+}
+
+/* Fixed-width values [base, base + count): byte-aligned groups of eight go
+ * through the group kernel; the rest through the bit reader, where each
+ * refill yields floor(avail / B_g) values with no test between them, and
+ * the statistics, the tally and the -2^(B_g-1) test run over the stored
+ * values afterwards (branch-free); only a failed test looks for the element
  * to name.  (The values are written, zeros too.) */
 static mcgqResult_t fixed_values(mcgq_layer_reader_t *r, uint64_t base,
                                  uint64_t count, int32_t *block) {
   const uint32_t bg = r->bits_value;
   const int32_t min_value = sign_extend(r->min_token, bg);
+  const uint64_t zeros_before = r->tally.zeros;
+  mcgq_fixed_group_stats_t st = {0, 0, 0};
+  const uint64_t grouped = read_groups(r, count, block, &st);
   uint64_t done = 0;
-  if (!extract_any_width(&r->br, bg, count, block, &done)) {
-    uint64_t at = first_min_value(block, done, bg); /* an earlier defect first */
-    if (at < done)
+  if (!extract_any_width(&r->br, bg, count - grouped, block + grouped, &done)) {
+    uint64_t at = first_min_value(block, grouped + done, bg); /* an earlier defect first */
+    if (at < grouped + done)
       return mcgq_fail(mcgqCorruptStream,
                        "%s: value -2^(B_g-1) (B_g = %u) at element %" PRIu64,
                        r->who, bg, base + at);
     return mcgq_fail(mcgqCorruptStream,
                      "%s: fixed-width stream ends at element %" PRIu64
-                     " of %" PRIu64, r->who, base + done, r->n);
+                     " of %" PRIu64, r->who, base + grouped + done, r->n);
   }
-  value_stats_t st;
-  value_stats(block, count, min_value, &st);
+  value_stats(block + grouped, count - grouped, min_value, &st);
+  mcgq_rle_tally_add(&r->tally, block + grouped, count - grouped);
   if (st.has_min)
     return mcgq_fail(mcgqCorruptStream,
                      "%s: value -2^(B_g-1) (B_g = %u) at element %" PRIu64,
                      r->who, bg, base + first_min_value(block, count, bg));
   r->max_mag |= st.mag_or;
   r->abs_sum += st.abs_sum;
-  r->nonzeros += st.nonzeros;
+  r->nonzeros += count - (r->tally.zeros - zeros_before);
   r->k = base + count;
   return mcgqSuccess;
 }

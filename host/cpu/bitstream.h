@@ -45,6 +45,11 @@ typedef struct {
 void mcgq_rle_tally_init(mcgq_rle_tally_t *t);
 void mcgq_rle_tally_add(mcgq_rle_tally_t *t, const int32_t *g_int,
                         uint64_t len);
+/* The same as mcgq_rle_tally_add for values already reduced to their zero
+ * masks (bit i of zero_masks[w] set where value 64w + i is 0; len values,
+ * a last partial word in its low bits) and the OR of their magnitudes. */
+void mcgq_rle_tally_add_masks(mcgq_rle_tally_t *t, const uint64_t *zero_masks,
+                              uint64_t len, uint32_t mag_or);
 void mcgq_rle_tally_finish(const mcgq_rle_tally_t *t, uint32_t *bits_value,
                            uint32_t *bits_run, uint64_t *stream_bits);
 
@@ -96,6 +101,9 @@ typedef struct {
   int prev_run;
   uint32_t max_mag;      /* RLE: max |g_int|; fixed: OR of |g_int| */
   uint64_t longest, abs_sum, nonzeros;
+  /* Fixed width: the paper-stream tally of the values read so far, for the
+   * container's canonical-choice check (mcgq_rle_tally_finish). */
+  mcgq_rle_tally_t tally;
 } mcgq_layer_reader_t;
 
 mcgqResult_t mcgq_rle_reader_open(mcgq_layer_reader_t *r, const char *who,

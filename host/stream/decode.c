@@ -251,14 +251,13 @@ static mcgqResult_t check_decoded(const char *who, const dir_entry_t *e,
   return mcgqSuccess;
 }
 
-/* One layer's region read block by block: the stream reader, the tally of
- * the values for check_choice (fixed width only), and the layer's entry. */
+/* One layer's region read block by block: the stream reader (which also
+ * tallies fixed-width values for check_choice) and the layer's entry. */
 typedef struct {
   const char *who;
   const msg_header_t *h;
   dir_entry_t e;
   mcgq_layer_reader_t reader;
-  mcgq_rle_tally_t tally;
 } layer_walk_t;
 
 static mcgqResult_t walk_open(layer_walk_t *w, const char *who,
@@ -266,7 +265,6 @@ static mcgqResult_t walk_open(layer_walk_t *w, const char *who,
   w->who = who;
   w->h = h;
   w->e = *e;
-  mcgq_rle_tally_init(&w->tally);
   const uint8_t *region = h->msg + e->byte_offset;
   size_t stream_bytes = (size_t)mcgq_bits_to_bytes(e->bit_length);
   uint64_t entries = mcgq_index_entries(e->encoding, e->n_coded);
@@ -287,10 +285,7 @@ static mcgqResult_t walk_block(layer_walk_t *w, uint64_t base, uint64_t count,
     memset(block, 0, (size_t)count * sizeof *block);
   if (base >= w->e.n_coded) return mcgqSuccess;
   uint64_t coded = w->e.n_coded - base < count ? w->e.n_coded - base : count;
-  MCGQ_CHECK(mcgq_layer_reader_next(&w->reader, base, coded, block));
-  if (w->e.encoding == MCGQ_ENCODING_FIXED)
-    mcgq_rle_tally_add(&w->tally, block, coded);
-  return mcgqSuccess;
+  return mcgq_layer_reader_next(&w->reader, base, coded, block);
 }
 
 /* After the last block: the stream's end, padding, the directory's claims
@@ -309,7 +304,7 @@ static mcgqResult_t walk_close(layer_walk_t *w) {
                               mcgq_index_part_bytes(entries) - 12u * entries,
                               "chunk index padding"));
   MCGQ_CHECK(check_decoded(w->who, e, &d));
-  return check_choice(w->who, e, &w->tally);
+  return check_choice(w->who, e, &w->reader.tally);
 }
 
 /* Decodes one layer's region into g_int[0..n) (elements past n_coded = 0). */
