@@ -47,7 +47,8 @@ Exchange mode, MCGQState(exchange=...):
       torch.distributed as the transport (_CommProtocol): reduce-scatter of
       compressed shards, each owner re-encodes its average with an
       owner-side accumulator, all-gather of the owners' messages; about
-      (P-1)/P (b1 + b2) bits per element, so it pays off from P of about 4,
+      (P-1)/P (b1 + b2) bits per element, so it sends fewer bytes as P
+      grows (README's table: more at P = 2, even at 3, fewer from 4),
       for a second quantization and more collectives per bucket.
       Encode, agreement, exchange, decode and commit are the C protocol's
       (mcgqCommStep per bucket); the hook adds only a 64-byte header
