@@ -11,7 +11,8 @@ per bucket; smaller ones (biases, norms), and all parameters during
 in rank order (acc = 0; for r: acc += x_r; acc / P), so every rank ends with
 bit-identical gradients for any number of ranks.
 
-The hook is asynchronous like DDP's own hooks: it encodes the bucket (on the
+The hook is asynchronous like DDP's own hooks.  In all_gather mode (the
+two_stage mode is described below) it encodes the bucket (on the
 current CUDA stream for CUDA tensors), issues its collectives as async work
 and returns a future that the decode-and-average completes later, so the
 exchange overlaps the rest of backward.  Per bucket the exchange is a small
@@ -30,13 +31,53 @@ non-finite value on any rank makes every rank return that bucket filled with
 NaN (so torch.cuda.amp.GradScaler skips the step).  In both cases the
 accumulators, K states and the step counter stay unchanged on all ranks.
 
-Exchange mode: the hook is an all-gather (every rank receives every rank's
-message), done by its own protocol class (_GatherProtocol) until the hook
-drives the C protocol through mcgqCommInitCallbacks; MCGQState(exchange=)
-accepts only "all_gather" for that reason and refuses the others by name.
-The C protocol over torch.distributed, with every mode (reduce-scatter for
-sharded training, two-stage), is mcgq.torch.Comm / mcgq.torch.reduce_scatter
-(mcgq/torch_comm.py, host tensors).
+Exchange mode, MCGQState(exchange=...):
+
+  "all_gather" (default, CPU and CUDA): every rank receives every rank's
+      message; one compression, (P-1) b bits per element received.  Done by
+      the hook's own protocol class (_GatherProtocol, described above), not
+      yet by the C step: its random words are per parameter (ordinal), so
+      its bits do not depend on DDP's bucket layout (a checkpoint resumes
+      bit for bit into a fresh DDP, and the numpy reference is layout-free),
+      and it encodes 16-bit and CUDA buckets as they are; mcgqCommStep
+      numbers layers by table position and takes float32 host gradients on
+      the callback transport.  It moves once mcgqLayer_t carries a layer id.
+  "two_stage" (CPU / gloo models only; no dynamic_k): the library's
+      two-stage all-reduce, driven through mcgqCommInitCallbacks with
+      torch.distributed as the transport (_CommProtocol): reduce-scatter of
+      compressed shards, each owner re-encodes its average with an
+      owner-side accumulator, all-gather of the owners' messages; about
+      (P-1)/P (b1 + b2) bits per element, so it sends fewer bytes as P
+      grows (README's table: more at P = 2, even at 3, fewer from 4),
+      for a second quantization and more collectives per bucket.
+      Encode, agreement, exchange, decode and commit are the C protocol's
+      (mcgqCommStep per bucket); the hook adds only a 64-byte header
+      all_gather per bucket, for what the library cannot see (a rank whose
+      Python-side preparation failed, a different layer table or step), and,
+      for buckets with uncompressed parameters, one all_gather of them.
+      Parameters below min_compress_numel and warmup steps are averaged raw
+      in rank order exactly as in all_gather mode, so both modes treat
+      biases and norms the same and every rank gets the same bits.
+      Asynchronous: the hook queues the bucket for one exchange worker
+      thread per state and returns a future the thread completes; DDP calls
+      the hook in the same bucket order on every rank and the thread runs
+      the buckets in that order, so the collectives match across ranks
+      (the process group must not be used by other threads during
+      backward()).  The C calls release the GIL (ctypes), so encode and
+      decode overlap backward.  An agreed failure's HookError is delivered
+      after the step's last bucket, so a backward() that raises leaves no
+      collective outstanding.  The random words are per bucket (the C step
+      numbers layers by position, with a seed per bucket from its first
+      compressed parameter's ordinal), so the bits follow DDP's bucket
+      layout: identical on every rank always, but a run resumed into a
+      fresh DDP (which rebuilds its buckets after its first iteration) is
+      statistically, not bitwise, the same as an uninterrupted one.  The
+      owner-side accumulators go into state_dict() per parameter (this
+      rank's shard, with "owner_layout" = [world, rank]) and into pickles.
+      CUDA parameters are refused (at bind(), or as an agreed HookError):
+      the C protocol's device path over callbacks needs a GPU to be tested.
+  "reduce_scatter" leaves each rank one shard, which DDP cannot use:
+      sharded training calls mcgq.torch.reduce_scatter (mcgq/torch_comm.py).
 
 Error-feedback accumulators and dynamic-K states live in the state object,
 per parameter, matched to parameters by identity (a weak reference, never a
@@ -48,7 +89,10 @@ group, as PowerSGDState does.
 """
 
 import ctypes
+import functools
 import hashlib
+import queue
+import threading
 import time
 import weakref
 
@@ -57,12 +101,16 @@ import torch.distributed as dist
 
 from . import _capi
 from . import LayerStats, _config, _u64, gpu_available, random_word
-from .torch_comm import Comm, reduce_scatter, shard_range
+from .torch_comm import Comm, reduce_scatter, shard_range, _Transport, _callbacks
 
 __all__ = ["MCGQState", "mcgq_hook", "HookError", "Comm", "reduce_scatter",
            "shard_range"]
 
 _STATE_FORMAT = 2            # 1: keys could carry DDP's "module." prefix
+# exchange= of the hook -> mcgq.h MCGQ_EXCHANGE_*; reduce_scatter shards the
+# result, which DDP cannot use: it is mcgq.torch.reduce_scatter's.
+_HOOK_MODES = {"all_gather": _capi.EXCHANGE_ALL_GATHER,
+               "two_stage": _capi.EXCHANGE_TWO_STAGE}
 _KSTATE_BYTES = ctypes.sizeof(_capi.KState)
 _STATS_BYTES = ctypes.sizeof(_capi.LayerStats)
 
@@ -81,7 +129,7 @@ class _Layer:
     its random word), shape, accumulator and dynamic-K state (tensors on the
     parameter's device once used; the K state is the raw mcgqKState_t)."""
 
-    __slots__ = ("key", "ordinal", "shape", "numel", "accum", "kstate")
+    __slots__ = ("key", "ordinal", "shape", "numel", "accum", "kstate", "owner")
 
     def __init__(self, key, ordinal, shape):
         self.key = key
@@ -93,6 +141,7 @@ class _Layer:
         self.numel = numel
         self.accum = None
         self.kstate = None
+        self.owner = None    # two_stage: this rank's shard of the owner-side accumulator
 
 
 def _kstate_tensor(k=None, d_prev=0.0, started=0):
@@ -129,8 +178,9 @@ class MCGQState:
     warmup_steps: steps sent uncompressed first.
     min_compress_numel: smaller parameters are sent uncompressed.
     checksum: CRC32C on every layer of the wire messages.
-    exchange: "all_gather" (the only mode of the hook's own protocol; the
-        sharded modes are mcgq.torch.Comm's).
+    exchange: "all_gather" (default) or "two_stage" (CPU models; see the
+        module docstring for how to choose); anything else is a ValueError
+        naming these.
     model: the DDP module or the module it wraps (or bind(model) later);
         checkpoint keys are then parameter names and layer ordinals their
         positions in model.parameters().  Without it parameters are numbered
@@ -139,7 +189,8 @@ class MCGQState:
     """
 
     _KNOBS = ("k", "accumulate", "dynamic_k", "k_min", "k_max", "delta_k",
-              "seed", "warmup_steps", "min_compress_numel", "checksum", "algo")
+              "seed", "warmup_steps", "min_compress_numel", "checksum", "algo",
+              "exchange")
 
     def __init__(self, process_group=None, k=0.1, accumulate="reset",
                  dynamic_k=False, k_min=0.01, k_max=8.0, delta_k=0.0, seed=0,
@@ -156,11 +207,15 @@ class MCGQState:
                     "mcgqKStateInit")
         if not 0.0 < self._cfg.k <= _capi.MAX_K:
             raise ValueError("k = %r is not in (0, %g]" % (k, _capi.MAX_K))
-        if exchange != "all_gather":
-            raise ValueError(
-                "exchange = %r: the DDP hook exchanges by all-gather only until "
-                "it drives the C protocol; for 'reduce_scatter' or 'two_stage' "
-                "use mcgq.torch.Comm (host tensors)" % (exchange,))
+        if exchange not in _HOOK_MODES:
+            hint = ("; 'reduce_scatter' leaves each rank one shard, which DDP "
+                    "cannot use: see mcgq.torch.reduce_scatter (sharded training)"
+                    if exchange == "reduce_scatter" else "")
+            raise ValueError("exchange = %r: the DDP hook's exchange modes are %s%s" %
+                             (exchange, ", ".join(repr(m) for m in _HOOK_MODES), hint))
+        if exchange == "two_stage" and dynamic_k:
+            raise ValueError("exchange='two_stage' does not take dynamic_k=True (one K "
+                             "state per layer but P shards; mcgq.h, exchange modes)")
         self.exchange = exchange
         if process_group is not None and not isinstance(process_group,
                                                         dist.ProcessGroup):
@@ -183,7 +238,9 @@ class MCGQState:
         self._named_keys = False   # keys are parameter names (bind() was called)
         self._next_ordinal = 0     # meeting order when no model is bound
         self._table_frozen = False  # meeting order: the table is fixed after one step
-        self._protocol = _GatherProtocol()
+        self._owner_layout = None  # two_stage: (world, rank) the owner state belongs to
+        self._protocol = _CommProtocol(exchange) if exchange == "two_stage" \
+            else _GatherProtocol()
         self._cur = self._empty_step_stats()
         self._last = self._empty_step_stats()
         self._totals = {"steps": 0, "steps_nonfinite": 0, "steps_failed": 0,
@@ -208,6 +265,11 @@ class MCGQState:
                                "the first step or build a new state")
         names = {}
         for i, (name, p) in enumerate(_inner_module(model).named_parameters()):
+            if p.is_cuda and self.exchange == "two_stage":
+                raise ValueError(
+                    "mcgq: exchange='two_stage' runs on CPU (gloo) models only; "
+                    "parameter %r is on %s (use exchange='all_gather' on GPUs)" %
+                    (name, p.device))
             names[id(p)] = (weakref.ref(p), i, name)
         by_name = {n: ref() for ref, _, n in names.values()}
         for key, layer in self._layers.items():
@@ -310,7 +372,12 @@ class MCGQState:
         """Step counter, per-parameter accumulators (float32 CPU tensors) and
         dynamic-K states (k, d_prev as Python floats: exact doubles), shapes,
         the configuration (informative) and cumulative counters.  Only
-        tensors and Python scalars, so torch.load(weights_only=True) reads it."""
+        tensors and Python scalars, so torch.load(weights_only=True) reads it.
+        With exchange="two_stage", also each layer's "owner": this rank's
+        shard (mcgq.shard_range) of the owner-side accumulator of the second
+        encode, and "owner_layout": [world size, rank] it belongs to (each
+        rank saves its own, like the accumulators)."""
+        self._protocol.drain()
         if self._protocol.busy():
             raise RuntimeError("mcgq: state_dict() in the middle of a step")
         layers = {}
@@ -318,7 +385,8 @@ class MCGQState:
             rec = {"ordinal": layer.ordinal, "numel": layer.numel,
                    "shape": list(layer.shape),
                    "accum": None if layer.accum is None else layer.accum.detach().cpu().clone(),
-                   "k": None, "d_prev": None, "started": None}
+                   "k": None, "d_prev": None, "started": None,
+                   "owner": None if layer.owner is None else layer.owner.detach().cpu().clone()}
             if layer.kstate is not None:
                 rec["k"], rec["d_prev"], rec["started"] = _kstate_fields(layer.kstate)
             layers[key] = rec
@@ -330,6 +398,8 @@ class MCGQState:
             "config": self._config_dict(),
             "layers": layers,
             "totals": dict(self._totals),
+            "exchange": self.exchange,
+            "owner_layout": None if self._owner_layout is None else list(self._owner_layout),
         }
 
     def load_state_dict(self, sd):
@@ -346,6 +416,7 @@ class MCGQState:
         fmt = sd.get("format")
         if fmt not in (1, _STATE_FORMAT):
             raise ValueError("mcgq: unknown hook state format %r" % fmt)
+        self._protocol.drain()
         if self._protocol.busy():
             raise RuntimeError("mcgq: load_state_dict in the middle of a step")
         try:
@@ -358,6 +429,15 @@ class MCGQState:
                              "state has %r" % (accumulate, self.accumulate))
         if step < 0:
             raise ValueError("mcgq: checkpoint step %d is negative" % step)
+        owner_layout = sd.get("owner_layout")
+        if owner_layout is not None:
+            try:
+                owner_layout = tuple(int(v) for v in owner_layout)
+                if len(owner_layout) != 2:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise ValueError("mcgq: the checkpoint's owner_layout %r is not "
+                                 "[world size, rank]" % (sd.get("owner_layout"),)) from None
         named = bool(sd.get("named_keys", fmt == 1 and any(
             not k.startswith("param") for k in records)))
         if fmt == 1 and records and all(k.startswith("module.") for k in records):
@@ -382,7 +462,12 @@ class MCGQState:
                                      "the model's has %s" % (key, list(layer.shape),
                                                              list(p.shape)))
         # Checked: now replace.  Devices follow the parameters at first use.
+        if any(l.owner is not None for l in layers.values()) and owner_layout is None:
+            raise ValueError("mcgq: the checkpoint has owner-side accumulators but no "
+                             "owner_layout")
         self.step, self.seed = step, seed
+        self._owner_layout = owner_layout if any(l.owner is not None
+                                                 for l in layers.values()) else None
         self._totals = dict(self._totals, **sd.get("totals", {}))
         self._layers = layers
         self._params = {}
@@ -417,6 +502,17 @@ class MCGQState:
                                  "this state has dynamic_k=False" % key)
             layer.kstate = _kstate_tensor(float(rec["k"]), float(rec["d_prev"]),
                                           int(rec["started"]))
+        owner = rec.get("owner")
+        if owner is not None:
+            if self.exchange != "two_stage":
+                raise ValueError("mcgq: checkpoint layer %r has a two-stage owner-side "
+                                 "accumulator but this state has exchange=%r" %
+                                 (key, self.exchange))
+            if not isinstance(owner, torch.Tensor) or owner.dtype != torch.float32 or \
+                    owner.numel() > numel:
+                raise ValueError("mcgq: checkpoint layer %r: the owner-side accumulator "
+                                 "is not at most %d float32 values" % (key, numel))
+            layer.owner = owner.detach().clone().contiguous().view(-1)
         return layer
 
     def __getstate__(self):
@@ -454,6 +550,7 @@ class MCGQState:
         paper_bits_per_element: the paper's stream + 32-bit scale.
         hook_seconds: wall time spent inside the hook calls of the step
         (blocked backward(), not the asynchronous exchange)."""
+        self._protocol.drain()
         s = self._last
         ec, eu = s["elements_compressed"], s["elements_uncompressed"]
         total = ec + eu
@@ -478,11 +575,13 @@ class MCGQState:
     def _end_step(self, outcome, commits):
         """outcome: "ok", "nonfinite" or "failed" (agreed by all ranks)."""
         if outcome == "ok":
-            for layer, accum, kstate in commits:
+            for layer, accum, kstate, owner in commits:
                 if accum is not None:
                     layer.accum = accum
                 if kstate is not None:
                     layer.kstate = kstate
+                if owner is not None:
+                    layer.owner = owner
             self._totals["steps"] += 1
             self._totals["elements_compressed"] += self._cur["elements_compressed"]
             self.step += 1
@@ -499,12 +598,13 @@ class MCGQState:
 
 # ============================================================ the protocol
 # THE SEAM.  _GatherProtocol is the one place where the step protocol lives
-# in Python today: encode, header exchange, agreement on failures, payload
-# exchange, decode-and-average.  It is meant to be replaced as a whole by the
-# C step protocol (host/comm/: one protocol over a callback transport), with
-# torch.distributed supplying the collectives through the C ABI; MCGQState
-# (layers, checks, checkpoints, stats) and mcgq_hook stay as they are.  Its
-# interface is start_bucket(state, plan) -> Future and busy().
+# in Python today (all_gather mode): encode, header exchange, agreement on
+# failures, payload exchange, decode-and-average.  two_stage mode already
+# runs the C step protocol instead (_CommProtocol below); all_gather moves
+# there once the C step can number layers by a caller-given id (see the
+# module docstring).  MCGQState (layers, checks, checkpoints, stats) and
+# mcgq_hook stay as they are.  The interface is start_bucket(state, plan) ->
+# Future, busy() and drain().
 
 _HEADER_WORDS = 8
 _HEADER_MAGIC = 0x4D434751_0002      # "MCGQ", protocol 2
@@ -547,6 +647,9 @@ class _GatherProtocol:
 
     def busy(self):
         return self._pending is not None or bool(self._commits)
+
+    def drain(self):
+        pass                     # every collective was issued by the hook calls
 
     def start_bucket(self, state, plan):
         if plan.index == 0 and self._pending is not None:
@@ -631,7 +734,7 @@ class _GatherProtocol:
                 if kstate.numel() != _KSTATE_BYTES or kstate.device != buffer.device:
                     raise ValueError("mcgq: the K state of %r is malformed" % layer.key)
                 d.kstate = kstate.data_ptr()
-            job.commits.append((layer, accum, kstate))
+            job.commits.append((layer, accum, kstate, None))
         encode = _encode_cuda if buffer.is_cuda else _encode_cpu
         job.message, job.size, data_failed, job.layer_stats = encode(descs, buffer.device)
         if data_failed:
@@ -747,9 +850,11 @@ _DTYPE_CODES = {torch.float32: _capi.DTYPE_F32, torch.bfloat16: _capi.DTYPE_BF16
                 torch.float16: _capi.DTYPE_F16}
 
 
-def _disagreement(headers):
-    names = ("protocol", "step", "layer table", None, None,
-             "uncompressed element count", "bucket index")
+_HEADER_NAMES = ("protocol", "step", "layer table", None, None,
+                 "uncompressed element count", "bucket index")
+
+
+def _disagreement(headers, names=_HEADER_NAMES):
     for word, name in enumerate(names):
         if name is None:
             continue
@@ -784,6 +889,459 @@ def _average_into(buffer, gathered, sizes, raw_bytes, raw, raw_n, compressed, wo
         for off, n in compressed:
             buffer[off:off + n].copy_(avg[pos:pos + n])
             pos += n
+
+
+# ============================================================ the C protocol
+# _CommProtocol runs each bucket through the library's step protocol
+# (host/comm/, mcgqCommStep) over torch.distributed, supplied as callbacks
+# (mcgq/torch_comm.py): encode, agreement, exchange, decode-and-average and
+# commit are C.  What stays here is what the library cannot see: a rank
+# whose Python-side preparation failed (a parameter of another shape, a
+# malformed accumulator) and the parameters sent uncompressed.  So a bucket
+# is, in one exchange worker thread per state, in the order the hook calls
+# came (the same on every rank, so the collectives match):
+#   1. an all_gather of the 64-byte header (_HEADER_MAGIC_C, step, digest of
+#      the layer table, status, uncompressed count, bucket index, mode): a
+#      local failure or a disagreement fails the bucket on every rank alike;
+#   2. when the bucket has uncompressed values: an all_gather of them as
+#      float32, averaged in rank order (acc = 0; acc += x_r; acc / P); a
+#      non-finite one is seen by every rank;
+#   3. mcgqCommStep on the compressed parameters (layers in bucket order,
+#      registered where they lie in the bucket; accumulators and owner state
+#      copied in and read back, committed at the end of the step when every
+#      bucket of it was finite and agreed).
+
+_HEADER_MAGIC_C = 0x4D434751_0003    # "MCGQ", protocol 3: the C step per bucket
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _bucket_seed(seed, ordinals):
+    """The seed of the C step of a bucket whose compressed parameters have
+    these ordinals (in bucket order): the C step numbers layers by their
+    position in the bucket, so without this every bucket's first layer would
+    draw the same random word."""
+    first = ordinals[0] if ordinals else 0
+    return (seed ^ (((first + 1) * _GOLDEN) & (2**64 - 1))) & (2**64 - 1)
+
+
+class _Worker:
+    """One daemon thread running queued callables in FIFO order.  The
+    thread holds no reference to the state between items, so a state that
+    is dropped is collected (and its finalizer closes the worker)."""
+
+    def __init__(self):
+        self._queue = queue.Queue()
+        self._thread = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn):
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=_worker_loop, args=(self._queue,),
+                                                name="mcgq-exchange", daemon=True)
+                self._thread.start()
+        self._queue.put(fn)
+
+    def on_worker(self):
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def drain(self):
+        """Waits until every submitted bucket was exchanged."""
+        if self._thread is not None and not self.on_worker():
+            self._queue.join()
+
+    def close(self, timeout=10.0):
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(None)
+        if threading.current_thread() is not thread:
+            thread.join(timeout)
+
+
+def _worker_loop(q):
+    while True:
+        item = q.get()
+        try:
+            if item is None:
+                return
+            item()
+        except BaseException:    # noqa: BLE001 - items complete their own futures
+            pass
+        finally:
+            item = None
+            q.task_done()
+
+
+class _BucketComm:
+    """A C communicator over the state's process group for one bucket
+    layout (DDP rebuilds its buckets after the first iteration, so there
+    are a few), with the accumulators it works in."""
+
+    def __init__(self, group, rank, world, mode):
+        self.transport = _Transport(group)
+        self.callbacks = _callbacks(self.transport)
+        self.handle = ctypes.c_void_p()
+        self._check(_capi.fn.mcgqCommInitCallbacks(ctypes.byref(self.handle), rank, world,
+                                                   ctypes.byref(self.callbacks)),
+                    "mcgqCommInitCallbacks")
+        self._check(_capi.fn.mcgqCommSetExchangeMode(self.handle, mode),
+                    "mcgqCommSetExchangeMode")
+        self.registered = None   # (pointers, config bytes) of the registered table
+        self.accum = []          # per layer: float32 the library updates, or None
+
+    def last_error(self):
+        text = ""
+        if self.handle:
+            text = (_capi.fn.mcgqCommGetLastError(self.handle) or b"").decode(
+                "utf-8", "replace")
+        if self.transport.error:
+            text += " [callback: %s]" % self.transport.error.strip()
+            self.transport.error = None
+        return text
+
+    def _check(self, status, function):
+        if status != _capi.SUCCESS:
+            raise _capi.error_for(status, function, self.last_error())
+
+    def register(self, cfg, work, compressed):
+        """Registers the layers where they lie in `work` (float32)."""
+        ptrs = tuple(work.data_ptr() + 4 * off for _, off, _ in compressed)
+        key = (ptrs, bytes(cfg))
+        if key == self.registered:
+            return
+        accumulate = cfg.accumulate != _capi.ACCUM_NONE
+        accum = [torch.zeros(n, dtype=torch.float32) if accumulate else None
+                 for _, _, n in compressed]
+        table = (_capi.CommLayer * len(compressed))()
+        for i, (ptr, (_, _, n)) in enumerate(zip(ptrs, compressed)):
+            table[i].struct_size = ctypes.sizeof(_capi.CommLayer)
+            table[i].grad = ptr
+            table[i].accum = accum[i].data_ptr() if accum[i] is not None else None
+            table[i].kstate = None
+            table[i].n = n
+            table[i].cfg = cfg
+        self.registered = None
+        self._check(_capi.fn.mcgqCommSetLayers(self.handle, table, len(compressed)),
+                    "mcgqCommSetLayers")
+        self.accum, self.registered = accum, key
+
+    def owner_state(self, elements):
+        out = torch.zeros(elements, dtype=torch.float32)
+        if elements:
+            self._check(_capi.fn.mcgqCommGetOwnerState(self.handle, out.data_ptr(),
+                                                       elements),
+                        "mcgqCommGetOwnerState")
+        return out
+
+    def set_owner_state(self, state):
+        if state.numel():
+            self._check(_capi.fn.mcgqCommSetOwnerState(self.handle, state.data_ptr(),
+                                                       state.numel()),
+                        "mcgqCommSetOwnerState")
+
+    def close(self):
+        if self.handle:
+            _capi.fn.mcgqCommDestroy(self.handle)
+            self.handle = ctypes.c_void_p()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:    # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+class _AgreedFailure(Exception):
+    """Carries the HookError every rank raises for a bucket."""
+
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _CommProtocol:
+    """The hook's exchange through the C step protocol, asynchronous: the
+    hook queues the bucket and returns a future; the worker thread runs the
+    bucket's collectives and completes it.  An agreed failure's future is
+    completed only at the end of the step (after the last bucket's
+    collectives), so a backward() that raises leaves no collective of the
+    step outstanding on any rank."""
+
+    def __init__(self, exchange):
+        self.mode = _HOOK_MODES[exchange]
+        self._worker = _Worker()
+        self._comms = {}         # (group, layout) -> _BucketComm
+        self._finalizer = weakref.finalize(self, _close_protocol, self._worker,
+                                           self._comms)
+        self._open = False       # the hook met bucket 0 and not yet the last one
+        # worker side: the step in progress
+        self._step_open = False
+        self._outcome, self._commits, self._deferred = "ok", [], []
+
+    def busy(self):
+        return self._open
+
+    def drain(self):
+        self._worker.drain()
+
+    def close(self):
+        self._finalizer()
+
+    def start_bucket(self, state, plan):
+        future = torch.futures.Future()
+        # DDP reads the hook's future from C++ (see _GatherProtocol).
+        returned = future.then(_value_or_raise)
+        self._open = not plan.is_last
+        self._worker.submit(functools.partial(self._run, state, plan, future))
+        return returned
+
+    # ------------------------------------------------------ in the worker
+
+    def _run(self, state, plan, future):
+        if plan.index == 0 and self._step_open:
+            # The last bucket of the previous step never came (backward()
+            # aborted): nothing of it is committed.
+            self._finish_step(None)
+        self._step_open = True
+        try:
+            result = self._exchange(state, plan)
+        except _AgreedFailure as f:
+            self._outcome = "failed"
+            self._deferred.append((future, f.error))
+            result = None
+        except Exception as e:   # noqa: BLE001 - a collective or the worker itself failed
+            self._outcome = "failed"
+            self._deferred.append((future, e))
+            result = None
+        if plan.is_last:
+            self._finish_step(state)
+        if result is not None:
+            future.set_result(result)
+
+    def _finish_step(self, state):
+        if state is not None:
+            state._end_step(self._outcome, self._commits)
+        deferred = self._deferred
+        self._outcome, self._commits, self._deferred = "ok", [], []
+        self._step_open = False
+        for fut, err in deferred:
+            fut.set_exception(err if state is not None else HookError(
+                "mcgq: the step ended before its last bucket"))
+
+    def _exchange(self, state, plan):
+        buffer, cur = plan.buffer, state._cur
+        error, ready = plan.error, None
+        if error is None:
+            try:
+                ready = self._prepare(state, plan)
+            except Exception as e:   # agreed below, never raised alone
+                error = e
+        raw_n = sum(n for _, n in plan.raw)
+        header = torch.tensor(
+            [_HEADER_MAGIC_C, state.step, plan.digest if error is None else 0,
+             _ERROR if error is not None else _OK, 0, raw_n, plan.index, self.mode],
+            dtype=torch.int64, device=buffer.device)
+        headers = torch.empty((plan.world, _HEADER_WORDS), dtype=torch.int64,
+                              device=buffer.device)
+        dist.all_gather(list(headers.unbind(0)), header, group=plan.group)
+        cur["bytes_header"] += 8 * _HEADER_WORDS
+        cur["bytes_sent"] += 8 * _HEADER_WORDS
+        headers = headers.cpu().tolist()
+        failed = [h[3] == _ERROR for h in headers]
+        if any(failed):
+            raise _AgreedFailure(_agreed_error(
+                state, plan, _error_text(error), error is not None, failed,
+                "no rank changed its state", error))
+        problem = _disagreement(headers, _HEADER_NAMES_C)
+        if problem:
+            raise _AgreedFailure(HookError(
+                "mcgq: the ranks disagree on bucket %d: %s" % (plan.index, problem)))
+        cur["buckets"] += 1
+        if raw_n and not self._average_raw(state, plan, raw_n):
+            return self._nonfinite(plan)
+        if ready is None:
+            return buffer
+        return self._step(state, plan, ready)
+
+    def _prepare(self, state, plan):
+        """Local work before the header: the communicator of this layout,
+        the layer table, the accumulators and owner state copied in."""
+        if not plan.compressed:
+            return None
+        buffer = plan.buffer
+        if buffer.is_cuda:
+            raise RuntimeError("mcgq: exchange='two_stage' runs on CPU (gloo) buckets "
+                               "only; this bucket is on %s" % buffer.device)
+        if state._owner_layout not in (None, (plan.world, plan.rank)):
+            raise ValueError("mcgq: the two-stage owner state belongs to rank %d of %d; "
+                             "this is rank %d of %d (owner state is per rank: load "
+                             "each rank's own checkpoint into the same world size)" %
+                             (state._owner_layout[1], state._owner_layout[0],
+                              plan.rank, plan.world))
+        key = (id(plan.group), tuple((l.ordinal, off, n) for l, off, n in plan.compressed))
+        entry = self._comms.get(key)
+        if entry is None:
+            entry = _BucketComm(plan.group, plan.rank, plan.world, self.mode)
+            self._comms[key] = entry
+        # The C exchange takes float32: 16-bit buckets are widened into a copy.
+        work = buffer if buffer.dtype == torch.float32 else buffer.float()
+        entry.register(state._cfg, work, plan.compressed)
+        for (layer, _, n), acc in zip(plan.compressed, entry.accum):
+            if acc is not None:
+                if layer.accum is None or layer.accum.numel() != n or \
+                        layer.accum.dtype != torch.float32:
+                    raise ValueError("mcgq: the accumulator of %r does not match its "
+                                     "gradient (%d float32 values)" % (layer.key, n))
+                acc.copy_(layer.accum)
+        shards = []
+        if state._cfg.accumulate != _capi.ACCUM_NONE:
+            for layer, _, n in plan.compressed:
+                b, e = shard_range(n, plan.world, plan.rank)
+                owner = layer.owner
+                if owner is None:
+                    owner = torch.zeros(e - b, dtype=torch.float32)
+                if owner.numel() != e - b or owner.dtype != torch.float32:
+                    raise ValueError("mcgq: the owner-side accumulator of %r is not "
+                                     "%d float32 values (its shard on rank %d of %d)" %
+                                     (layer.key, e - b, plan.rank, plan.world))
+                shards.append(owner.cpu())
+            entry.set_owner_state(torch.cat(shards) if shards else
+                                  torch.zeros(0, dtype=torch.float32))
+        return entry, work, [s.numel() for s in shards]
+
+    def _average_raw(self, state, plan, raw_n):
+        buffer = plan.buffer
+        mine = torch.cat([buffer[o:o + n] for o, n in plan.raw]).float()
+        rows = torch.empty((plan.world, raw_n), dtype=torch.float32, device=buffer.device)
+        dist.all_gather(list(rows.unbind(0)), mine, group=plan.group)
+        cur = state._cur
+        cur["layers_uncompressed"] += len(plan.raw)
+        cur["elements_uncompressed"] += raw_n
+        cur["bytes_uncompressed"] += 4 * raw_n
+        cur["bytes_sent"] += 4 * raw_n
+        if not bool(torch.isfinite(rows).all()):
+            return False
+        acc = torch.zeros(raw_n, dtype=torch.float32, device=buffer.device)
+        for r in range(plan.world):
+            acc.add_(rows[r])
+        acc.div_(plan.world)
+        pos = 0
+        for off, n in plan.raw:
+            buffer[off:off + n].copy_(acc[pos:pos + n])
+            pos += n
+        return True
+
+    def _nonfinite(self, plan):
+        if self._outcome == "ok":
+            self._outcome = "nonfinite"
+        plan.buffer.fill_(float("nan"))
+        return plan.buffer
+
+    def _step(self, state, plan, ready):
+        entry, work, shard_sizes = ready
+        cur, sent = state._cur, entry.transport.sent
+        before = dict(sent)
+        stats = _capi.StepStats()
+        status = _capi.fn.mcgqCommStep(entry.handle, state.step,
+                                       _bucket_seed(state.seed, [l.ordinal for l, _, _
+                                                                 in plan.compressed]),
+                                       None, ctypes.byref(stats))
+        delta = {k: sent[k] - before[k] for k in sent}
+        cur["bytes_header"] += delta["header"]
+        cur["bytes_message"] += delta["message"]
+        cur["bytes_padding"] += delta["padding"]
+        cur["bytes_sent"] += delta["header"] + delta["message"] + delta["padding"]
+        if status in _DATA_STATUSES:
+            entry.last_error()
+            return self._nonfinite(plan)
+        if status != _capi.SUCCESS:
+            text = "%s: %s" % (_capi.error_for(status, "mcgqCommStep", "").__class__.__name__,
+                               entry.last_error())
+            mine = not _is_agreed_report(text)
+            raise _AgreedFailure(_agreed_error(
+                state, plan, text, mine, None,
+                "no rank changed its state", None))
+        owner = None
+        if shard_sizes:
+            owner = entry.owner_state(sum(shard_sizes)).split(shard_sizes)
+            state._owner_layout = (plan.world, plan.rank)
+        layer_stats = (_capi.LayerStats * len(plan.compressed))()
+        if _capi.fn.mcgqCommGetLayerStats(entry.handle, layer_stats,
+                                          len(plan.compressed)) == _capi.SUCCESS:
+            cur["paper_bits"] += sum(int(s.stream_bits) + 32 for s in layer_stats)
+            cur["k_sum"] += sum(float(s.k) for s in layer_stats)
+        for i, (layer, off, n) in enumerate(plan.compressed):
+            acc = entry.accum[i]
+            self._commits.append((layer, None if acc is None else acc.clone(), None,
+                                  None if owner is None else owner[i].clone()))
+            if work is not plan.buffer:
+                plan.buffer[off:off + n].copy_(work[off:off + n])
+        cur["layers_compressed"] += len(plan.compressed)
+        cur["elements_compressed"] += sum(n for _, _, n in plan.compressed)
+        return plan.buffer
+
+
+def _close_protocol(worker, comms):
+    worker.close()
+    for entry in list(comms.values()):
+        entry.close()
+    comms.clear()
+
+
+_HEADER_NAMES_C = ("protocol", "step", "layer table", None, None,
+                   "uncompressed element count", "bucket index", "exchange mode")
+
+
+def _error_text(error):
+    if error is None:
+        return ""
+    return "%s: %s" % (type(error).__name__, error)
+
+
+def _is_agreed_report(text):
+    """True for the library's report of another rank's failure (mcgq.h: the
+    ranks that did not fail learn it from the agreement block)."""
+    return "mcgqCommStep: " in text and " on rank(s) " in text and \
+        "no rank changed" in text
+
+
+def _agreed_error(state, plan, text, mine, failed, what, cause):
+    """Every rank gathers every rank's failure text (one collective, the
+    same on every rank) and builds the same HookError from them.  `mine`:
+    this rank failed itself; `failed`: the ranks' flags when already agreed
+    (else the gathered flags decide)."""
+    raw = text.encode("utf-8", "replace")[:_ERROR_TEXT_BYTES - 1]
+    slot = torch.zeros(_ERROR_TEXT_BYTES, dtype=torch.uint8)
+    slot[0] = 1 if mine else 0
+    if raw:
+        slot[1:1 + len(raw)] = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    slot = slot.to(plan.buffer.device)
+    texts = torch.empty((plan.world, _ERROR_TEXT_BYTES), dtype=torch.uint8,
+                        device=plan.buffer.device)
+    dist.all_gather(list(texts.unbind(0)), slot, group=plan.group)
+    state._cur["bytes_sent"] += _ERROR_TEXT_BYTES
+    rows = texts.cpu()
+    flags = failed if failed is not None else [bool(rows[r, 0]) for r in range(plan.world)]
+    if not any(flags):
+        flags = [True] * plan.world
+    failures = {}
+    for r in range(plan.world):
+        if flags[r]:
+            t = bytes(rows[r, 1:].tolist()).rstrip(b"\0").decode("utf-8", "replace")
+            failures[r] = t or "(no text)"
+    ranks = ", ".join(map(str, failures))
+    plural = "s" if len(failures) > 1 else ""
+    if len(set(failures.values())) == 1:
+        detail = "rank%s %s: %s" % (plural, ranks, next(iter(failures.values())))
+    else:
+        detail = "; ".join("rank %d: %s" % kv for kv in failures.items())
+    err = HookError("mcgq: bucket %d failed on rank%s %s; %s.  %s" %
+                    (plan.index, plural, ranks, what, detail), failures)
+    if cause is not None:
+        err.__cause__ = cause
+    return err
 
 
 # ------------------------------------------------------------ library calls

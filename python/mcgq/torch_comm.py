@@ -61,12 +61,18 @@ def _store(address, tensor):
 
 
 class _Transport:
-    """The four collectives, over one process group, in host memory."""
+    """The four collectives, over one process group, in host memory.
+
+    `sent` counts the bytes this rank put into each kind of collective:
+    "header" (the protocol's fixed blocks and max-reductions), "message"
+    (payloads) and "padding" (what allgatherv adds to reach the largest
+    rank's payload, since torch.distributed gathers equal sizes)."""
 
     def __init__(self, group):
         self.group = group
         self.world = dist.get_world_size(group)
         self.error = None  # text of the last callback failure
+        self.sent = {"header": 0, "message": 0, "padding": 0}
 
     def _guard(self, fn):
         def call(*args):
@@ -82,6 +88,7 @@ class _Transport:
         mine = _host_bytes(send, nbytes)
         parts = [torch.empty(nbytes, dtype=torch.uint8) for _ in range(self.world)]
         dist.all_gather(parts, mine, group=self.group)
+        self.sent["header"] += nbytes
         _store(recv, torch.cat(parts))
 
     def allgatherv(self, _user, send, send_bytes, recv, counts, displs):
@@ -93,12 +100,15 @@ class _Transport:
         mine[:send_bytes] = _host_bytes(send, send_bytes)
         parts = [torch.empty(width, dtype=torch.uint8) for _ in range(self.world)]
         dist.all_gather(parts, mine, group=self.group)
+        self.sent["message"] += send_bytes
+        self.sent["padding"] += width - send_bytes
         for r in range(self.world):
             _store(recv + displs[r], parts[r][:counts[r]])
 
     def allreduce_max_int(self, _user, value):
         t = torch.tensor([value[0]], dtype=torch.int32)
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group)
+        self.sent["header"] += 4
         value[0] = int(t[0])
 
     def alltoallv(self, _user, send, send_counts, send_displs, recv,
@@ -111,10 +121,25 @@ class _Transport:
         out = torch.empty(sum(in_sizes), dtype=torch.uint8)
         dist.all_to_all_single(out, inp, output_split_sizes=in_sizes,
                                input_split_sizes=out_sizes, group=self.group)
+        self.sent["message"] += sum(out_sizes)
         at = 0
         for r in range(self.world):
             _store(recv + recv_displs[r], out[at:at + in_sizes[r]])
             at += in_sizes[r]
+
+
+def _callbacks(transport):
+    """The mcgqTransportCallbacks_t of a _Transport (keep it alive as long
+    as the communicator: it owns the ctypes thunks)."""
+    t = transport
+    cb = _capi.TransportCallbacks()
+    cb.struct_size = ctypes.sizeof(_capi.TransportCallbacks)
+    cb.payload_on_device = 0
+    cb.allgather = _capi.ALLGATHER_FN(t._guard(t.allgather))
+    cb.allgatherv = _capi.ALLGATHERV_FN(t._guard(t.allgatherv))
+    cb.allreduce_max_int = _capi.ALLREDUCE_MAX_FN(t._guard(t.allreduce_max_int))
+    cb.alltoallv = _capi.ALLTOALLV_FN(t._guard(t.alltoallv))
+    return cb
 
 
 class Comm:
@@ -138,13 +163,7 @@ class Comm:
         self._handle = ctypes.c_void_p()
         self._transport = _Transport(process_group)
         t = self._transport
-        self._cb = _capi.TransportCallbacks()
-        self._cb.struct_size = ctypes.sizeof(_capi.TransportCallbacks)
-        self._cb.payload_on_device = 0
-        self._cb.allgather = _capi.ALLGATHER_FN(t._guard(t.allgather))
-        self._cb.allgatherv = _capi.ALLGATHERV_FN(t._guard(t.allgatherv))
-        self._cb.allreduce_max_int = _capi.ALLREDUCE_MAX_FN(t._guard(t.allreduce_max_int))
-        self._cb.alltoallv = _capi.ALLTOALLV_FN(t._guard(t.alltoallv))
+        self._cb = _callbacks(t)
         rank = dist.get_rank(process_group)
         _capi.check(_capi.fn.mcgqCommInitCallbacks(ctypes.byref(self._handle), rank,
                                                    t.world, ctypes.byref(self._cb)),
@@ -219,6 +238,14 @@ class Comm:
             self._call(_capi.fn.mcgqCommGetOwnerState(self._handle, out.data_ptr(), n.value),
                        "mcgqCommGetOwnerState")
         return out
+
+    def set_owner_state(self, state):
+        """Replaces the two-stage owner-side accumulators (what owner_state()
+        returned: float32, this rank's shard of every tensor in order)."""
+        state = torch.as_tensor(state, dtype=torch.float32).contiguous()
+        self._call(_capi.fn.mcgqCommSetOwnerState(self._handle, state.data_ptr(),
+                                                  state.numel()),
+                   "mcgqCommSetOwnerState")
 
     def close(self):
         if self._handle:

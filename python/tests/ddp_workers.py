@@ -297,6 +297,10 @@ def _same_state(a, b):
             return False
         if (la["k"], la["d_prev"], la["started"]) != (lb["k"], lb["d_prev"], lb["started"]):
             return False
+        oa, ob = la.get("owner"), lb.get("owner")
+        if (oa is None) != (ob is None) or (oa is not None and not torch.equal(
+                oa.view(torch.int32), ob.view(torch.int32))):
+            return False
     return True
 
 
@@ -395,7 +399,129 @@ def scenario_sixteen_bit(rank, world, cfg):
     return out
 
 
-SCENARIOS = {"train": scenario_train, "checkpoint": scenario_checkpoint,
+def _two_stage_reference(rank, world, cfg, step, captured, names, ref):
+    """What the hook must give for each captured bucket of this step: the
+    compressed parameters through mcgq.torch.Comm in two_stage mode (the
+    same C protocol, driven directly, with the hook's per-bucket seed), the
+    others averaged in rank order.  `ref` carries the per-parameter
+    accumulators and owner state between steps (by name, like the hook).
+    Returns {name: expected averaged gradient}."""
+    import mcgq.torch as mt
+    h = cfg["hook"]
+    out = {}
+    for _, params, grads in captured:
+        big = [(p, g) for p, g in zip(params, grads)
+               if g.numel() >= h["min_compress_numel"] and step >= h.get("warmup_steps", 0)]
+        small = [(p, g) for p, g in zip(params, grads) if all(p is not q for q, _ in big)]
+        if big:
+            tensors = [g.clone() for _, g in big]
+            comm = mt.Comm(tensors, k=h["k"], accumulate=h["accumulate"], mode="two_stage",
+                           seed=mt._bucket_seed(h.get("seed", 0), [names[id(p)][0] for p, _ in big]))
+            comm.step_count = step
+            owners = []
+            for (p, _), acc in zip(big, comm.accumulators):
+                key = names[id(p)][1]
+                acc.copy_(ref["accum"].get(key, acc))
+                b, e = mt.shard_range(p.numel(), world, rank)
+                owners.append(ref["owner"].get(key, torch.zeros(e - b)))
+            comm.set_owner_state(torch.cat(owners))
+            comm.step()
+            state = comm.owner_state().split([o.numel() for o in owners])
+            for (p, _), t, acc, o in zip(big, tensors, comm.accumulators, state):
+                key = names[id(p)][1]
+                out[key] = t
+                ref["accum"][key], ref["owner"][key] = acc.clone(), o.clone()
+            comm.close()
+        for p, g in small:
+            rows = [torch.empty_like(g) for _ in range(world)]
+            dist.all_gather(rows, g.contiguous())
+            acc = torch.zeros_like(g)
+            for r in range(world):
+                acc += rows[r]
+            out[names[id(p)][1]] = acc / world
+    return out
+
+
+def scenario_two_stage(rank, world, cfg):
+    """exchange="two_stage": each step, every bucket's averaged gradient is
+    compared bit for bit with the same exchange done by mcgq.torch.Comm on
+    the gradients the hook received; then a checkpoint of the hook state
+    (owner-side accumulators included) is restored into a fresh model and
+    state, and must continue bit for bit (and must not without the owner
+    state).  The random words of the two-stage exchange follow DDP's bucket
+    layout, which a fresh DDP builds anew, so at the checkpoint the live run
+    also moves to a fresh DDP (the same state object): both then meet the
+    same layouts."""
+    from mcgq.torch import MCGQState, mcgq_hook
+    import pickle
+    h = cfg["hook"]
+    model = make_model(1)
+    ddp = _ddp(model, cfg["bucket_cap_mb"])
+    state = MCGQState(model=ddp, **h)
+    names = {id(p): (i, n) for i, (n, p) in enumerate(model.named_parameters())}
+    captured = []
+
+    def hook(s, bucket):
+        captured.append((bucket.index(), list(bucket.parameters()),
+                         [g.detach().clone().reshape(-1) for g in bucket.gradients()]))
+        return mcgq_hook(s, bucket)
+
+    ddp.register_comm_hook(state, hook)
+    opt = torch.optim.SGD(ddp.parameters(), lr=cfg["lr"])
+    ref = {"accum": {}, "owner": {}}
+    mismatches, record, layouts = [], [], []
+    steps, saved = cfg["steps"], None
+    for s in range(steps):
+        if s == cfg["save_at"]:
+            saved = {"sd": state.state_dict(), "model": snapshot(model),
+                     "opt": opt.state_dict(), "pickled": pickle.dumps(state)}
+            del ddp
+            ddp = _ddp(model, cfg["bucket_cap_mb"])
+            ddp.register_comm_hook(state, hook)
+        captured.clear()
+        x, y = batch(s, rank)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(ddp(x), y).backward()
+        expect = _two_stage_reference(rank, world, cfg, s, captured, names, ref)
+        layouts.append([[names[id(p)][1] for p in ps] for _, ps, _ in captured])
+        for n, p in model.named_parameters():
+            got = p.grad.detach().reshape(-1)
+            if not torch.equal(got.view(torch.int32), expect[n].view(torch.int32)):
+                mismatches.append((s, n, float((got - expect[n]).abs().max())))
+        opt.step()
+        record.append(snapshot(model))
+    final_sd = state.state_dict()
+    stats = state.stats()
+
+    def resume(sd, drop_owner=False, pickled=None):
+        m = make_model(1)
+        m.load_state_dict(saved["model"])
+        d = _ddp(m, cfg["bucket_cap_mb"])
+        if pickled is not None:
+            st = pickle.loads(pickled)
+            st.bind(d)
+        else:
+            st = MCGQState(model=d, **h)
+            if drop_owner:
+                sd = dict(sd, owner_layout=None, layers={
+                    k: dict(v, owner=None) for k, v in sd["layers"].items()})
+            st.load_state_dict(sd)
+        d.register_comm_hook(st, mcgq_hook)
+        o = torch.optim.SGD(d.parameters(), lr=cfg["lr"])
+        o.load_state_dict(saved["opt"])
+        _train_steps(d, o, steps - cfg["save_at"], rank, first_step=cfg["save_at"])
+        return snapshot(m), st.state_dict()
+
+    resumed, resumed_sd = resume(saved["sd"])
+    unpickled, _ = resume(None, pickled=saved["pickled"])
+    no_owner, _ = resume(saved["sd"], drop_owner=True)
+    return {"mismatches": mismatches, "params": record, "layouts": layouts,
+            "final_sd": final_sd, "saved_sd": saved["sd"], "resumed": resumed,
+            "resumed_sd": resumed_sd, "unpickled": unpickled, "no_owner": no_owner,
+            "stats": stats}
+
+
+SCENARIOS = {"train": scenario_train, "two_stage": scenario_two_stage, "checkpoint": scenario_checkpoint,
              "nonfinite": scenario_nonfinite, "cuda_vs_cpu": scenario_cuda_vs_cpu,
              "async": scenario_async, "reuse": scenario_reuse, "keys": scenario_keys,
              "failures": scenario_failures,

@@ -123,9 +123,36 @@ def test_comm_over_gloo_matches_simulation(tmp_path):
         assert text == "", "rank %d: %s" % (r, text)
 
 
-def test_hook_refuses_the_modes_it_cannot_run():
+def test_hook_takes_all_gather_and_two_stage():
     import mcgq.torch as mt
     assert mt.MCGQState(exchange="all_gather").exchange == "all_gather"
-    for mode in ("reduce_scatter", "two_stage", "ring"):
-        with pytest.raises(ValueError, match="all-gather only"):
+    assert mt.MCGQState(exchange="two_stage").exchange == "two_stage"
+    for mode in ("reduce_scatter", "ring", "TWO_STAGE", None):
+        with pytest.raises(ValueError, match="'all_gather', 'two_stage'") as e:
             mt.MCGQState(exchange=mode)
+        assert repr(mode) in str(e.value)
+    with pytest.raises(ValueError, match="mcgq.torch.reduce_scatter"):
+        mt.MCGQState(exchange="reduce_scatter")
+    with pytest.raises(ValueError, match="dynamic_k"):
+        mt.MCGQState(exchange="two_stage", dynamic_k=True)
+
+
+def test_two_stage_state_pickles_and_closes_its_worker():
+    """The exchange worker starts with the first bucket only, the state
+    pickles without it, and dropping a state stops its thread."""
+    import gc
+    import pickle
+    import threading
+    import mcgq.torch as mt
+    st = mt.MCGQState(exchange="two_stage", k=0.2, accumulate="residual")
+    back = pickle.loads(pickle.dumps(st))
+    assert back.exchange == "two_stage" and back.state_dict()["exchange"] == "two_stage"
+    st._protocol._worker.submit(lambda: None)
+    st._protocol.drain()
+    thread = st._protocol._worker._thread
+    assert thread.is_alive() and thread.daemon
+    del st
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert not any(t.name == "mcgq-exchange" and t is thread for t in threading.enumerate())

@@ -50,6 +50,16 @@ REUSE = {"hook": {"k": 0.3, "accumulate": "residual", "dynamic_k": True,
          "bucket_cap_mb": 0.001}
 FAILURES = {"hook": {"k": 0.3, "accumulate": "residual", "min_compress_numel": 100},
             "bucket_cap_mb": 0.001}
+# exchange="two_stage" (the C protocol per bucket, in the exchange worker):
+# biases (64, 4) raw, weights compressed; several buckets; a checkpoint at 3.
+TWO_STAGE = {"hook": {"k": 0.5, "accumulate": "residual", "seed": 9,
+                      "min_compress_numel": 100, "exchange": "two_stage"},
+             "steps": 5, "save_at": 3, "lr": 0.1, "bucket_cap_mb": 0.001}
+TS_NONFINITE = {"hook": {"k": 0.5, "accumulate": "residual", "min_compress_numel": 100,
+                         "exchange": "two_stage"},
+                "bucket_cap_mb": 0.001}
+TS_FAILURES = {"hook": dict(FAILURES["hook"], exchange="two_stage"),
+               "bucket_cap_mb": 0.001}
 
 
 def _spawn(tmp_path, world, jobs):
@@ -72,6 +82,9 @@ def world2(tmp_path_factory):
         ("keys", "keys", REUSE),
         ("failures", "failures", dict(FAILURES, bad_rank=1)),
         ("sixteen", "sixteen_bit", SIXTEEN),
+        ("ts", "two_stage", TWO_STAGE),
+        ("ts_nonfinite", "nonfinite", dict(TS_NONFINITE, bad_rank=1)),
+        ("ts_failures", "failures", dict(TS_FAILURES, bad_rank=1)),
     ])
 
 
@@ -81,6 +94,9 @@ def world4(tmp_path_factory):
         ("ref", "train", REF4),
         ("nonfinite", "nonfinite", dict(NONFINITE, bad_rank=3)),
         ("failures", "failures", dict(FAILURES, bad_rank=2)),
+        ("ts", "two_stage", TWO_STAGE),
+        ("ts_nonfinite", "nonfinite", dict(TS_NONFINITE, bad_rank=3)),
+        ("ts_failures", "failures", dict(TS_FAILURES, bad_rank=2)),
     ])
 
 
@@ -240,14 +256,20 @@ def _state_equal(a, b):
         if la["accum"] is not None and not torch.equal(la["accum"].view(torch.int32),
                                                        lb["accum"].view(torch.int32)):
             return False
+        oa, ob = la.get("owner"), lb.get("owner")
+        if (oa is None) != (ob is None) or (oa is not None and not torch.equal(
+                oa.view(torch.int32), ob.view(torch.int32))):
+            return False
     return True
 
 
+@pytest.mark.parametrize("mode", ["all_gather", "two_stage"])
 @pytest.mark.parametrize("world", [2, 4], ids=["P2", "P4"])
-def test_nonfinite_on_one_rank(world, request):
+def test_nonfinite_on_one_rank(world, mode, request):
     results = request.getfixturevalue("world%d" % world)
+    name = "nonfinite" if mode == "all_gather" else "ts_nonfinite"
     for r in range(world):
-        res = results[r]["nonfinite"]
+        res = results[r][name]
         assert res["grads_all_nan"], "rank %d did not see the non-finite step" % r
         assert _state_equal(res["before"], res["after"]), "rank %d state changed" % r
         assert res["stats"]["total_steps_nonfinite"] == 1
@@ -314,24 +336,27 @@ def test_state_dict_keys_do_not_depend_on_the_wrapper(world2):
     assert "9.weight" in res["unknown_error"]
 
 
+@pytest.mark.parametrize("mode", ["all_gather", "two_stage"])
 @pytest.mark.parametrize("world", [2, 4], ids=["P2", "P4"])
-def test_failure_on_one_rank_fails_every_rank_alike(world, request):
+def test_failure_on_one_rank_fails_every_rank_alike(world, mode, request):
     results = request.getfixturevalue("world%d" % world)
-    bad = results[0]["failures"]
+    name = "failures" if mode == "all_gather" else "ts_failures"
+    bad = results[0][name]
     for case, needle in [("library", "cfg.k = 100 is not in (0, 64]"),
                          ("accum_size", "the accumulator of '0.weight' is not 1024")]:
-        texts = [results[r]["failures"][case]["error"] for r in range(world)]
+        texts = [results[r][name][case]["error"] for r in range(world)]
+        assert len(set(texts)) == 1, texts     # the same error, word for word
         for r, t in enumerate(texts):
             assert t is not None, (case, r)
             assert "HookError" in t and needle in t, (case, r, t)
         bad_rank = [r for r in range(world) if r == (1 if world == 2 else 2)][0]
         assert all("failed on rank %d;" % bad_rank in t for t in texts), texts
     for r in range(world):
-        assert results[r]["failures"]["library"]["unchanged"]
-        t = results[r]["failures"]["table"]["error"]
+        assert results[r][name]["library"]["unchanged"]
+        t = results[r][name]["table"]["error"]
         assert "HookError" in t and "layer table differs" in t, t
-        assert results[r]["failures"]["table"]["unchanged"]
-        t = results[r]["failures"]["none_state"]["error"]
+        assert results[r][name]["table"]["unchanged"]
+        t = results[r][name]["none_state"]["error"]
         assert "mcgq_hook's state must be an MCGQState, got NoneType" in t, t
     assert bad
 
@@ -388,3 +413,59 @@ def test_sixteen_bit_buckets_are_compressed_as_they_are(world2, dtype):
     stats = runs[0]["stats"]
     assert stats["layers_compressed"] > 0, stats
     assert stats["bytes_sent"] > 0, stats
+
+
+# ------------------------------------------------------------ two_stage
+
+@pytest.mark.parametrize("world", [2, 4], ids=["P2", "P4"])
+def test_two_stage_matches_comm_and_all_ranks_agree(world, request):
+    """exchange="two_stage": every bucket's average equals, bit for bit, the
+    same exchange by mcgq.torch.Comm(mode="two_stage") on the gradients the
+    hook received (accumulators and owner state carried by name between
+    steps), and every rank ends every step with the same parameters."""
+    results = request.getfixturevalue("world%d" % world)
+    for r in range(world):
+        res = results[r]["ts"]
+        assert res["mismatches"] == [], (r, res["mismatches"])
+        assert len(res["params"]) == TWO_STAGE["steps"]
+        # several buckets, and the hook really compressed (owner state moved)
+        assert max(len(l) for l in res["layouts"]) >= 2, res["layouts"]
+        owners = [l["owner"] for l in res["final_sd"]["layers"].values()
+                  if l["owner"] is not None]
+        assert len(owners) == 2 and all(bool(o.abs().sum() > 0) for o in owners)
+        assert res["final_sd"]["owner_layout"] == [world, r]
+        assert res["final_sd"]["exchange"] == "two_stage"
+    for r in range(1, world):
+        for step, (a, b) in enumerate(zip(results[0]["ts"]["params"],
+                                          results[r]["ts"]["params"])):
+            _assert_same_bits(a, b, "two_stage rank 0 vs %d step %d" % (r, step))
+
+
+@pytest.mark.parametrize("world", [2, 4], ids=["P2", "P4"])
+def test_two_stage_checkpoint_restores_owner_state(world, request):
+    """state_dict() -> load_state_dict() into a fresh state (and the whole
+    state pickled) continues bit for bit; dropping the owner-side
+    accumulators from the checkpoint does not (so they are what it keeps)."""
+    results = request.getfixturevalue("world%d" % world)
+    for r in range(world):
+        res = results[r]["ts"]
+        final = res["params"][-1]
+        _assert_same_bits(res["resumed"], final, "rank %d resumed" % r)
+        _assert_same_bits(res["unpickled"], final, "rank %d unpickled" % r)
+        assert _state_equal(res["resumed_sd"], res["final_sd"])
+        assert any(not torch.equal(res["no_owner"][k], final[k]) for k in final)
+        assert res["saved_sd"]["step"] == TWO_STAGE["save_at"]
+
+
+def test_two_stage_stats_count_every_byte(world2):
+    for r in range(2):
+        st = world2[r]["ts"]["stats"]
+        assert st["layers_compressed"] == 2 and st["layers_uncompressed"] == 2
+        assert st["elements_compressed"] == 1024 + 256
+        assert st["bytes_uncompressed"] == 4 * (64 + 4)
+        # the hook's 64-byte header per bucket, plus the library's blocks
+        assert st["bytes_header"] > 64 * st["buckets"] and st["buckets"] >= 2
+        assert st["bytes_message"] > 0
+        assert st["bytes_sent"] == (st["bytes_header"] + st["bytes_message"] +
+                                    st["bytes_uncompressed"] + st["bytes_padding"])
+        assert 0 < st["bits_per_element"] < 32
