@@ -44,25 +44,22 @@ static void group_controls(uint32_t bg, __m256i *shuffle, __m256i *shift) {
   *shift = _mm256_loadu_si256((const __m256i *)shifts);
 }
 
-/* OR / sum of the eight 32-bit lanes. */
+/* OR and sum of the eight 32-bit lanes of ors and sums (once per run of
+ * groups, so plain loops over a stored copy). */
 __attribute__((target("avx2")))
-static uint32_t lanes_or(__m256i v) {
-  __m128i m = _mm_or_si128(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  m = _mm_or_si128(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
-  m = _mm_or_si128(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
-  return (uint32_t)_mm_cvtsi128_si32(m);
-}
-
-__attribute__((target("avx2")))
-static uint64_t lanes_sum(__m256i v) {
-  __m128i m = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  m = _mm_add_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
-  m = _mm_add_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
-  return (uint32_t)_mm_cvtsi128_si32(m);
+static void reduce_lanes(__m256i ors, __m256i sums, uint32_t *mag_or,
+                         uint64_t *sum) {
+  uint32_t o[8], a[8];
+  _mm256_storeu_si256((__m256i *)o, ors);
+  _mm256_storeu_si256((__m256i *)a, sums);
+  for (int j = 0; j < 8; ++j) {
+    *mag_or |= o[j];
+    *sum += a[j];
+  }
 }
 
 /* Groups per run of 32-bit lane sums: each adds at most 2^(B_g-1) <= 2^11
- * per lane, and 8 lanes of 4096 * 2^11 stay below 2^32 when summed.  A
+ * per lane, so a lane stays below 4096 * 2^11 = 2^23 (a 32-bit lane).  A
  * multiple of 8, so a run ends on a zero-mask word. */
 #define SUM_RUN 4096u
 
@@ -97,10 +94,10 @@ static uint64_t groups_avx2(const uint8_t *in, uint32_t bg, uint64_t groups,
         z = 0;
       }
     }
-    sum += lanes_sum(sums);
+    reduce_lanes(zero, sums, &st->mag_or, &sum);
   }
   if (groups & 7u) zero_masks[groups / 8u] = z;
-  st->mag_or |= lanes_or(ors);
+  reduce_lanes(ors, zero, &st->mag_or, &sum);
   st->has_min |= _mm256_movemask_epi8(hits) != 0;
   st->abs_sum += sum;
   return groups;

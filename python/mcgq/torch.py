@@ -814,14 +814,7 @@ class _GatherProtocol:
             if h[3] == _ERROR:
                 raw = bytes(texts[r].cpu().tolist()).rstrip(b"\0")
                 failures[r] = raw.decode("utf-8", "replace") or "(no text)"
-        ranks = ", ".join(map(str, failures))
-        plural = "s" if len(failures) > 1 else ""
-        if len(set(failures.values())) == 1:
-            detail = "rank%s %s: %s" % (plural, ranks, next(iter(failures.values())))
-        else:
-            detail = "; ".join("rank %d: %s" % kv for kv in failures.items())
-        err = HookError("mcgq: bucket %d failed on rank%s %s; no rank changed its "
-                        "state.  %s" % (plan.index, plural, ranks, detail), failures)
+        err = _hook_error(plan.index, failures, "no rank changed its state")
         if job.error is not None:
             err.__cause__ = job.error
         job.future.set_exception(err)
@@ -1300,6 +1293,19 @@ def _error_text(error):
     return "%s: %s" % (type(error).__name__, error)
 
 
+def _hook_error(index, failures, what):
+    """The HookError of bucket `index` from every failing rank's text
+    (failures: rank -> text), worded the same on every rank."""
+    ranks = ", ".join(map(str, failures))
+    plural = "s" if len(failures) > 1 else ""
+    if len(set(failures.values())) == 1:
+        detail = "rank%s %s: %s" % (plural, ranks, next(iter(failures.values())))
+    else:
+        detail = "; ".join("rank %d: %s" % kv for kv in failures.items())
+    return HookError("mcgq: bucket %d failed on rank%s %s; %s.  %s" %
+                     (index, plural, ranks, what, detail), failures)
+
+
 def _is_agreed_report(text):
     """True for the library's report of another rank's failure (mcgq.h: the
     ranks that did not fail learn it from the agreement block)."""
@@ -1331,14 +1337,7 @@ def _agreed_error(state, plan, text, mine, failed, what, cause):
         if flags[r]:
             t = bytes(rows[r, 1:].tolist()).rstrip(b"\0").decode("utf-8", "replace")
             failures[r] = t or "(no text)"
-    ranks = ", ".join(map(str, failures))
-    plural = "s" if len(failures) > 1 else ""
-    if len(set(failures.values())) == 1:
-        detail = "rank%s %s: %s" % (plural, ranks, next(iter(failures.values())))
-    else:
-        detail = "; ".join("rank %d: %s" % kv for kv in failures.items())
-    err = HookError("mcgq: bucket %d failed on rank%s %s; %s.  %s" %
-                    (plan.index, plural, ranks, what, detail), failures)
+    err = _hook_error(plan.index, failures, what)
     if cause is not None:
         err.__cause__ = cause
     return err
