@@ -1,9 +1,15 @@
 // The GPU encode with deferred state (host/internal.h: mcgq_encode_deferred_async
-// and mcgq_encode_commit_async).
+// and mcgq_encode_commit_async, what the exchange's device codec runs) and
+// the device codec itself (host/comm/codec_device.c) end to end.
 //  - Deferred against in place: the same message and stats bit for bit; the
 //    live accumulators and K states untouched until the commit, then equal
 //    to the in-place encode's; layers refused by the data (range rule,
 //    non-finite) keep their state through the commit.
+//  - The device codec through mcgqCommInitCallbacks with payload_on_device
+//    = 1 and a one-rank transport of this file against the host codec
+//    (payload_on_device = 0, the same callbacks): gradients, accumulators
+//    and K states bit for bit over steps, and a non-finite step changes
+//    nothing.
 // Every test skips without a CUDA device; on the GPU simulator (label
 // gpusim) every layer stays small (<= 5000 elements).
 #include <cstdio>
@@ -321,3 +327,202 @@ TEST(GpuDeferredState, HostCheckedOutputs) {
   EXPECT_EQ(cudaSuccess, cudaDeviceSynchronize());
 }
 
+// ------------------------------------------------ the device codec, end to end
+
+namespace {
+
+// A one-rank transport: every collective is a copy of this rank's part.  The
+// device codec's payloads are device memory on `stream` (mcgqCommStep's),
+// which the callback orders itself after by synchronizing it.
+struct one_rank {
+  int on_device;
+  cudaStream_t stream;
+  int calls;
+};
+
+int32_t one_allgather(void *user, const void *send, void *recv, size_t bytes) {
+  static_cast<one_rank *>(user)->calls++;
+  std::memcpy(recv, send, bytes);
+  return mcgqSuccess;
+}
+
+int32_t one_allgatherv(void *user, const void *send, size_t send_bytes, void *recv,
+                       const size_t *counts, const size_t *displs) {
+  one_rank *t = static_cast<one_rank *>(user);
+  t->calls++;
+  if (counts[0] != send_bytes) return mcgqInternalError;
+  char *dst = static_cast<char *>(recv) + displs[0];
+  if (!t->on_device) {
+    std::memcpy(dst, send, send_bytes);
+    return mcgqSuccess;
+  }
+  if (cudaStreamSynchronize(t->stream) != cudaSuccess ||
+      cudaMemcpy(dst, send, send_bytes, cudaMemcpyDeviceToDevice) != cudaSuccess)
+    return mcgqCudaError;
+  return mcgqSuccess;
+}
+
+int32_t one_allreduce_max(void *user, int32_t *value) {
+  (void)value;  // one rank: the maximum is its own value
+  static_cast<one_rank *>(user)->calls++;
+  return mcgqSuccess;
+}
+
+mcgqComm_t make_comm(one_rank *t) {
+  mcgqTransportCallbacks_t cb;
+  std::memset(&cb, 0, sizeof cb);
+  cb.struct_size = sizeof cb;
+  cb.payload_on_device = t->on_device;
+  cb.user = t;
+  cb.allgather = one_allgather;
+  cb.allgatherv = one_allgatherv;
+  cb.allreduce_max_int = one_allreduce_max;
+  mcgqComm_t comm = nullptr;
+  if (mcgqCommInitCallbacks(&comm, 0, 1, &cb) != mcgqSuccess) return nullptr;
+  return comm;
+}
+
+// The registered state of one layer on both communicators.
+struct comm_layer {
+  layer_spec spec;
+  std::vector<float> grad, accum;  // host communicator's
+  mcgqKState_t ks{};
+  dbuf<float> d_grad, d_accum;     // device communicator's
+  dbuf<mcgqKState_t> d_ks;
+  explicit comm_layer(const layer_spec &s) : spec(s), d_grad(s.n), d_accum(s.n), d_ks(1) {}
+};
+
+// Both communicators' gradients, accumulators and K states, bit for bit.
+void expect_comm_state_equal(const std::vector<std::unique_ptr<comm_layer>> &layers,
+                             const std::string &what) {
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const comm_layer &l = *layers[i];
+    const std::string w = what + " layer " + std::to_string(i);
+    EXPECT_TRUE(same_bits(l.grad, l.d_grad.download(l.spec.n))) << w << ": gradient";
+    if (l.spec.accumulate != MCGQ_ACCUM_NONE) {
+      EXPECT_TRUE(same_bits(l.accum, l.d_accum.download(l.spec.n))) << w << ": accumulator";
+    }
+    if (l.spec.dynamic_k) {
+      EXPECT_TRUE(same_kstate(l.ks, l.d_ks.download(1)[0])) << w << ": K state";
+    }
+  }
+}
+
+}  // namespace
+
+// mcgqCommStep over the device codec (payload_on_device = 1: deferred encode,
+// exchange, GPU decode-average, one-launch commit) against the host codec
+// (payload_on_device = 0, the CPU encoder and decoder) on the same
+// one-rank callbacks: after every step the averaged gradients, the
+// accumulators and the K states are the same bits.  Step 3 has a NaN: both
+// refuse it with mcgqNonFinite and change nothing (the device codec never
+// wrote its live state, so there is nothing to restore); the steps after it
+// match again.
+TEST(GpuDeviceCodec, CallbackStepMatchesHostCodec) {
+  MCGQ_REQUIRE_GPU();
+  std::vector<layer_spec> specs = {
+      {3000, MCGQ_ALGO_FUSED, MCGQ_ACCUM_NONE, 0, 0.1, dist::normal},
+      {2500, MCGQ_ALGO_SAMPLE, MCGQ_ACCUM_RESET, 0, 0.2, dist::heavy},
+      {4000, MCGQ_ALGO_FUSED, MCGQ_ACCUM_RESIDUAL, 1, 0.2, dist::normal},
+      {1000, MCGQ_ALGO_FUSED, MCGQ_ACCUM_NONE, 1, 0.5, dist::sparse},
+  };
+  const int L = (int)specs.size();
+  cudaStream_t stream = nullptr;  // the simulator's cudaStreamQuery needs a real one
+  CUDA_OK(cudaStreamCreate(&stream));
+  one_rank host_t = {0, nullptr, 0}, dev_t = {1, stream, 0};
+  mcgqComm_t host_comm = make_comm(&host_t), dev_comm = make_comm(&dev_t);
+  ASSERT_NE(nullptr, host_comm) << mcgqGetLastErrorDetail();
+  ASSERT_NE(nullptr, dev_comm) << mcgqGetLastErrorDetail();
+
+  std::vector<std::unique_ptr<comm_layer>> layers;
+  std::vector<mcgqLayer_t> host_tab(L), dev_tab(L);
+  for (int i = 0; i < L; ++i) {
+    layers.emplace_back(new comm_layer(specs[i]));
+    comm_layer &l = *layers.back();
+    mcgqLayerConfig_t cfg = MCGQ_LAYER_CONFIG_INITIALIZER;
+    cfg.k = specs[i].k;
+    cfg.algo = specs[i].algo;
+    cfg.accumulate = specs[i].accumulate;
+    cfg.dynamic_k = specs[i].dynamic_k;
+    cfg.delta_k = 4.0;
+    l.accum = make_data(dist::normal, specs[i].n, 300 + i);
+    l.d_accum.upload(l.accum);
+    ASSERT_EQ(mcgqSuccess, mcgqKStateInit(&cfg, &l.ks));
+    l.d_ks.upload({l.ks});
+    mcgqLayer_t h;
+    std::memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    h.n = specs[i].n;
+    h.cfg = cfg;
+    mcgqLayer_t d = h;
+    h.grad = l.grad.data();  // set again below: grad is filled every step
+    d.grad = l.d_grad.p;
+    if (cfg.accumulate != MCGQ_ACCUM_NONE) {
+      h.accum = l.accum.data();
+      d.accum = l.d_accum.p;
+    }
+    if (cfg.dynamic_k) {
+      h.kstate = &l.ks;
+      d.kstate = l.d_ks.p;
+    }
+    host_tab[i] = h;
+    dev_tab[i] = d;
+  }
+  for (int i = 0; i < L; ++i) layers[i]->grad.assign(specs[i].n, 0.0f);
+  for (int i = 0; i < L; ++i) host_tab[i].grad = layers[i]->grad.data();
+  ASSERT_EQ(mcgqSuccess, mcgqCommSetLayers(host_comm, host_tab.data(), L))
+      << mcgqCommGetLastError(host_comm);
+  ASSERT_EQ(mcgqSuccess, mcgqCommSetLayers(dev_comm, dev_tab.data(), L))
+      << mcgqCommGetLastError(dev_comm);
+
+  const uint64_t seed = 2026;
+  for (uint64_t step = 0; step < 5; ++step) {
+    const bool nan_step = step == 3;
+    const std::string what = "step " + std::to_string(step);
+    for (int i = 0; i < L; ++i) {
+      comm_layer &l = *layers[i];
+      std::vector<float> g = make_data(specs[i].data, specs[i].n, 40 * (uint32_t)step + i);
+      if (nan_step && i == 2) g[1234] = NAN;
+      std::memcpy(l.grad.data(), g.data(), g.size() * sizeof(float));  // keeps the pointer
+      l.d_grad.upload(g);
+    }
+    // what a refused step must leave (the gradients included)
+    std::vector<std::vector<float>> grad0(L), acc0(L);
+    std::vector<mcgqKState_t> ks0(L);
+    for (int i = 0; i < L; ++i) {
+      grad0[i] = layers[i]->grad;
+      acc0[i] = layers[i]->accum;
+      ks0[i] = layers[i]->ks;
+    }
+    mcgqStepStats_t hs, ds;
+    mcgqResult_t hr = mcgqCommStep(host_comm, step, seed, nullptr, &hs);
+    mcgqResult_t dr = mcgqCommStep(dev_comm, step, seed, stream, &ds);
+    CUDA_OK(cudaStreamSynchronize(stream));
+    ASSERT_EQ(nan_step ? mcgqNonFinite : mcgqSuccess, hr)
+        << what << ": " << mcgqCommGetLastError(host_comm);
+    ASSERT_EQ(hr, dr) << what << ": " << mcgqCommGetLastError(dev_comm);
+    EXPECT_EQ(hs.found_nonfinite, ds.found_nonfinite) << what;
+    EXPECT_EQ(hs.bytes_sent, ds.bytes_sent) << what;
+    EXPECT_EQ(hs.elements, ds.elements) << what;
+    expect_comm_state_equal(layers, what);
+    if (nan_step) {
+      EXPECT_EQ(1, ds.found_nonfinite);
+      for (int i = 0; i < L; ++i) {
+        const comm_layer &l = *layers[i];
+        const std::string w = what + " layer " + std::to_string(i);
+        EXPECT_TRUE(same_bits(grad0[i], l.d_grad.download(specs[i].n))) << w;
+        if (specs[i].accumulate != MCGQ_ACCUM_NONE) {
+          EXPECT_TRUE(same_bits(acc0[i], l.d_accum.download(specs[i].n))) << w;
+        }
+        if (specs[i].dynamic_k) {
+          EXPECT_TRUE(same_kstate(ks0[i], l.d_ks.download(1)[0])) << w;
+        }
+      }
+    }
+    if (HasFatalFailure()) break;
+  }
+  EXPECT_GT(dev_t.calls, 0);
+  mcgqCommDestroy(host_comm);
+  mcgqCommDestroy(dev_comm);
+  cudaStreamDestroy(stream);
+}
