@@ -135,6 +135,38 @@ mcgqResult_t mcgq_host_encode_prepare(const char *fn,
 void mcgq_host_encode_commit(mcgq_host_encode_t *enc);
 void mcgq_host_encode_release(mcgq_host_encode_t *enc);
 
+/* ------------------------------------------------------------ gpu_api.c
+ * The GPU encode with deferred state, for the exchange's device codec
+ * (codec_device.c), whose step must not change an accumulator or K state
+ * before every rank agreed (DESIGN.md section 5):
+ *   mcgq_encode_deferred_async: mcgqEncodeAsync, bit for bit the same
+ *     message and stats, except that a layer with outs[i].accum_out gets
+ *     its new accumulator there (n floats) and one with outs[i].kstate_out
+ *     its new K state there; accum and kstate are then only read.  NULL
+ *     outputs (or outs NULL) write in place, as mcgqEncodeAsync.  A layer
+ *     whose status word is not 0 leaves its outputs unwritten.
+ *   mcgq_encode_commit_async: one launch that copies the outputs into the
+ *     live accumulators and K states, only for layers whose status word is
+ *     0.  Same layers (and outs) and d_temp as the deferred encode, later
+ *     on the same stream, with nothing writing d_temp in between (the
+ *     encode's layer table and status words are read there).
+ * All pointers in outs are device memory of the caller.  Exported (not in
+ * mcgq.h) so that the GPU tests can call them; built without CUDA they
+ * return mcgqInvalidUsage. */
+typedef struct {
+  float *accum_out;         /* NULL, or n floats; only with accum */
+  mcgqKState_t *kstate_out; /* NULL, or one state; only with kstate */
+} mcgq_state_out_t;
+MCGQ_API mcgqResult_t mcgq_encode_deferred_async(
+    const mcgqLayerDesc_t *layers, int count, const mcgq_state_out_t *outs,
+    void *d_out, size_t out_capacity, size_t *d_out_bytes,
+    mcgqLayerStats_t *d_stats, void *d_temp, size_t temp_bytes,
+    mcgqStream_t stream);
+MCGQ_API mcgqResult_t mcgq_encode_commit_async(const mcgqLayerDesc_t *layers,
+                                               int count, void *d_temp,
+                                               size_t temp_bytes,
+                                               mcgqStream_t stream);
+
 /* ------------------------------------------------------------ crc32c.c */
 uint32_t mcgq_crc32c(uint32_t crc, const void *data, size_t bytes);
 

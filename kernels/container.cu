@@ -107,7 +107,8 @@ plan_kernel(mcgq_encode_scratch S, int checksum, uint64_t total_n, uint8_t *msg,
     const uint64_t before = mcgq_dev::block_exclusive_sum_u64(bytes, scratch, &round_bytes);
     if (st) {
       st->offset = offset + before;
-      if (st->kstate && st->status == 0 && st->has_kstate_next) *st->kstate = st->kstate_next;
+      if (st->kstate && st->status == 0 && st->has_kstate_next)
+        *(st->kstate_out ? st->kstate_out : st->kstate) = st->kstate_next;
       const uint64_t samples = st->zero ? 0 : st->N;
       write_entry(mcgq_dir_entry_at(msg, (uint64_t)i), n, samples, st);
       write_stats(&stats[i], n, samples, st);

@@ -8,6 +8,10 @@
  *   W1 sum, K update] -> layer runs -> plan (+ header) -> zero -> tokens
  *   [-> CRC32C] [-> accumulator commit]
  *
+ * With deferred state (accum_out / kstate_out) the same sequence writes the
+ * new accumulators and K states to the caller's scratch, and a later
+ * mcgq_gpu_encode_commit_state (one launch) applies them.
+ *
  * CUB lives only here (the dynamic-K sorts), in the wrapped namespace
  * mcgq_cub (CUB_WRAPPED_NAMESPACE, kernels/CMakeLists.txt). */
 #include <cub/device/device_merge_sort.cuh>
@@ -193,5 +197,17 @@ extern "C" int mcgq_gpu_encode_finish(const mcgq_gpu_encode_shape_t *shape, void
   mcgq_launch_write_tokens(&S, shape->tiles, msg, s);
   if (shape->checksum) mcgq_launch_crc(S.states, shape->count, msg, s);
   if (shape->any_accumulate) mcgq_launch_commit(&S, shape->tiles, s);
+  return (int)cudaGetLastError();
+}
+
+/* Deferred state: the encode of this shape left its table and status words
+ * in d_temp; one launch applies the scratch state of the layers that
+ * succeeded (state_commit.cu). */
+extern "C" int mcgq_gpu_encode_commit_state(const mcgq_gpu_encode_shape_t *shape,
+                                            void *d_temp, mcgqStream_t stream) {
+  mcgq_encode_scratch S;
+  size_t total = 0;
+  MCGQ_CUDA_TRY(carve(shape, (uint8_t *)d_temp, &S, &total));
+  mcgq_launch_state_commit(&S, shape->tiles, (cudaStream_t)stream);
   return (int)cudaGetLastError();
 }

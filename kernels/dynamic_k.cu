@@ -11,7 +11,8 @@
  *                 integer sums are order-independent);
  *   update        d = S / ((n*N)*T) in DESIGN.md's order, then
  *                 K = clamp(K + delta_k*(d_prev - d)), d_prev = d, only for
- *                 layers whose status is 0; the plan commits it. */
+ *                 layers whose status is 0; the plan commits it (to the
+ *                 K state, or deferred to kstate_out: state_commit.cu). */
 #include <stdint.h>
 
 #include "device/bits.cuh"
@@ -33,8 +34,10 @@ __device__ bool kstate_valid(const mcgqKState_t *ks) {
   return !ks->started || isfinite(ks->d_prev);
 }
 
-__global__ void resolve_kernel(uint64_t n, mcgqKState_t *ks, mcgq_layer_state *st) {
+__global__ void resolve_kernel(uint64_t n, mcgqKState_t *ks, mcgqKState_t *ks_out,
+                               mcgq_layer_state *st) {
   st->kstate = ks;
+  st->kstate_out = ks_out;
   st->w1 = 0.0;
   if (!kstate_valid(ks)) {
     st->status = mcgqInvalidArgument;
@@ -102,7 +105,7 @@ using namespace mcgq_stage_dynamic_k;
 
 void mcgq_launch_resolve_samples(const mcgq_gpu_layer_t *L, int index,
                                  const mcgq_encode_scratch *S, cudaStream_t s) {
-  resolve_kernel<<<1, 1, 0, s>>>(L->n, L->kstate, &S->states[index]);
+  resolve_kernel<<<1, 1, 0, s>>>(L->n, L->kstate, L->kstate_out, &S->states[index]);
 }
 void mcgq_launch_w1_sum(const mcgq_gpu_layer_t *L, int index,
                         const mcgq_encode_scratch *S, cudaStream_t s) {

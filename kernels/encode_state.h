@@ -19,6 +19,7 @@
 struct mcgq_layer_rec {
   const void *g;            /* n values of dtype (MCGQ_DTYPE_*) */
   float *accum;             /* NULL iff accumulate == NONE */
+  float *accum_out;         /* the new accumulator goes here; NULL: to accum */
   double k;                 /* K reported in the stats (host layers) */
   uint32_t n;               /* n <= MCGQ_MAX_LAYER_ELEMENTS < 2^32 */
   uint32_t N;               /* host-resolved samples (< 2^31) */
@@ -48,6 +49,7 @@ struct mcgq_layer_state {
   unsigned long long w1_lo, w1_hi; /* 128-bit W1 sum (dynamic K) */
   double w1;           /* -1 unless dynamic K */
   mcgqKState_t *kstate;  /* dynamic K: the caller's state (device) */
+  mcgqKState_t *kstate_out; /* the plan writes kstate_next here; NULL: to kstate */
   /* Dynamic K: the state the next step starts from, written to the
    * caller's K state by the plan only if the layer succeeded (a range
    * error is known only once the widths are). */
@@ -100,6 +102,10 @@ void mcgq_launch_counts(const mcgq_encode_scratch *S, uint64_t tiles, cudaStream
 void mcgq_launch_sample(const mcgq_encode_scratch *S, uint64_t sample_tiles,
                         cudaStream_t s);
 void mcgq_launch_commit(const mcgq_encode_scratch *S, uint64_t tiles, cudaStream_t s);
+
+/* state_commit.cu (after an encode with deferred state: one launch) */
+void mcgq_launch_state_commit(const mcgq_encode_scratch *S, uint64_t tiles,
+                              cudaStream_t s);
 
 /* dynamic_k.cu (resolve and the W1 stages: one launch per dynamic-K layer) */
 void mcgq_launch_resolve_samples(const mcgq_gpu_layer_t *L, int index,

@@ -24,6 +24,13 @@ extern "C" {
 typedef struct {
   const void *g;         /* n values of dtype */
   float *accum;          /* NULL iff accumulate == NONE */
+  /* Deferred state (codec_device.c): where the encode writes the new
+   * accumulator (n floats) and the new K state instead of accum / kstate,
+   * which it then only reads; mcgq_gpu_encode_commit_state copies them in
+   * for the layers that succeeded.  NULL: written in place, as the public
+   * mcgqEncodeAsync does. */
+  float *accum_out;      /* device; NULL unless accum */
+  mcgqKState_t *kstate_out; /* device; NULL unless kstate */
   uint64_t n;
   uint64_t samples;      /* N */
   double k;              /* K reported in the stats */
@@ -92,6 +99,13 @@ int mcgq_gpu_encode_dynamic_k(const mcgq_gpu_layer_t *layer, int index,
 int mcgq_gpu_encode_finish(const mcgq_gpu_encode_shape_t *shape, void *d_out,
                            size_t *d_out_bytes, mcgqLayerStats_t *d_stats,
                            void *d_temp, mcgqStream_t stream);
+
+/* After an encode of this shape whose layers had accum_out / kstate_out,
+ * with d_temp untouched since: one launch that copies accum_out into accum
+ * and kstate_out into kstate for every layer whose status word (the
+ * encode's, in d_temp) is 0; layers with NULL outputs are skipped. */
+int mcgq_gpu_encode_commit_state(const mcgq_gpu_encode_shape_t *shape, void *d_temp,
+                                 mcgqStream_t stream);
 
 /* Scratch of a decode-and-average of nranks messages of in_capacity bytes
  * each holding n elements. */

@@ -41,6 +41,7 @@ void mcgq_launch_layer_table(const mcgq_gpu_layer_t *layers, int first, int chun
     mcgq_layer_rec *r = &c.recs[i];
     r->g = L->g;
     r->accum = L->accum;
+    r->accum_out = L->accum_out;
     r->k = L->k;
     r->n = (uint32_t)L->n;
     r->N = (uint32_t)L->samples;

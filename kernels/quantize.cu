@@ -11,7 +11,8 @@
  *               path stores C instead (its sample kernel needs all of it);
  *   sample      card path: one thread per sample (binary search, ballot-
  *               aggregated atomics), over the sample tiles of card layers;
- *   commit      accumulated layers whose status is 0: the accumulator.
+ *   commit      accumulated layers whose status is 0: the accumulator (or,
+ *               deferred, its accum_out).
  * Every reduction is integer (max, sum): the result does not depend on the
  * order blocks run in. */
 #include <stdint.h>
@@ -235,18 +236,21 @@ __global__ void __launch_bounds__(MCGQ_TUNE_TILE_THREADS) sample_kernel(mcgq_enc
 }
 
 /* Accumulator update after a successful quantize (accumulate.c); x is
- * recomputed from the old accumulator before it is overwritten. */
+ * recomputed from the old accumulator before it is overwritten.  With
+ * accum_out (deferred state) the new values go there and accum is only
+ * read: state_commit.cu copies them in once the step is agreed. */
 __global__ void __launch_bounds__(MCGQ_TUNE_TILE_THREADS) commit_kernel(mcgq_encode_scratch S) {
   const tile_ref t = locate_tile(S, blockIdx.x);
   const mcgq_layer_state *st = &S.states[t.layer];
   if (t.rec.accumulate == MCGQ_ACCUM_NONE || st->status != 0) return; /* uniform */
   const float neg_scale = -st->scale;
   const bool reset = t.rec.accumulate == MCGQ_ACCUM_RESET;
+  float *out = t.rec.accum_out ? t.rec.accum_out : t.rec.accum;
   for (unsigned i = threadIdx.x; i < t.count; i += blockDim.x) {
     const uint64_t e = t.start + i;
     const float x = input_at(t.rec, e);
     const int32_t v = S.g_int[t.slot + i];
-    t.rec.accum[e] = reset ? (v != 0 ? 0.0f : x) : __fmaf_rn(neg_scale, (float)v, x);
+    out[e] = reset ? (v != 0 ? 0.0f : x) : __fmaf_rn(neg_scale, (float)v, x);
   }
 }
 

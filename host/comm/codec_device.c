@@ -3,16 +3,22 @@
  * mcgqDecodeAverageAsync on the step's stream, for transports whose payload
  * collectives take device memory (NCCL, callbacks with payload_on_device).
  *
- * The GPU encoder of this version writes each layer's accumulator and K
- * state as soon as that layer is encoded (it has no prepare/commit split),
- * so prepare keeps a copy of them and discard puts it back: the one place
- * the protocol still needs a backup.  With an encoder that writes the new
- * state to scratch (kernels/, a later change) prepare would drop the copy
- * and commit would apply the scratch; the protocol would not change.
+ * Commit without backups: prepare runs the GPU encode with deferred state
+ * (mcgq_encode_deferred_async, internal.h), which writes each layer's new
+ * accumulator and K state into this codec's scratch (accum_next,
+ * kstate_next) and only reads the live ones; the message and stats are the
+ * in-place encode's bits.  commit is one kernel launch
+ * (mcgq_encode_commit_async) that copies the scratch into the live state of
+ * the layers whose status word is 0, driven by the encode's device layer
+ * table, which therefore stays in the encode's own scratch (enc_temp) until
+ * commit: the decode has a scratch of its own (dec_temp).  discard changes
+ * nothing: the live state was never written.  So no rank writes an
+ * accumulator or K state before every rank agreed (DESIGN.md section 5).
  * Host synchronisations per step: prepare reads the layer status words and
- * the size (one), decode_average its status word (one).  Buffers are sized
- * at set_layers; only reserve may grow the receive buffer (exact sizes, to
- * the largest total seen; never P worst-case bounds up front).
+ * the size (one), decode_average its status word (one); commit none.
+ * Buffers are sized at set_layers; only reserve may grow the receive buffer
+ * (exact sizes, to the largest total seen; never P worst-case bounds up
+ * front).
  */
 #include "comm_internal.h"
 #include "internal.h"
@@ -31,11 +37,14 @@ typedef struct {
   mcgq_codec_t base;
   int nranks, count;
   uint64_t total_n;
-  size_t bound, temp_bytes, recv_capacity;
-  void *d_send, *d_recv, *d_temp;
+  size_t bound, enc_temp_bytes, dec_temp_bytes, recv_capacity;
+  void *d_send, *d_recv;
+  void *d_enc_temp;           /* the encode's table lives here until commit */
+  void *d_dec_temp;
   float *d_average;
-  float *d_accum_copy;        /* the accumulated layers, back to back */
-  mcgqKState_t *d_kstate_copy;
+  float *d_accum_next;        /* new accumulators, back to back (deferred) */
+  mcgqKState_t *d_kstate_next; /* new K states, one per layer (deferred) */
+  mcgq_state_out_t *outs;     /* host: each layer's slots in the two above */
   mcgqLayerStats_t *d_stats;
   size_t *d_size;
   uint32_t *d_status;
@@ -43,7 +52,7 @@ typedef struct {
   size_t *h_size;             /* pinned */
   uint32_t *h_status;         /* pinned */
   const mcgqLayerDesc_t *descs;
-  int prepared;               /* the live state holds the encode's update */
+  int prepared;               /* the scratch holds an uncommitted update */
 } device_codec_t;
 
 static device_codec_t *dev(mcgq_codec_t *c) { return (device_codec_t *)c; }
@@ -68,18 +77,22 @@ static mcgqResult_t wait_stream(const mcgq_call_t *call) {
 static void free_buffers(device_codec_t *d) {
   cudaFree(d->d_send);
   cudaFree(d->d_recv);
-  cudaFree(d->d_temp);
+  cudaFree(d->d_enc_temp);
+  cudaFree(d->d_dec_temp);
   cudaFree(d->d_average);
-  cudaFree(d->d_accum_copy);
-  cudaFree(d->d_kstate_copy);
+  cudaFree(d->d_accum_next);
+  cudaFree(d->d_kstate_next);
   cudaFree(d->d_stats);
   cudaFreeHost(d->h_stats);
-  d->d_send = d->d_recv = d->d_temp = NULL;
-  d->d_average = d->d_accum_copy = NULL;
-  d->d_kstate_copy = NULL;
+  free(d->outs);
+  d->d_send = d->d_recv = d->d_enc_temp = d->d_dec_temp = NULL;
+  d->d_average = d->d_accum_next = NULL;
+  d->d_kstate_next = NULL;
   d->d_stats = NULL;
   d->h_stats = NULL;
+  d->outs = NULL;
   d->recv_capacity = 0;
+  d->prepared = 0;
 }
 
 static mcgqResult_t allocate(device_codec_t *d, const mcgqLayer_t *layers,
@@ -104,17 +117,29 @@ static mcgqResult_t allocate(device_codec_t *d, const mcgqLayer_t *layers,
   if (res == mcgqSuccess)
     res = mcgqDecodeAverageGetTempSize(d->nranks, total_n, d->bound, &dec_temp);
   MCGQ_CHECK(res);
-  d->temp_bytes = enc_temp > dec_temp ? enc_temp : dec_temp;
+  d->enc_temp_bytes = enc_temp;
+  d->dec_temp_bytes = dec_temp;
   MCGQ_CUDA_CHECK(fn, "cudaMalloc", cudaMalloc(&d->d_send, d->bound));
-  MCGQ_CUDA_CHECK(fn, "cudaMalloc", cudaMalloc(&d->d_temp, d->temp_bytes + 1));
+  MCGQ_CUDA_CHECK(fn, "cudaMalloc", cudaMalloc(&d->d_enc_temp, enc_temp + 1));
+  MCGQ_CUDA_CHECK(fn, "cudaMalloc", cudaMalloc(&d->d_dec_temp, dec_temp + 1));
   MCGQ_CUDA_CHECK(fn, "cudaMalloc",
                   cudaMalloc((void **)&d->d_average, total_n * sizeof(float)));
   if (accum_n)
     MCGQ_CUDA_CHECK(fn, "cudaMalloc",
-                    cudaMalloc((void **)&d->d_accum_copy, accum_n * sizeof(float)));
+                    cudaMalloc((void **)&d->d_accum_next, accum_n * sizeof(float)));
   MCGQ_CUDA_CHECK(fn, "cudaMalloc",
-                  cudaMalloc((void **)&d->d_kstate_copy,
+                  cudaMalloc((void **)&d->d_kstate_next,
                              (size_t)count * sizeof(mcgqKState_t)));
+  d->outs = calloc((size_t)count, sizeof *d->outs);
+  if (!d->outs) return mcgq_fail(mcgqOutOfMemory, "%s: no host memory", fn);
+  float *slot = d->d_accum_next;
+  for (int i = 0; i < count; ++i) {
+    if (layers[i].accum) {
+      d->outs[i].accum_out = slot;
+      slot += layers[i].n;
+    }
+    if (layers[i].kstate) d->outs[i].kstate_out = &d->d_kstate_next[i];
+  }
   /* stats, then the size and the decode status in one allocation */
   size_t stats_bytes = (size_t)count * sizeof(mcgqLayerStats_t);
   size_t small = stats_bytes + sizeof(size_t) + sizeof(uint32_t);
@@ -143,34 +168,13 @@ static mcgqResult_t device_set_layers(mcgq_codec_t *c, const mcgqLayer_t *layers
   return res;
 }
 
-/* copy = 1: live state -> copy; 0: copy -> live state. */
-static mcgqResult_t copy_state(device_codec_t *d, int save, cudaStream_t stream) {
-  float *slot = d->d_accum_copy;
-  for (int i = 0; i < d->count; ++i) {
-    const mcgqLayerDesc_t *l = &d->descs[i];
-    if (l->accum) {
-      size_t bytes = (size_t)l->n * sizeof(float);
-      MCGQ_CUDA_CHECK(kFn, "copying an accumulator",
-                      cudaMemcpyAsync(save ? slot : l->accum, save ? l->accum : slot,
-                                      bytes, cudaMemcpyDeviceToDevice, stream));
-      slot += l->n;
-    }
-    if (l->kstate)
-      MCGQ_CUDA_CHECK(kFn, "copying a K state",
-                      cudaMemcpyAsync(save ? &d->d_kstate_copy[i] : l->kstate,
-                                      save ? l->kstate : &d->d_kstate_copy[i],
-                                      sizeof(mcgqKState_t), cudaMemcpyDeviceToDevice,
-                                      stream));
-  }
-  return mcgqSuccess;
-}
-
 static mcgqResult_t encode(device_codec_t *d, const mcgq_call_t *call) {
   cudaStream_t stream = (cudaStream_t)call->stream;
-  MCGQ_CHECK(copy_state(d, 1, stream));
+  MCGQ_CHECK(mcgq_encode_deferred_async(d->descs, d->count, d->outs, d->d_send,
+                                        d->bound, d->d_size, d->d_stats,
+                                        d->d_enc_temp, d->enc_temp_bytes,
+                                        call->stream));
   d->prepared = 1;
-  MCGQ_CHECK(mcgqEncodeAsync(d->descs, d->count, d->d_send, d->bound, d->d_size,
-                             d->d_stats, d->d_temp, d->temp_bytes, call->stream));
   size_t small = (size_t)d->count * sizeof(mcgqLayerStats_t) + sizeof(size_t);
   MCGQ_CUDA_CHECK(kFn, "reading the encode status",
                   cudaMemcpyAsync(d->h_stats, d->d_stats, small,
@@ -178,10 +182,10 @@ static mcgqResult_t encode(device_codec_t *d, const mcgq_call_t *call) {
   return mcgqSuccess;
 }
 
+/* The live state was never written: dropping the scratch is all. */
 static void device_discard(mcgq_codec_t *c, const mcgq_call_t *call) {
-  device_codec_t *d = dev(c);
-  if (d->prepared) copy_state(d, 0, (cudaStream_t)call->stream); /* best effort */
-  d->prepared = 0;
+  (void)call;
+  dev(c)->prepared = 0;
 }
 
 static mcgqResult_t device_prepare(mcgq_codec_t *c, const mcgqLayerDesc_t *descs,
@@ -241,7 +245,7 @@ static mcgqResult_t decode(device_codec_t *d, const void *const *in,
                            const size_t *in_bytes, int nranks,
                            const mcgq_call_t *call) {
   MCGQ_CHECK(mcgqDecodeAverageAsync(in, in_bytes, nranks, d->d_average, d->total_n,
-                                    d->d_status, d->d_temp, d->temp_bytes,
+                                    d->d_status, d->d_dec_temp, d->dec_temp_bytes,
                                     call->stream));
   MCGQ_CUDA_CHECK(kFn, "reading the decode status",
                   cudaMemcpyAsync(d->h_status, d->d_status, sizeof *d->h_status,
@@ -278,10 +282,14 @@ static mcgqResult_t device_decode_average(mcgq_codec_t *c, const void *const *in
   return to_call(call, write_grads(d, layers, count, (cudaStream_t)call->stream));
 }
 
+/* One launch: the scratch state of the layers that succeeded into the live
+ * accumulators and K states, after the decode on the step's stream. */
 static mcgqResult_t device_commit(mcgq_codec_t *c, const mcgq_call_t *call) {
-  (void)call;
-  dev(c)->prepared = 0; /* the encoder already wrote the new state */
-  return mcgqSuccess;
+  device_codec_t *d = dev(c);
+  if (!d->prepared) return mcgqSuccess;
+  d->prepared = 0;
+  return to_call(call, mcgq_encode_commit_async(d->descs, d->count, d->d_enc_temp,
+                                                d->enc_temp_bytes, call->stream));
 }
 
 static void device_destroy(mcgq_codec_t *c) {

@@ -57,6 +57,8 @@ static void gpu_layer_from_desc(const mcgqLayerDesc_t *d, uint64_t N,
                                 mcgq_gpu_layer_t *L) {
   L->g = d->g;
   L->accum = d->accum;
+  L->accum_out = NULL; /* deferred state: set by gpu_layers_of */
+  L->kstate_out = NULL;
   L->n = d->n;
   L->samples = N;
   L->k = d->cfg.samples ? (double)N / (double)d->n : d->cfg.k;
@@ -142,17 +144,55 @@ static mcgqResult_t check_encode_buffers(const char *fn, const mcgqLayerDesc_t *
   return mcgqSuccess;
 }
 
+/* Deferred state (internal.h): an output only where the layer has the
+ * state, and apart from the layer's and the call's buffers. */
+static mcgqResult_t check_state_outs(const char *fn, const mcgqLayerDesc_t *layers,
+                                     int count, const mcgq_state_out_t *outs,
+                                     const void *d_out, size_t out_capacity,
+                                     const void *d_temp, size_t temp_bytes) {
+  if (!outs) return mcgqSuccess;
+  for (int i = 0; i < count; ++i) {
+    const mcgqLayerDesc_t *d = mcgq_desc_at(layers, i);
+    const float *acc = outs[i].accum_out;
+    const mcgqKState_t *ks = outs[i].kstate_out;
+    if ((acc && !d->accum) || (ks && !d->kstate))
+      return mcgq_fail(mcgqInvalidArgument, "%s: outs[%d] gives a deferred %s for a "
+                       "layer without one", fn, i, acc && !d->accum ? "accumulator"
+                                                                    : "K state");
+    const size_t bytes = (size_t)d->n * sizeof(float), kbytes = sizeof(mcgqKState_t);
+    const size_t g_bytes = (size_t)d->n * mcgq_dtype_bytes(d->cfg.dtype);
+    if (acc && (mcgq_ranges_overlap(acc, bytes, d->g, g_bytes) ||
+                mcgq_ranges_overlap(acc, bytes, d->accum, bytes) ||
+                mcgq_ranges_overlap(acc, bytes, d->kstate, d->kstate ? kbytes : 0) ||
+                mcgq_ranges_overlap(acc, bytes, d_out, out_capacity) ||
+                mcgq_ranges_overlap(acc, bytes, d_temp, temp_bytes)))
+      return mcgq_fail(mcgqInvalidArgument, "%s: outs[%d].accum_out overlaps the "
+                       "layer's buffers, d_out or d_temp", fn, i);
+    if (ks && (mcgq_ranges_overlap(ks, kbytes, d->kstate, kbytes) ||
+               mcgq_ranges_overlap(ks, kbytes, d->g, g_bytes) ||
+               mcgq_ranges_overlap(ks, kbytes, d->accum, d->accum ? bytes : 0) ||
+               mcgq_ranges_overlap(ks, kbytes, d_temp, temp_bytes)))
+      return mcgq_fail(mcgqInvalidArgument, "%s: outs[%d].kstate_out overlaps the "
+                       "layer's buffers or d_temp", fn, i);
+  }
+  return mcgqSuccess;
+}
+
 /* The launcher's view of layers [first, first + chunk), placed in the
  * call's tile grids like check_gpu_layers placed them (validated there:
- * this only resolves N again). */
+ * this only resolves N again), with their deferred outputs if any. */
 static mcgqResult_t gpu_layers_of(const char *fn, const mcgqLayerDesc_t *layers,
-                                  int first, int chunk, mcgq_gpu_encode_shape_t *placed,
-                                  mcgq_gpu_layer_t *out) {
+                                  const mcgq_state_out_t *outs, int first, int chunk,
+                                  mcgq_gpu_encode_shape_t *placed, mcgq_gpu_layer_t *out) {
   for (int i = 0; i < chunk; ++i) {
     const mcgqLayerDesc_t *d = mcgq_desc_at(layers, first + i);
     uint64_t N = 0;
     MCGQ_CHECK(check_gpu_desc(fn, d, first + i, &N));
     gpu_layer_from_desc(d, N, &out[i]);
+    if (outs) {
+      out[i].accum_out = outs[first + i].accum_out;
+      out[i].kstate_out = outs[first + i].kstate_out;
+    }
     (void)mcgq_gpu_encode_shape_add(placed, &out[i]); /* fitted in check_gpu_layers */
   }
   return mcgqSuccess;
@@ -162,6 +202,7 @@ static mcgqResult_t gpu_layers_of(const char *fn, const mcgqLayerDesc_t *layers,
  * (each chunk converted on the stack, so nothing is allocated), the
  * segmented stages, and the per-layer W1 stages of dynamic-K layers. */
 static mcgqResult_t encode_enqueue(const char *fn, const mcgqLayerDesc_t *layers,
+                                   const mcgq_state_out_t *outs,
                                    const mcgq_gpu_encode_shape_t *shape, void *d_out,
                                    size_t *d_out_bytes, mcgqLayerStats_t *d_stats,
                                    void *d_temp, mcgqStream_t stream) {
@@ -172,7 +213,7 @@ static mcgqResult_t encode_enqueue(const char *fn, const mcgqLayerDesc_t *layers
   mcgq_gpu_encode_shape_init(&placed, count, shape->checksum);
   for (int first = 0; first < count && !err; first += MCGQ_GPU_TABLE_CHUNK) {
     int n = count - first < MCGQ_GPU_TABLE_CHUNK ? count - first : MCGQ_GPU_TABLE_CHUNK;
-    MCGQ_CHECK(gpu_layers_of(fn, layers, first, n, &placed, chunk));
+    MCGQ_CHECK(gpu_layers_of(fn, layers, outs, first, n, &placed, chunk));
     for (int i = 0; i < n; ++i) any_dynamic |= chunk[i].dynamic_k;
     err = mcgq_gpu_encode_table(chunk, first, n, shape, d_temp, stream);
   }
@@ -180,7 +221,7 @@ static mcgqResult_t encode_enqueue(const char *fn, const mcgqLayerDesc_t *layers
   if (any_dynamic) {
     mcgq_gpu_encode_shape_init(&placed, count, shape->checksum);
     for (int i = 0; i < count && !err; ++i) {
-      MCGQ_CHECK(gpu_layers_of(fn, layers, i, 1, &placed, chunk));
+      MCGQ_CHECK(gpu_layers_of(fn, layers, outs, i, 1, &placed, chunk));
       if (chunk[0].dynamic_k) err = mcgq_gpu_encode_dynamic_k(&chunk[0], i, shape, d_temp,
                                                               stream);
     }
@@ -191,11 +232,11 @@ static mcgqResult_t encode_enqueue(const char *fn, const mcgqLayerDesc_t *layers
   return mcgqSuccess;
 }
 
-mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_out,
-                             size_t out_capacity, size_t *d_out_bytes,
-                             mcgqLayerStats_t *d_stats, void *d_temp,
-                             size_t temp_bytes, mcgqStream_t stream) {
-  static const char fn[] = "mcgqEncodeAsync";
+static mcgqResult_t encode_async(const char *fn, const mcgqLayerDesc_t *layers,
+                                 int count, const mcgq_state_out_t *outs, void *d_out,
+                                 size_t out_capacity, size_t *d_out_bytes,
+                                 mcgqLayerStats_t *d_stats, void *d_temp,
+                                 size_t temp_bytes, mcgqStream_t stream) {
   mcgq_gpu_encode_shape_t shape;
   MCGQ_CHECK(check_gpu_layers(fn, layers, count, &shape));
   size_t bound = 0;
@@ -206,13 +247,54 @@ mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_o
                      "mcgqEncodeGetMaxOutputSize = %zu", fn, out_capacity, bound);
   MCGQ_CHECK(check_encode_buffers(fn, layers, count, d_out, out_capacity, d_out_bytes,
                                   d_stats, d_temp, temp_bytes));
+  MCGQ_CHECK(check_state_outs(fn, layers, count, outs, d_out, out_capacity, d_temp,
+                              temp_bytes));
   size_t need = 0;
   MCGQ_CUDA_CHECK(fn, "sizing the scratch", mcgq_gpu_encode_temp_bytes(&shape, &need));
   if (temp_bytes < need)
     return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below "
                      "mcgqEncodeGetTempSize = %zu", fn, temp_bytes, need);
-  MCGQ_CHECK(encode_enqueue(fn, layers, &shape, d_out, d_out_bytes, d_stats, d_temp,
-                            stream));
+  MCGQ_CHECK(encode_enqueue(fn, layers, outs, &shape, d_out, d_out_bytes, d_stats,
+                            d_temp, stream));
+  mcgq_clear_error();
+  return mcgqSuccess;
+}
+
+mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_out,
+                             size_t out_capacity, size_t *d_out_bytes,
+                             mcgqLayerStats_t *d_stats, void *d_temp,
+                             size_t temp_bytes, mcgqStream_t stream) {
+  return encode_async("mcgqEncodeAsync", layers, count, NULL, d_out, out_capacity,
+                      d_out_bytes, d_stats, d_temp, temp_bytes, stream);
+}
+
+mcgqResult_t mcgq_encode_deferred_async(const mcgqLayerDesc_t *layers, int count,
+                                        const mcgq_state_out_t *outs, void *d_out,
+                                        size_t out_capacity, size_t *d_out_bytes,
+                                        mcgqLayerStats_t *d_stats, void *d_temp,
+                                        size_t temp_bytes, mcgqStream_t stream) {
+  return encode_async("mcgq_encode_deferred_async", layers, count, outs, d_out,
+                      out_capacity, d_out_bytes, d_stats, d_temp, temp_bytes, stream);
+}
+
+/* The deferred encode's layers give the shape, and so where its table and
+ * status words lie in d_temp (the same carve). */
+mcgqResult_t mcgq_encode_commit_async(const mcgqLayerDesc_t *layers, int count,
+                                      void *d_temp, size_t temp_bytes,
+                                      mcgqStream_t stream) {
+  static const char fn[] = "mcgq_encode_commit_async";
+  mcgq_gpu_encode_shape_t shape;
+  MCGQ_CHECK(check_gpu_layers(fn, layers, count, &shape));
+  if (!d_temp || ((uintptr_t)d_temp & 255u) != 0)
+    return mcgq_fail(mcgqInvalidArgument, "%s: d_temp is NULL or not 256-byte "
+                     "aligned", fn);
+  size_t need = 0;
+  MCGQ_CUDA_CHECK(fn, "sizing the scratch", mcgq_gpu_encode_temp_bytes(&shape, &need));
+  if (temp_bytes < need)
+    return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below "
+                     "mcgqEncodeGetTempSize = %zu", fn, temp_bytes, need);
+  MCGQ_CUDA_CHECK(fn, "launching the state commit",
+                  mcgq_gpu_encode_commit_state(&shape, d_temp, stream));
   mcgq_clear_error();
   return mcgqSuccess;
 }
@@ -333,6 +415,23 @@ mcgqResult_t mcgqEncodeAsync(const mcgqLayerDesc_t *layers, int count, void *d_o
   (void)layers; (void)count; (void)d_out; (void)out_capacity; (void)d_out_bytes;
   (void)d_stats; (void)d_temp; (void)temp_bytes; (void)stream;
   return no_cuda("mcgqEncodeAsync");
+}
+
+mcgqResult_t mcgq_encode_deferred_async(const mcgqLayerDesc_t *layers, int count,
+                                        const mcgq_state_out_t *outs, void *d_out,
+                                        size_t out_capacity, size_t *d_out_bytes,
+                                        mcgqLayerStats_t *d_stats, void *d_temp,
+                                        size_t temp_bytes, mcgqStream_t stream) {
+  (void)layers; (void)count; (void)outs; (void)d_out; (void)out_capacity;
+  (void)d_out_bytes; (void)d_stats; (void)d_temp; (void)temp_bytes; (void)stream;
+  return no_cuda("mcgq_encode_deferred_async");
+}
+
+mcgqResult_t mcgq_encode_commit_async(const mcgqLayerDesc_t *layers, int count,
+                                      void *d_temp, size_t temp_bytes,
+                                      mcgqStream_t stream) {
+  (void)layers; (void)count; (void)d_temp; (void)temp_bytes; (void)stream;
+  return no_cuda("mcgq_encode_commit_async");
 }
 
 mcgqResult_t mcgqDecodeAverageGetTempSizeTyped(int nranks, uint64_t n, size_t in_capacity,

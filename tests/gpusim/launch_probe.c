@@ -16,6 +16,12 @@
  * the probe runs the 10-layer case both ways so the count script can check
  * that the cap changes nothing.
  *
+ * With every option and 1 or 10 layers it also runs the device codec's
+ * encode with deferred state (call "encode-deferred": the new accumulators
+ * into scratch, host/internal.h) and its commit (call "commit"), so the
+ * commit path of the exchange is counted too (not at 161 layers: the
+ * deferred encode launches what the in-place one does, by the same code).
+ *
  * Usage: mcgq_gpusim_launch_probe MODEL_TABLE   (exit 0 on success) */
 #include <cuda_runtime_api.h>
 #include <stdint.h>
@@ -23,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h" /* mcgq_encode_deferred_async, mcgq_encode_commit_async */
 #include "mcgq.h"
 
 enum { kMaxLayers = 512, kRanks = 2 };
@@ -67,7 +74,8 @@ static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *s
   const char *decode = all_options ? "decode-all" : "decode";
   int rc = 1;
   mcgqLayerDesc_t descs[kMaxLayers];
-  float *d_grad = NULL, *d_avg = NULL, *d_acc = NULL;
+  float *d_grad = NULL, *d_avg = NULL, *d_acc = NULL, *d_acc_next = NULL;
+  mcgq_state_out_t outs[kMaxLayers];
   void *d_out = NULL, *d_temp = NULL;
   size_t *d_bytes = NULL;
   uint32_t *d_status = NULL;
@@ -81,6 +89,8 @@ static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *s
   PROBE_CHECK(cudaMalloc((void **)&d_avg, total * sizeof(float)) == cudaSuccess, "cudaMalloc");
   PROBE_CHECK(cudaMalloc((void **)&d_acc, total * sizeof(float)) == cudaSuccess, "cudaMalloc");
   PROBE_CHECK(cudaMemset(d_acc, 0, total * sizeof(float)) == cudaSuccess, "cudaMemset");
+  PROBE_CHECK(cudaMalloc((void **)&d_acc_next, total * sizeof(float)) == cudaSuccess,
+              "cudaMalloc");
   /* A deterministic nonzero gradient: g[k] = (k % 17) - 8. */
   {
     float *g = (float *)malloc(total * sizeof(float));
@@ -103,6 +113,8 @@ static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *s
       descs[i].cfg.checksum = 1;
       descs[i].accum = d_acc + at;
     }
+    outs[i].accum_out = all_options ? d_acc_next + at : NULL;
+    outs[i].kstate_out = NULL;
     at += n[i];
   }
   size_t cap_bytes = 0, etemp = 0, dtemp = 0, bytes = 0;
@@ -124,6 +136,20 @@ static int probe(const uint64_t *n_table, int count, uint64_t cap, const char *s
                               NULL) == mcgqSuccess, "encode: %s", mcgqGetLastErrorDetail());
   PROBE_CHECK(cudaDeviceSynchronize() == cudaSuccess, "encode sync");
   marker("end", encode, count, sizes);
+
+  if (all_options && count <= 10) {
+    marker("begin", "encode-deferred", count, sizes);
+    PROBE_CHECK(mcgq_encode_deferred_async(descs, count, outs, d_out, cap_bytes, d_bytes,
+                                           d_stats, d_temp, temp, NULL) == mcgqSuccess,
+                "deferred encode: %s", mcgqGetLastErrorDetail());
+    PROBE_CHECK(cudaDeviceSynchronize() == cudaSuccess, "deferred encode sync");
+    marker("end", "encode-deferred", count, sizes);
+    marker("begin", "commit", count, sizes);
+    PROBE_CHECK(mcgq_encode_commit_async(descs, count, d_temp, temp, NULL) == mcgqSuccess,
+                "commit: %s", mcgqGetLastErrorDetail());
+    PROBE_CHECK(cudaDeviceSynchronize() == cudaSuccess, "commit sync");
+    marker("end", "commit", count, sizes);
+  }
 
   /* The same message from every rank: the launches do not depend on it. */
   PROBE_CHECK(cudaMemcpy(&bytes, d_bytes, sizeof bytes, cudaMemcpyDeviceToHost) == cudaSuccess,
@@ -148,6 +174,7 @@ fail:
   cudaFree(d_grad);
   cudaFree(d_avg);
   cudaFree(d_acc);
+  cudaFree(d_acc_next);
   cudaFree(d_out);
   cudaFree(d_temp);
   cudaFree(d_bytes);
