@@ -547,9 +547,11 @@ MCGQ_API mcgqResult_t mcgqCommStep(mcgqComm_t comm, uint64_t step,
  * anything is written.  What they do not do yet (mcgqInvalidUsage, at
  * mcgqCommSetExchangeMode or mcgqCommSetLayers): fixed capacity (the step
  * then fails on every rank), dynamic K (one K state per layer, but P
- * shards), the device codec (NCCL communicators and callbacks with
- * payload_on_device = 1), transports without an all-to-all (callbacks
- * without alltoallv), more than MCGQ_MAX_SHARDED_RANKS ranks. */
+ * shards), transports without an all-to-all (callbacks without
+ * alltoallv), more than MCGQ_MAX_SHARDED_RANKS ranks.  On a device
+ * communicator (NCCL, callbacks with payload_on_device = 1) the staging
+ * and the owner-side accumulator are device memory and the all-to-all of
+ * NCCL is grouped ncclSend/ncclRecv. */
 
 /* ------------------------------------------------ hierarchical exchange
  * A hierarchical communicator (mcgqCommInitMpiHierarchical in mcgq_mpi.h)

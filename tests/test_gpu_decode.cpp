@@ -164,7 +164,9 @@ TEST(GpuDecode, TypedOutputsRoundTheFloat32AverageOnce) {
     ASSERT_EQ(cudaSuccess, cudaDeviceSynchronize());
     const uint32_t gpu_status = d_status.download(1)[0];
     EXPECT_EQ(cpu_status, gpu_status);
-    if (gpu_status != 0) EXPECT_TRUE(std::vector<uint16_t>(n, 0x1234) == d_out.download(n));
+    if (gpu_status != 0) {
+      EXPECT_TRUE(std::vector<uint16_t>(n, 0x1234) == d_out.download(n));
+    }
   }
   for (auto *b : bufs) delete b;
 }

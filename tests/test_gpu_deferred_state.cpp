@@ -368,6 +368,14 @@ int32_t one_allreduce_max(void *user, int32_t *value) {
   return mcgqSuccess;
 }
 
+int32_t one_alltoallv(void *user, const void *send, const size_t *send_counts,
+                      const size_t *send_displs, void *recv, const size_t *recv_counts,
+                      const size_t *recv_displs) {
+  if (send_counts[0] != recv_counts[0]) return mcgqInternalError;
+  return one_allgatherv(user, static_cast<const char *>(send) + send_displs[0],
+                        send_counts[0], recv, recv_counts, recv_displs);
+}
+
 mcgqComm_t make_comm(one_rank *t) {
   mcgqTransportCallbacks_t cb;
   std::memset(&cb, 0, sizeof cb);
@@ -377,6 +385,7 @@ mcgqComm_t make_comm(one_rank *t) {
   cb.allgather = one_allgather;
   cb.allgatherv = one_allgatherv;
   cb.allreduce_max_int = one_allreduce_max;
+  cb.alltoallv = one_alltoallv;
   mcgqComm_t comm = nullptr;
   if (mcgqCommInitCallbacks(&comm, 0, 1, &cb) != mcgqSuccess) return nullptr;
   return comm;
@@ -408,8 +417,6 @@ void expect_comm_state_equal(const std::vector<std::unique_ptr<comm_layer>> &lay
   }
 }
 
-}  // namespace
-
 // mcgqCommStep over the device codec (payload_on_device = 1: deferred encode,
 // exchange, GPU decode-average, one-launch commit) against the host codec
 // (payload_on_device = 0, the CPU encoder and decoder) on the same
@@ -418,13 +425,14 @@ void expect_comm_state_equal(const std::vector<std::unique_ptr<comm_layer>> &lay
 // refuse it with mcgqNonFinite and change nothing (the device codec never
 // wrote its live state, so there is nothing to restore); the steps after it
 // match again.
-TEST(GpuDeviceCodec, CallbackStepMatchesHostCodec) {
-  MCGQ_REQUIRE_GPU();
+void run_codec_steps(int32_t mode) {
+  // dynamic K only where the mode takes it (the sharded modes refuse it)
+  const int dyn = mode == MCGQ_EXCHANGE_ALL_GATHER ? 1 : 0;
   std::vector<layer_spec> specs = {
       {3000, MCGQ_ALGO_FUSED, MCGQ_ACCUM_NONE, 0, 0.1, dist::normal},
       {2500, MCGQ_ALGO_SAMPLE, MCGQ_ACCUM_RESET, 0, 0.2, dist::heavy},
-      {4000, MCGQ_ALGO_FUSED, MCGQ_ACCUM_RESIDUAL, 1, 0.2, dist::normal},
-      {1000, MCGQ_ALGO_FUSED, MCGQ_ACCUM_NONE, 1, 0.5, dist::sparse},
+      {4000, MCGQ_ALGO_FUSED, MCGQ_ACCUM_RESIDUAL, dyn, 0.2, dist::normal},
+      {1000, MCGQ_ALGO_FUSED, MCGQ_ACCUM_NONE, dyn, 0.5, dist::sparse},
   };
   const int L = (int)specs.size();
   cudaStream_t stream = nullptr;  // the simulator's cudaStreamQuery needs a real one
@@ -474,6 +482,10 @@ TEST(GpuDeviceCodec, CallbackStepMatchesHostCodec) {
       << mcgqCommGetLastError(host_comm);
   ASSERT_EQ(mcgqSuccess, mcgqCommSetLayers(dev_comm, dev_tab.data(), L))
       << mcgqCommGetLastError(dev_comm);
+  ASSERT_EQ(mcgqSuccess, mcgqCommSetExchangeMode(host_comm, mode))
+      << mcgqCommGetLastError(host_comm);
+  ASSERT_EQ(mcgqSuccess, mcgqCommSetExchangeMode(dev_comm, mode))
+      << mcgqCommGetLastError(dev_comm);
 
   const uint64_t seed = 2026;
   for (uint64_t step = 0; step < 5; ++step) {
@@ -519,10 +531,48 @@ TEST(GpuDeviceCodec, CallbackStepMatchesHostCodec) {
         }
       }
     }
-    if (HasFatalFailure()) break;
+    if (::testing::Test::HasFatalFailure()) break;
+    // the owner-side accumulators (two-stage): host copies, bit for bit
+    uint64_t host_owner = 0, dev_owner = 0;
+    ASSERT_EQ(mcgqSuccess, mcgqCommGetOwnerStateSize(host_comm, &host_owner));
+    ASSERT_EQ(mcgqSuccess, mcgqCommGetOwnerStateSize(dev_comm, &dev_owner));
+    ASSERT_EQ(host_owner, dev_owner) << what;
+    if (mode == MCGQ_EXCHANGE_TWO_STAGE) {
+      EXPECT_GT(dev_owner, 0u) << what;
+    }
+    if (host_owner > 0) {
+      std::vector<float> ho(host_owner), dv(dev_owner);
+      ASSERT_EQ(mcgqSuccess, mcgqCommGetOwnerState(host_comm, ho.data(), host_owner));
+      ASSERT_EQ(mcgqSuccess, mcgqCommGetOwnerState(dev_comm, dv.data(), dev_owner))
+          << mcgqCommGetLastError(dev_comm);
+      EXPECT_TRUE(same_bits(ho, dv)) << what << ": owner state";
+    }
   }
   EXPECT_GT(dev_t.calls, 0);
   mcgqCommDestroy(host_comm);
   mcgqCommDestroy(dev_comm);
   cudaStreamDestroy(stream);
+}
+
+}  // namespace
+
+// The all-gather step (dynamic K included).
+TEST(GpuDeviceCodec, CallbackStepMatchesHostCodec) {
+  MCGQ_REQUIRE_GPU();
+  run_codec_steps(MCGQ_EXCHANGE_ALL_GATHER);
+}
+
+// The sharded steps over the device codec (prepare_messages with deferred
+// accumulators, device staging and owner state, the all-to-all on device
+// buffers): with one rank every layer is one shard, so the owner's message
+// is the whole table, decoded, re-encoded with the owner-side accumulator
+// (two-stage) and committed, against the host codec's bits.
+TEST(GpuDeviceCodec, ReduceScatterMatchesHostCodec) {
+  MCGQ_REQUIRE_GPU();
+  run_codec_steps(MCGQ_EXCHANGE_REDUCE_SCATTER);
+}
+
+TEST(GpuDeviceCodec, TwoStageMatchesHostCodec) {
+  MCGQ_REQUIRE_GPU();
+  run_codec_steps(MCGQ_EXCHANGE_TWO_STAGE);
 }

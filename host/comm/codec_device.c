@@ -16,6 +16,15 @@
  * accumulator or K state before every rank agreed (DESIGN.md section 5).
  * Host synchronisations per step: prepare reads the layer status words and
  * the size (one), decode_average its status word (one); commit none.
+ *
+ * Sharded modes (comm_shard.c): prepare_messages encodes each owner's
+ * message with deferred accumulators into a staging buffer (each at its
+ * bound-spaced offset, as sizes are known only afterwards), reads the
+ * stats and sizes back (one synchronisation) and packs the messages back
+ * to back for the all-to-all; commit then copies the deferred
+ * accumulators over the live ones, one copy per contiguous live range
+ * (the shards of a layer are adjacent: one copy per layer, one for the
+ * owner-side accumulator).  Staging and owner state are device memory.
  * Buffers are sized at set_layers; only reserve may grow the receive buffer
  * (exact sizes, to the largest total seen; never P worst-case bounds up
  * front).
@@ -32,6 +41,39 @@
 #include "gpu/cuda_check.h"
 
 static const char kFn[] = "mcgqCommStep";
+
+/* One accumulator range that a sharded prepare updated in scratch: commit
+ * copies scratch[offset, offset + n) of d_defer over live[0, n). */
+typedef struct {
+  float *live;
+  size_t offset;
+  uint64_t n;
+} deferred_range_t;
+
+/* What prepare_messages needs beyond the all-gather step's buffers, grown
+ * on demand (the sizes settle after the first step of a mode):
+ *   stage     the messages, each at a bound-spaced offset (encoded before
+ *             their sizes are known), then packed back to back into packed;
+ *   temp      the encodes' scratch (one message at a time);
+ *   stats     per shard descriptor, then one size per message (device and
+ *             pinned host);
+ *   defer     the new accumulators of every prepare since the last commit
+ *             or discard (the two-stage step prepares twice), with the
+ *             live ranges they replace and per descriptor its output slot. */
+typedef struct {
+  void *d_stage, *d_packed, *d_temp;
+  size_t stage_capacity, packed_capacity, temp_capacity;
+  mcgqLayerStats_t *d_stats, *h_stats;
+  size_t stats_capacity;      /* bytes of each */
+  float *d_defer;
+  size_t defer_capacity, defer_used; /* floats */
+  deferred_range_t *ranges;
+  int range_count, range_slots;
+  mcgq_state_out_t *outs;
+  int out_slots;
+  size_t *offsets;            /* messages + 1 stage offsets */
+  int offset_slots;
+} shard_buffers_t;
 
 typedef struct {
   mcgq_codec_t base;
@@ -53,6 +95,7 @@ typedef struct {
   uint32_t *h_status;         /* pinned */
   const mcgqLayerDesc_t *descs;
   int prepared;               /* the scratch holds an uncommitted update */
+  shard_buffers_t shard;      /* the sharded modes' (prepare_messages) */
 } device_codec_t;
 
 static device_codec_t *dev(mcgq_codec_t *c) { return (device_codec_t *)c; }
@@ -93,6 +136,17 @@ static void free_buffers(device_codec_t *d) {
   d->outs = NULL;
   d->recv_capacity = 0;
   d->prepared = 0;
+  shard_buffers_t *b = &d->shard;
+  cudaFree(b->d_stage);
+  cudaFree(b->d_packed);
+  cudaFree(b->d_temp);
+  cudaFree(b->d_stats);
+  cudaFreeHost(b->h_stats);
+  cudaFree(b->d_defer);
+  free(b->ranges);
+  free(b->outs);
+  free(b->offsets);
+  memset(b, 0, sizeof *b);
 }
 
 static mcgqResult_t allocate(device_codec_t *d, const mcgqLayer_t *layers,
@@ -185,7 +239,10 @@ static mcgqResult_t encode(device_codec_t *d, const mcgq_call_t *call) {
 /* The live state was never written: dropping the scratch is all. */
 static void device_discard(mcgq_codec_t *c, const mcgq_call_t *call) {
   (void)call;
-  dev(c)->prepared = 0;
+  device_codec_t *d = dev(c);
+  d->prepared = 0;
+  d->shard.range_count = 0;
+  d->shard.defer_used = 0;
 }
 
 static mcgqResult_t device_prepare(mcgq_codec_t *c, const mcgqLayerDesc_t *descs,
@@ -241,10 +298,31 @@ static mcgqResult_t device_reserve(mcgq_codec_t *c, size_t bytes, void **recv,
   return mcgqSuccess;
 }
 
+/* Device memory of at least `bytes` at *ptr (contents not kept). */
+static mcgqResult_t grow(void **ptr, size_t *capacity, size_t bytes, const char *what) {
+  if (bytes <= *capacity) return mcgqSuccess;
+  cudaFree(*ptr);
+  *ptr = NULL;
+  *capacity = 0;
+  MCGQ_CUDA_CHECK(kFn, what, cudaMalloc(ptr, bytes));
+  *capacity = bytes;
+  return mcgqSuccess;
+}
+
+/* n elements in all from nranks messages; the all-gather step's scratch
+ * fits its own messages, a sharded step's decodes (other n, other sizes)
+ * may grow it. */
 static mcgqResult_t decode(device_codec_t *d, const void *const *in,
-                           const size_t *in_bytes, int nranks,
+                           const size_t *in_bytes, int nranks, uint64_t n,
                            const mcgq_call_t *call) {
-  MCGQ_CHECK(mcgqDecodeAverageAsync(in, in_bytes, nranks, d->d_average, d->total_n,
+  size_t in_capacity = 0, need = 0;
+  for (int r = 0; r < nranks; ++r)
+    if (in_bytes[r] > in_capacity) in_capacity = in_bytes[r];
+  MCGQ_CHECK(mcgqDecodeAverageGetTempSize(nranks, n, in_capacity, &need));
+  size_t capacity = d->dec_temp_bytes + 1;
+  MCGQ_CHECK(grow(&d->d_dec_temp, &capacity, need + 1, "growing the decode scratch"));
+  d->dec_temp_bytes = capacity - 1;
+  MCGQ_CHECK(mcgqDecodeAverageAsync(in, in_bytes, nranks, d->d_average, n,
                                     d->d_status, d->d_dec_temp, d->dec_temp_bytes,
                                     call->stream));
   MCGQ_CUDA_CHECK(kFn, "reading the decode status",
@@ -271,7 +349,9 @@ static mcgqResult_t device_decode_average(mcgq_codec_t *c, const void *const *in
                                           int count, const mcgq_call_t *call) {
   (void)padded; /* the device decoder reads each message's size itself */
   device_codec_t *d = dev(c);
-  MCGQ_CHECK(to_call(call, decode(d, in, in_bytes, nranks, call)));
+  uint64_t n = 0; /* the whole table, or a sharded step's part of it */
+  for (int i = 0; i < count; ++i) n += layers[i].n;
+  MCGQ_CHECK(to_call(call, decode(d, in, in_bytes, nranks, n, call)));
   MCGQ_CHECK(wait_stream(call));
   if (*d->h_status != 0) { /* the same bytes everywhere: every rank's failure */
     snprintf(call->detail, call->detail_size,
@@ -282,14 +362,316 @@ static mcgqResult_t device_decode_average(mcgq_codec_t *c, const void *const *in
   return to_call(call, write_grads(d, layers, count, (cudaStream_t)call->stream));
 }
 
-/* One launch: the scratch state of the layers that succeeded into the live
- * accumulators and K states, after the decode on the step's stream. */
+/* The all-gather step's scratch state: one launch for the layers that
+ * succeeded.  A sharded step's: one copy per range of live accumulator
+ * that its prepares updated (every layer in them succeeded, or prepare
+ * would have failed). */
 static mcgqResult_t device_commit(mcgq_codec_t *c, const mcgq_call_t *call) {
   device_codec_t *d = dev(c);
-  if (!d->prepared) return mcgqSuccess;
-  d->prepared = 0;
-  return to_call(call, mcgq_encode_commit_async(d->descs, d->count, d->d_enc_temp,
-                                                d->enc_temp_bytes, call->stream));
+  shard_buffers_t *b = &d->shard;
+  mcgqResult_t res = mcgqSuccess;
+  if (d->prepared)
+    res = to_call(call, mcgq_encode_commit_async(d->descs, d->count, d->d_enc_temp,
+                                                 d->enc_temp_bytes, call->stream));
+  for (int k = 0; k < b->range_count && res == mcgqSuccess; ++k) {
+    const deferred_range_t *r = &b->ranges[k];
+    cudaError_t err = cudaMemcpyAsync(r->live, b->d_defer + r->offset,
+                                      (size_t)r->n * sizeof(float),
+                                      cudaMemcpyDeviceToDevice,
+                                      (cudaStream_t)call->stream);
+    res = to_call(call, mcgq_cuda_result((int)err, kFn, "committing an accumulator"));
+  }
+  device_discard(c, call);
+  return res;
+}
+
+/* ------------------------------------------------------ sharded modes */
+
+/* Host array of at least `count` elements of `size` bytes (contents kept). */
+static int grow_host(void **array, int *slots, int count, size_t size) {
+  if (count <= *slots) return 1;
+  void *p = realloc(*array, (size_t)count * size);
+  if (!p) return 0;
+  *array = p;
+  *slots = count;
+  return 1;
+}
+
+/* Pinned host and device copies of `bytes` of stats and sizes. */
+static mcgqResult_t grow_stats(shard_buffers_t *b, size_t bytes) {
+  if (bytes <= b->stats_capacity) return mcgqSuccess;
+  cudaFree(b->d_stats);
+  cudaFreeHost(b->h_stats);
+  b->d_stats = b->h_stats = NULL;
+  b->stats_capacity = 0;
+  MCGQ_CUDA_CHECK(kFn, "cudaMalloc", cudaMalloc((void **)&b->d_stats, bytes));
+  MCGQ_CUDA_CHECK(kFn, "cudaMallocHost", cudaMallocHost((void **)&b->h_stats, bytes));
+  b->stats_capacity = bytes;
+  return mcgqSuccess;
+}
+
+/* Room for `more` floats of deferred accumulators after those held; the
+ * held ones (an earlier prepare of this step) move with the buffer. */
+static mcgqResult_t grow_defer(shard_buffers_t *b, uint64_t more,
+                               const mcgq_call_t *call) {
+  if (b->defer_used + more <= b->defer_capacity) return mcgqSuccess;
+  size_t floats = b->defer_used + (size_t)more;
+  float *p = NULL;
+  MCGQ_CUDA_CHECK(kFn, "cudaMalloc", cudaMalloc((void **)&p, floats * sizeof(float)));
+  cudaError_t err = cudaSuccess;
+  if (b->defer_used)
+    err = cudaMemcpyAsync(p, b->d_defer, b->defer_used * sizeof(float),
+                          cudaMemcpyDeviceToDevice, (cudaStream_t)call->stream);
+  if (err == cudaSuccess) err = cudaStreamSynchronize((cudaStream_t)call->stream);
+  if (err != cudaSuccess) {
+    cudaFree(p);
+    return mcgq_cuda_result((int)err, kFn, "moving the deferred accumulators");
+  }
+  cudaFree(b->d_defer);
+  b->d_defer = p;
+  b->defer_capacity = floats;
+  return mcgqSuccess;
+}
+
+typedef struct {
+  float *live;
+  uint64_t n;
+  int desc;
+} accum_use_t;
+
+static int by_address(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)((const accum_use_t *)a)->live;
+  uintptr_t y = (uintptr_t)((const accum_use_t *)b)->live;
+  return x < y ? -1 : x > y;
+}
+
+/* Gives every descriptor with an accumulator its output slot in d_defer
+ * and records the live ranges they replace.  Slots are handed out in
+ * address order of the live accumulators, so the shards of one layer
+ * (adjacent in memory, spread over the messages) become one range and
+ * commit copies once per layer. */
+static mcgqResult_t defer_accumulators(shard_buffers_t *b, const mcgqLayerDesc_t *descs,
+                                       int total, const mcgq_call_t *call) {
+  int uses = 0;
+  uint64_t floats = 0;
+  for (int i = 0; i < total; ++i) {
+    b->outs[i].accum_out = NULL;
+    b->outs[i].kstate_out = NULL;
+    if (descs[i].accum) {
+      ++uses;
+      floats += descs[i].n;
+    }
+  }
+  if (uses == 0) return mcgqSuccess;
+  accum_use_t *order = malloc((size_t)uses * sizeof *order);
+  if (!order || !grow_host((void **)&b->ranges, &b->range_slots, b->range_count + uses,
+                           sizeof *b->ranges)) {
+    free(order);
+    snprintf(call->detail, call->detail_size, "%s: no host memory", kFn);
+    return mcgqOutOfMemory;
+  }
+  mcgqResult_t res = to_call(call, grow_defer(b, floats, call));
+  if (res != mcgqSuccess) {
+    free(order);
+    return res;
+  }
+  int u = 0;
+  for (int i = 0; i < total; ++i)
+    if (descs[i].accum) order[u++] = (accum_use_t){descs[i].accum, descs[i].n, i};
+  qsort(order, (size_t)uses, sizeof *order, by_address);
+  for (u = 0; u < uses; ++u) {
+    const size_t offset = b->defer_used;
+    b->outs[order[u].desc].accum_out = b->d_defer + offset;
+    b->defer_used += (size_t)order[u].n;
+    deferred_range_t *last = b->range_count ? &b->ranges[b->range_count - 1] : NULL;
+    if (last && last->live + last->n == order[u].live && last->offset + last->n == offset)
+      last->n += order[u].n;
+    else
+      b->ranges[b->range_count++] = (deferred_range_t){order[u].live, offset, order[u].n};
+  }
+  free(order);
+  return mcgqSuccess;
+}
+
+/* The staging layout of `messages` messages: offsets[m] (256-byte aligned
+ * for the encoder's word stores) and the largest encode scratch. */
+static mcgqResult_t plan_messages(shard_buffers_t *b, const mcgqLayerDesc_t *descs,
+                                  const int *first, int messages, size_t *temp,
+                                  const mcgq_call_t *call) {
+  size_t room = 0;
+  *temp = 0;
+  for (int m = 0; m < messages; ++m) {
+    const int count = first[m + 1] - first[m];
+    size_t bound = 0, t = 0;
+    if (count > 0) {
+      mcgqResult_t res = mcgqEncodeGetMaxOutputSize(descs + first[m], count, &bound);
+      if (res == mcgqSuccess) res = mcgqEncodeGetTempSize(descs + first[m], count, &t);
+      if (res != mcgqSuccess) return to_call(call, res);
+    }
+    b->offsets[m] = room;
+    bound = (bound + 255u) & ~(size_t)255u;
+    if (bound > SIZE_MAX - room) {
+      snprintf(call->detail, call->detail_size, "%s: the shard messages exceed size_t",
+               kFn);
+      return mcgqOutOfMemory;
+    }
+    room += bound;
+    if (t > *temp) *temp = t;
+  }
+  b->offsets[messages] = room;
+  return mcgqSuccess;
+}
+
+/* The first failing layer of a prepare's stats, named by message. */
+static mcgqResult_t first_failed_layer(const mcgqLayerStats_t *stats, const int *first,
+                                       int messages, const mcgq_call_t *call) {
+  for (int m = 0; m < messages; ++m)
+    for (int i = first[m]; i < first[m + 1]; ++i)
+      if (stats[i].status != mcgqSuccess) {
+        mcgqResult_t res = (mcgqResult_t)stats[i].status;
+        snprintf(call->detail, call->detail_size, "%s: message %d, layer %d: %s", kFn,
+                 m, i - first[m], mcgqGetErrorString(res));
+        return res;
+      }
+  return mcgqSuccess;
+}
+
+/* codec ops: the messages are encoded with deferred accumulators at their
+ * staging offsets (sizes are known only after the encodes), their stats
+ * and sizes read back (the step's one synchronisation here), then packed
+ * back to back for the all-to-all. */
+static mcgqResult_t encode_messages(device_codec_t *d, const mcgqLayerDesc_t *descs,
+                                    const int *first, int messages,
+                                    const mcgq_call_t *call) {
+  shard_buffers_t *b = &d->shard;
+  const int total = first[messages];
+  cudaStream_t stream = (cudaStream_t)call->stream;
+  size_t *d_sizes = (size_t *)(void *)(b->d_stats + total);
+  for (int m = 0; m < messages; ++m) {
+    const int count = first[m + 1] - first[m];
+    if (count == 0) continue;
+    MCGQ_CHECK(mcgq_encode_deferred_async(
+        descs + first[m], count, b->outs + first[m], (char *)b->d_stage + b->offsets[m],
+        b->offsets[m + 1] - b->offsets[m], d_sizes + m, b->d_stats + first[m], b->d_temp,
+        b->temp_capacity, call->stream));
+  }
+  MCGQ_CUDA_CHECK(kFn, "reading the encode status",
+                  cudaMemcpyAsync(b->h_stats, b->d_stats,
+                                  (size_t)total * sizeof(mcgqLayerStats_t) +
+                                      (size_t)messages * sizeof(size_t),
+                                  cudaMemcpyDeviceToHost, stream));
+  return mcgqSuccess;
+}
+
+static mcgqResult_t pack_messages(device_codec_t *d, int messages, const size_t *sizes,
+                                  const mcgq_call_t *call) {
+  shard_buffers_t *b = &d->shard;
+  size_t at = 0;
+  for (int m = 0; m < messages; ++m) {
+    if (sizes[m] == 0) continue;
+    MCGQ_CUDA_CHECK(kFn, "packing the shard messages",
+                    cudaMemcpyAsync((char *)b->d_packed + at,
+                                    (const char *)b->d_stage + b->offsets[m], sizes[m],
+                                    cudaMemcpyDeviceToDevice, (cudaStream_t)call->stream));
+    at += sizes[m];
+  }
+  return mcgqSuccess;
+}
+
+static mcgqResult_t device_prepare_messages(mcgq_codec_t *c, const mcgqLayerDesc_t *descs,
+                                            const int *first, int messages,
+                                            const mcgq_call_t *call, const void **send,
+                                            size_t *sizes, mcgqLayerStats_t *stats) {
+  device_codec_t *d = dev(c);
+  shard_buffers_t *b = &d->shard;
+  const int total = first[messages];
+  for (int i = 0; i < total; ++i)
+    if (descs[i].kstate) { /* the sharded plans refuse dynamic K */
+      snprintf(call->detail, call->detail_size,
+               "%s: internal: a sharded message with a K state", kFn);
+      return mcgqInternalError;
+    }
+  if (!grow_host((void **)&b->offsets, &b->offset_slots, messages + 1, sizeof(size_t)) ||
+      !grow_host((void **)&b->outs, &b->out_slots, total > 0 ? total : 1,
+                 sizeof *b->outs)) {
+    snprintf(call->detail, call->detail_size, "%s: no host memory", kFn);
+    return mcgqOutOfMemory;
+  }
+  size_t temp = 0;
+  MCGQ_CHECK(plan_messages(b, descs, first, messages, &temp, call));
+  const size_t room = b->offsets[messages] > 0 ? b->offsets[messages] : 1;
+  mcgqResult_t res = grow(&b->d_stage, &b->stage_capacity, room, "cudaMalloc");
+  if (res == mcgqSuccess) res = grow(&b->d_packed, &b->packed_capacity, room, "cudaMalloc");
+  if (res == mcgqSuccess) res = grow(&b->d_temp, &b->temp_capacity, temp + 1, "cudaMalloc");
+  if (res == mcgqSuccess)
+    res = grow_stats(b, (size_t)total * sizeof(mcgqLayerStats_t) +
+                            (size_t)messages * sizeof(size_t));
+  MCGQ_CHECK(to_call(call, res));
+  /* this call's deferred ranges go on failure, an earlier prepare's stay */
+  const int held_ranges = b->range_count;
+  const size_t held_floats = b->defer_used;
+  res = defer_accumulators(b, descs, total, call);
+  if (res == mcgqSuccess) res = to_call(call, encode_messages(d, descs, first, messages, call));
+  if (res == mcgqSuccess) res = wait_stream(call);
+  if (res == mcgqSuccess) {
+    memcpy(stats, b->h_stats, (size_t)total * sizeof *stats);
+    memcpy(sizes, b->h_stats + total, (size_t)messages * sizeof *sizes);
+    res = first_failed_layer(stats, first, messages, call);
+  }
+  if (res == mcgqSuccess) res = to_call(call, pack_messages(d, messages, sizes, call));
+  if (res != mcgqSuccess) {
+    b->range_count = held_ranges;
+    b->defer_used = held_floats;
+    return res;
+  }
+  *send = b->d_packed;
+  return mcgqSuccess;
+}
+
+/* Zero-filled device memory, ready before any later stream work. */
+static mcgqResult_t device_alloc(mcgq_codec_t *c, size_t bytes, void **ptr,
+                                 char *detail, size_t detail_size) {
+  (void)c;
+  const size_t size = bytes > 0 ? bytes : 1;
+  void *p = NULL;
+  cudaError_t err = cudaMalloc(&p, size);
+  if (err == cudaSuccess) err = cudaMemset(p, 0, size);
+  if (err == cudaSuccess) err = cudaDeviceSynchronize();
+  if (err != cudaSuccess) {
+    cudaFree(p);
+    snprintf(detail, detail_size, "mcgqComm: cannot allocate %zu bytes of device "
+             "memory: %s", bytes, cudaGetErrorString(err));
+    return err == cudaErrorMemoryAllocation ? mcgqOutOfMemory : mcgqCudaError;
+  }
+  *ptr = p;
+  return mcgqSuccess;
+}
+
+static void device_release(mcgq_codec_t *c, void *ptr) {
+  (void)c;
+  cudaFree(ptr);
+}
+
+/* Between buffers of the codec: on the step's stream.  With host memory
+ * (the owner state's checkpoint copies, outside any step): after all work
+ * on the device, which may still be committing the last step on the
+ * caller's stream, and complete when this returns. */
+static mcgqResult_t device_copy(mcgq_codec_t *c, void *dst, const void *src,
+                                size_t bytes, int direction, const mcgq_call_t *call) {
+  (void)c;
+  if (bytes == 0) return mcgqSuccess;
+  cudaError_t err;
+  if (direction == MCGQ_COPY_CODEC) {
+    err = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
+                          (cudaStream_t)call->stream);
+  } else {
+    err = cudaDeviceSynchronize();
+    if (err == cudaSuccess)
+      err = cudaMemcpy(dst, src, bytes, direction == MCGQ_COPY_FROM_HOST
+                                            ? cudaMemcpyHostToDevice
+                                            : cudaMemcpyDeviceToHost);
+  }
+  return to_call(call, mcgq_cuda_result((int)err, kFn, "copying a sharded buffer"));
 }
 
 static void device_destroy(mcgq_codec_t *c) {
@@ -299,12 +681,10 @@ static void device_destroy(mcgq_codec_t *c) {
   free(d);
 }
 
-/* No sharded modes yet (NULL): mcgqCommSetExchangeMode refuses them on a
- * device communicator with mcgqInvalidUsage. */
 static const mcgq_codec_ops_t kDeviceCodec = {
     "device",      0,           device_set_layers, device_prepare, device_reserve,
     device_decode_average, device_commit, device_discard, device_destroy,
-    NULL,          NULL,        NULL,              NULL};
+    device_prepare_messages, device_alloc, device_release, device_copy};
 
 mcgqResult_t mcgq_codec_device_create(int nranks, mcgq_codec_t **codec) {
   device_codec_t *d = calloc(1, sizeof *d);

@@ -214,7 +214,7 @@ mcgqResult_t mcgqCommSetExchangeMode(mcgqComm_t comm, int32_t mode) {
                             !comm->ops->alltoallv
                                 ? "no all-to-all: a callback transport needs "
                                   "the alltoallv callback"
-                                : "the device codec cannot shard yet");
+                                : "the codec has no sharded messages");
     if (comm->nranks > MCGQ_MAX_SHARDED_RANKS)
       return mcgq_comm_fail(comm, mcgqInvalidUsage,
                             "%s: %d ranks exceed the sharded modes' limit of %d "
