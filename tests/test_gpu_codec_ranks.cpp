@@ -1,0 +1,337 @@
+// test_gpu_codec_ranks.cpp - the exchange's device codec as one rank of two:
+// rank 0 runs mcgqCommStep on the GPU (callbacks, payload_on_device = 1),
+// rank 1 on the CPU (the host codec), each on its own thread, joined by an
+// in-process transport.  The same steps are run again with both ranks on
+// the CPU; rank 0's results (gradients, accumulators, owner-side state)
+// must be the same bits both times, and in the all-reduce modes equal to
+// rank 1's.  With two ranks the sharded modes cut every layer in two, so
+// this covers what the one-rank tests cannot: several shard messages per
+// rank, their packing and displacements in the all-to-all, and the owner
+// of a shard being the other rank.  Non-finite consensus crosses the two
+// codecs: a NaN on rank 1 only refuses the step on both.
+//
+// Only rank 0's thread calls CUDA (the simulator's runtime is not
+// thread-safe); the transport copies device payloads through host staging.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gpu_support.hpp"
+#include "mcgq.h"
+
+using namespace gpu_test;
+
+namespace {
+
+constexpr int kRanks = 2;
+
+// A barrier and the pointers each rank publishes for the collective at hand.
+struct group {
+  std::mutex m;
+  std::condition_variable cv;
+  int arrived = 0;
+  uint64_t generation = 0;
+  const void *data[kRanks] = {};
+  const size_t *counts[kRanks] = {};
+  const size_t *displs[kRanks] = {};
+  int32_t value[kRanks] = {};
+
+  void barrier() {
+    std::unique_lock<std::mutex> lock(m);
+    const uint64_t gen = generation;
+    if (++arrived == kRanks) {
+      arrived = 0;
+      ++generation;
+      cv.notify_all();
+    } else {
+      cv.wait(lock, [&] { return generation != gen; });
+    }
+  }
+};
+
+struct member {
+  member(group *g_, int rank_, int on_device_, cudaStream_t stream_)
+      : g(g_), rank(rank_), on_device(on_device_), stream(stream_) {}
+  group *g;
+  int rank;
+  int on_device;
+  cudaStream_t stream;
+  std::vector<char> send_stage, recv_stage;  // device payloads pass through these
+  int failed = 0;                            // a CUDA call of the transport failed
+};
+
+// The payload this rank publishes: its send buffer, or a host copy of it.
+const void *publish(member *t, const void *send, size_t bytes) {
+  if (!t->on_device) return send;
+  t->send_stage.resize(bytes + 1);
+  if (cudaStreamSynchronize(t->stream) != cudaSuccess ||
+      (bytes && cudaMemcpy(t->send_stage.data(), send, bytes, cudaMemcpyDeviceToHost) !=
+                    cudaSuccess))
+    t->failed = 1;
+  return t->send_stage.data();
+}
+
+// Where this rank's received payload is assembled, and its delivery.
+char *receive_area(member *t, void *recv, size_t bytes) {
+  if (!t->on_device) return static_cast<char *>(recv);
+  t->recv_stage.assign(bytes + 1, 0);
+  return t->recv_stage.data();
+}
+
+void deliver(member *t, void *recv, size_t bytes) {
+  if (t->on_device && bytes &&
+      cudaMemcpy(recv, t->recv_stage.data(), bytes, cudaMemcpyHostToDevice) != cudaSuccess)
+    t->failed = 1;
+}
+
+int32_t status_of(const member *t) { return t->failed ? mcgqCudaError : mcgqSuccess; }
+
+int32_t t_allgather(void *user, const void *send, void *recv, size_t bytes) {
+  member *t = static_cast<member *>(user);
+  t->g->data[t->rank] = send;  // blocks are host memory on every transport
+  t->g->barrier();
+  for (int r = 0; r < kRanks; ++r)
+    std::memcpy(static_cast<char *>(recv) + r * bytes, t->g->data[r], bytes);
+  t->g->barrier();
+  return mcgqSuccess;
+}
+
+size_t extent(const size_t *counts, const size_t *displs) {
+  size_t end = 0;
+  for (int r = 0; r < kRanks; ++r) end = std::max(end, displs[r] + counts[r]);
+  return end;
+}
+
+int32_t t_allgatherv(void *user, const void *send, size_t send_bytes, void *recv,
+                     const size_t *counts, const size_t *displs) {
+  member *t = static_cast<member *>(user);
+  t->g->data[t->rank] = publish(t, send, send_bytes);
+  t->g->barrier();
+  const size_t total = extent(counts, displs);
+  char *out = receive_area(t, recv, total);
+  for (int r = 0; r < kRanks; ++r) std::memcpy(out + displs[r], t->g->data[r], counts[r]);
+  t->g->barrier();
+  deliver(t, recv, total);
+  return status_of(t);
+}
+
+int32_t t_allreduce_max(void *user, int32_t *value) {
+  member *t = static_cast<member *>(user);
+  t->g->value[t->rank] = *value;
+  t->g->barrier();
+  for (int r = 0; r < kRanks; ++r) *value = std::max(*value, t->g->value[r]);
+  t->g->barrier();
+  return mcgqSuccess;
+}
+
+int32_t t_alltoallv(void *user, const void *send, const size_t *send_counts,
+                    const size_t *send_displs, void *recv, const size_t *recv_counts,
+                    const size_t *recv_displs) {
+  member *t = static_cast<member *>(user);
+  group *g = t->g;
+  g->data[t->rank] = publish(t, send, extent(send_counts, send_displs));
+  g->counts[t->rank] = send_counts;
+  g->displs[t->rank] = send_displs;
+  g->barrier();
+  const size_t total = extent(recv_counts, recv_displs);
+  char *out = receive_area(t, recv, total);
+  for (int r = 0; r < kRanks; ++r) {
+    if (g->counts[r][t->rank] != recv_counts[r]) t->failed = 1;
+    std::memcpy(out + recv_displs[r],
+                static_cast<const char *>(g->data[r]) + g->displs[r][t->rank],
+                recv_counts[r]);
+  }
+  g->barrier();
+  deliver(t, recv, total);
+  return status_of(t);
+}
+
+mcgqComm_t make_comm(member *t) {
+  mcgqTransportCallbacks_t cb;
+  std::memset(&cb, 0, sizeof cb);
+  cb.struct_size = sizeof cb;
+  cb.payload_on_device = t->on_device;
+  cb.user = t;
+  cb.allgather = t_allgather;
+  cb.allgatherv = t_allgatherv;
+  cb.allreduce_max_int = t_allreduce_max;
+  cb.alltoallv = t_alltoallv;
+  mcgqComm_t comm = nullptr;
+  if (mcgqCommInitCallbacks(&comm, t->rank, kRanks, &cb) != mcgqSuccess) return nullptr;
+  return comm;
+}
+
+struct spec {
+  uint64_t n;
+  int32_t accumulate;
+  double k;
+  dist data;
+};
+
+const spec kLayers[] = {
+    {3001, MCGQ_ACCUM_RESIDUAL, 0.2, dist::normal},  // odd n: unequal shards
+    {2, MCGQ_ACCUM_RESET, 1.0, dist::heavy},         // one element per shard
+    {1, MCGQ_ACCUM_RESIDUAL, 1.0, dist::normal},     // an empty shard (rank 0's)
+    {4096, MCGQ_ACCUM_NONE, 0.1, dist::sparse},
+};
+constexpr int kLayerCount = sizeof kLayers / sizeof kLayers[0];
+constexpr int kSteps = 4;
+constexpr int kNanStep = 2;  // a NaN in rank 1's gradient only
+
+// What one rank holds after every step: gradients, accumulators, owner state.
+struct rank_trace {
+  std::vector<mcgqResult_t> status;
+  std::vector<std::vector<float>> grads, accums, owner;  // [step]
+};
+
+// One rank's steps; its layers live on the device when on_device.
+void run_rank(member *t, int32_t mode, rank_trace *out, std::string *error) {
+  auto fail = [&](const std::string &what) {
+    if (error->empty()) *error = "rank " + std::to_string(t->rank) + ": " + what;
+  };
+  mcgqComm_t comm = make_comm(t);
+  if (!comm) return fail(std::string("mcgqCommInitCallbacks: ") + mcgqGetLastErrorDetail());
+  std::vector<std::vector<float>> grad(kLayerCount), accum(kLayerCount);
+  std::vector<dbuf<float> *> d_grad, d_accum;
+  std::vector<mcgqLayer_t> table(kLayerCount);
+  for (int i = 0; i < kLayerCount; ++i) {
+    const spec &s = kLayers[i];
+    grad[i].assign(s.n, 0.0f);
+    accum[i] = make_data(dist::normal, s.n, 900 + 10 * i + t->rank);
+    mcgqLayer_t &l = table[i];
+    std::memset(&l, 0, sizeof l);
+    l.struct_size = sizeof l;
+    l.n = s.n;
+    l.cfg = MCGQ_LAYER_CONFIG_INITIALIZER;
+    l.cfg.k = s.k;
+    l.cfg.accumulate = s.accumulate;
+    if (t->on_device) {
+      d_grad.push_back(new dbuf<float>(s.n));
+      d_accum.push_back(new dbuf<float>(s.n));
+      d_accum.back()->upload(accum[i]);
+      l.grad = d_grad.back()->p;
+      if (s.accumulate != MCGQ_ACCUM_NONE) l.accum = d_accum.back()->p;
+    } else {
+      l.grad = grad[i].data();
+      if (s.accumulate != MCGQ_ACCUM_NONE) l.accum = accum[i].data();
+    }
+  }
+  // Both ranks always make the same calls (a refusal is every rank's).
+  if (mcgqCommSetLayers(comm, table.data(), kLayerCount) != mcgqSuccess)
+    fail(std::string("mcgqCommSetLayers: ") + mcgqCommGetLastError(comm));
+  if (mcgqCommSetExchangeMode(comm, mode) != mcgqSuccess)
+    fail(std::string("mcgqCommSetExchangeMode: ") + mcgqCommGetLastError(comm));
+  for (int step = 0; step < kSteps; ++step) {  // in lockstep, errors or not
+    for (int i = 0; i < kLayerCount; ++i) {
+      std::vector<float> g =
+          make_data(kLayers[i].data, kLayers[i].n, 100 * step + 10 * i + t->rank);
+      if (step == kNanStep && t->rank == 1 && i == 0) g[7] = NAN;
+      if (t->on_device)
+        d_grad[i]->upload(g);
+      else
+        std::memcpy(grad[i].data(), g.data(), g.size() * sizeof(float));
+    }
+    out->status.push_back(
+        mcgqCommStep(comm, (uint64_t)step, 77, t->on_device ? t->stream : nullptr, nullptr));
+    if (t->on_device && cudaStreamSynchronize(t->stream) != cudaSuccess)
+      fail("cudaStreamSynchronize");
+    std::vector<float> grads, accums;
+    for (int i = 0; i < kLayerCount; ++i) {
+      std::vector<float> g = t->on_device ? d_grad[i]->download(kLayers[i].n) : grad[i];
+      std::vector<float> a = t->on_device ? d_accum[i]->download(kLayers[i].n) : accum[i];
+      grads.insert(grads.end(), g.begin(), g.end());
+      accums.insert(accums.end(), a.begin(), a.end());
+    }
+    out->grads.push_back(grads);
+    out->accums.push_back(accums);
+    uint64_t owner_n = 0;
+    std::vector<float> owner;
+    if (mcgqCommGetOwnerStateSize(comm, &owner_n) == mcgqSuccess && owner_n) {
+      owner.resize(owner_n);
+      if (mcgqCommGetOwnerState(comm, owner.data(), owner_n) != mcgqSuccess)
+        fail(std::string("mcgqCommGetOwnerState: ") + mcgqCommGetLastError(comm));
+    }
+    out->owner.push_back(owner);
+  }
+  mcgqCommDestroy(comm);
+  for (auto *b : d_grad) delete b;
+  for (auto *b : d_accum) delete b;
+}
+
+// Rank 0 on this thread (on the device if asked), rank 1 on a host thread.
+void run_pair(int32_t mode, bool rank0_on_device, cudaStream_t stream, rank_trace out[2],
+              std::string errors[2]) {
+  group g;
+  member m0{&g, 0, rank0_on_device ? 1 : 0, stream};
+  member m1{&g, 1, 0, nullptr};
+  std::thread other(run_rank, &m1, mode, &out[1], &errors[1]);
+  run_rank(&m0, mode, &out[0], &errors[0]);
+  other.join();
+}
+
+void expect_same(const rank_trace &a, const rank_trace &b, const std::string &what) {
+  ASSERT_EQ(a.status, b.status) << what;
+  for (int s = 0; s < kSteps; ++s) {
+    const std::string at = what + ", step " + std::to_string(s);
+    EXPECT_TRUE(same_bits(a.grads[s], b.grads[s])) << at << ": gradients";
+    EXPECT_TRUE(same_bits(a.accums[s], b.accums[s])) << at << ": accumulators";
+    EXPECT_TRUE(same_bits(a.owner[s], b.owner[s])) << at << ": owner state";
+  }
+}
+
+void check_mode(int32_t mode, const char *name) {
+  cudaStream_t stream = nullptr;  // the simulator's cudaStreamQuery needs a real one
+  ASSERT_EQ(cudaSuccess, cudaStreamCreate(&stream));
+  rank_trace dev[2], host[2];
+  std::string dev_err[2], host_err[2];
+  run_pair(mode, true, stream, dev, dev_err);
+  run_pair(mode, false, nullptr, host, host_err);
+  cudaStreamDestroy(stream);
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ("", dev_err[r]) << name;
+    ASSERT_EQ("", host_err[r]) << name;
+  }
+  for (int s = 0; s < kSteps; ++s) {
+    EXPECT_EQ(s == kNanStep ? mcgqNonFinite : mcgqSuccess, dev[0].status[s])
+        << name << ", step " << s;
+  }
+  expect_same(dev[0], host[0], std::string(name) + ", rank 0 on the GPU vs the CPU");
+  expect_same(dev[1], host[1], std::string(name) + ", rank 1 beside a GPU rank 0");
+  if (mode != MCGQ_EXCHANGE_REDUCE_SCATTER) {
+    for (int s = 0; s < kSteps; ++s) {  // (a refused step leaves each rank its input)
+      if (s == kNanStep) continue;
+      EXPECT_TRUE(same_bits(dev[0].grads[s], dev[1].grads[s]))
+          << name << ", step " << s << ": the ranks' averages differ";
+    }
+  }
+  if (mode == MCGQ_EXCHANGE_TWO_STAGE) {
+    EXPECT_FALSE(dev[0].owner.back().empty()) << name;
+  }
+  // the refused step changed nothing on either rank
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(same_bits(dev[r].accums[kNanStep - 1], dev[r].accums[kNanStep])) << name;
+    EXPECT_TRUE(same_bits(dev[r].owner[kNanStep - 1], dev[r].owner[kNanStep])) << name;
+  }
+}
+
+}  // namespace
+
+TEST(GpuCodecTwoRanks, AllGatherMatchesHostRanks) {
+  MCGQ_REQUIRE_GPU();
+  check_mode(MCGQ_EXCHANGE_ALL_GATHER, "all-gather");
+}
+
+TEST(GpuCodecTwoRanks, ReduceScatterMatchesHostRanks) {
+  MCGQ_REQUIRE_GPU();
+  check_mode(MCGQ_EXCHANGE_REDUCE_SCATTER, "reduce-scatter");
+}
+
+TEST(GpuCodecTwoRanks, TwoStageMatchesHostRanks) {
+  MCGQ_REQUIRE_GPU();
+  check_mode(MCGQ_EXCHANGE_TWO_STAGE, "two-stage");
+}
