@@ -22,33 +22,6 @@ using namespace gpu_test;
 
 namespace {
 
-mcgqLayerDesc_t make_desc(uint64_t n, double k, uint32_t u, int algo) {
-  mcgqLayerDesc_t d;
-  mcgqLayerDescInit(&d);
-  d.n = n;
-  d.cfg.k = k;
-  d.u = u;
-  d.cfg.algo = algo;
-  return d;
-}
-
-// Every field the encoder writes, W1 included.
-void expect_same_stats(const mcgqLayerStats_t &a, const mcgqLayerStats_t &b,
-                       const std::string &what) {
-  EXPECT_EQ(a.n, b.n) << what;
-  EXPECT_EQ(a.samples, b.samples) << what;
-  EXPECT_EQ(0, std::memcmp(&a.k, &b.k, sizeof a.k)) << what;
-  EXPECT_EQ(0, std::memcmp(&a.scale, &b.scale, sizeof a.scale)) << what;
-  EXPECT_EQ(a.bits_value, b.bits_value) << what;
-  EXPECT_EQ(a.bits_run, b.bits_run) << what;
-  EXPECT_EQ(a.status, b.status) << what;
-  EXPECT_EQ(a.stream_bits, b.stream_bits) << what;
-  EXPECT_EQ(a.wire_bytes, b.wire_bytes) << what;
-  EXPECT_EQ(a.nonzeros, b.nonzeros) << what;
-  EXPECT_EQ(0, std::memcmp(&a.w1, &b.w1, sizeof a.w1)) << what;
-  EXPECT_EQ(a.flags, b.flags) << what;
-}
-
 bool same_kstate(const mcgqKState_t &a, const mcgqKState_t &b) {
   return std::memcmp(&a, &b, sizeof a) == 0;
 }

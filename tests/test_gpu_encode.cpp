@@ -19,31 +19,6 @@ struct layer_case {
   mcgqLayerDesc_t desc;
 };
 
-mcgqLayerDesc_t make_desc(uint64_t n, double k, uint32_t u, int algo) {
-  mcgqLayerDesc_t d;
-  mcgqLayerDescInit(&d);
-  d.n = n;
-  d.cfg.k = k;
-  d.u = u;
-  d.cfg.algo = algo;
-  return d;
-}
-
-void expect_same_stats(const mcgqLayerStats_t &c, const mcgqLayerStats_t &g,
-                       const std::string &what) {
-  EXPECT_EQ(c.n, g.n) << what;
-  EXPECT_EQ(c.samples, g.samples) << what;
-  EXPECT_EQ(c.k, g.k) << what;
-  EXPECT_EQ(0, std::memcmp(&c.scale, &g.scale, sizeof(float))) << what;
-  EXPECT_EQ(c.bits_value, g.bits_value) << what;
-  EXPECT_EQ(c.bits_run, g.bits_run) << what;
-  EXPECT_EQ(c.status, g.status) << what;
-  EXPECT_EQ(c.stream_bits, g.stream_bits) << what;
-  EXPECT_EQ(c.wire_bytes, g.wire_bytes) << what;
-  EXPECT_EQ(c.nonzeros, g.nonzeros) << what;
-  EXPECT_EQ(c.flags, g.flags) << what;
-}
-
 // One layer of data d, n, K on both paths; algo = MCGQ_ALGO_*.
 void check_one(dist d, uint64_t n, double k, int algo, uint32_t seed) {
   std::string what = std::string(dist_name(d)) + " n=" + std::to_string(n) +
