@@ -193,26 +193,29 @@ void mcgq_rle_tally_add(mcgq_rle_tally_t *t, const int32_t *g_int,
   t->n += len;
 }
 
+static inline void tally_masks(mcgq_rle_tally_t *t, const uint64_t *zero_masks,
+                               uint64_t len) {
+  for (uint64_t i = 0; i < len; i += 64)
+    tally_word(t, zero_masks[i / 64], len - i < 64 ? (uint32_t)(len - i) : 64u);
+}
+
 #if defined(MCGQ_TALLY_AVX2)
+/* The same loop where popcount, tzcnt and lzcnt are instructions. */
 __attribute__((target("avx2,popcnt,bmi,lzcnt")))
 static void tally_masks_avx2(mcgq_rle_tally_t *t, const uint64_t *zero_masks,
                              uint64_t len) {
-  for (uint64_t i = 0; i < len; i += 64)
-    tally_word(t, zero_masks[i / 64], len - i < 64 ? (uint32_t)(len - i) : 64u);
+  tally_masks(t, zero_masks, len);
 }
 #endif
 
 void mcgq_rle_tally_add_masks(mcgq_rle_tally_t *t, const uint64_t *zero_masks,
                               uint64_t len, uint32_t mag_or) {
 #if defined(MCGQ_TALLY_AVX2)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) {
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt"))
     tally_masks_avx2(t, zero_masks, len);
-  } else
+  else
 #endif
-  {
-    for (uint64_t i = 0; i < len; i += 64)
-      tally_word(t, zero_masks[i / 64], len - i < 64 ? (uint32_t)(len - i) : 64u);
-  }
+    tally_masks(t, zero_masks, len);
   t->mag_or |= mag_or;
   t->n += len;
 }
