@@ -173,13 +173,18 @@ struct spec {
   dist data;
 };
 
-const spec kLayers[] = {
+const std::vector<spec> kMixed = {
     {3001, MCGQ_ACCUM_RESIDUAL, 0.2, dist::normal},  // odd n: unequal shards
     {2, MCGQ_ACCUM_RESET, 1.0, dist::heavy},         // one element per shard
     {1, MCGQ_ACCUM_RESIDUAL, 1.0, dist::normal},     // an empty shard (rank 0's)
     {4096, MCGQ_ACCUM_NONE, 0.1, dist::sparse},
 };
-constexpr int kLayerCount = sizeof kLayers / sizeof kLayers[0];
+// Only one-element layers: rank 0 owns no shard at all (its message to
+// itself and its share of the all-to-all are empty).
+const std::vector<spec> kTiny = {
+    {1, MCGQ_ACCUM_RESIDUAL, 1.0, dist::normal},
+    {1, MCGQ_ACCUM_RESET, 2.0, dist::heavy},
+};
 constexpr int kSteps = 4;
 constexpr int kNanStep = 2;  // a NaN in rank 1's gradient only
 
@@ -190,7 +195,10 @@ struct rank_trace {
 };
 
 // One rank's steps; its layers live on the device when on_device.
-void run_rank(member *t, int32_t mode, rank_trace *out, std::string *error) {
+void run_rank(member *t, int32_t mode, const std::vector<spec> *layers, rank_trace *out,
+              std::string *error) {
+  const std::vector<spec> &kLayers = *layers;
+  const int kLayerCount = (int)kLayers.size();
   auto fail = [&](const std::string &what) {
     if (error->empty()) *error = "rank " + std::to_string(t->rank) + ": " + what;
   };
@@ -230,7 +238,7 @@ void run_rank(member *t, int32_t mode, rank_trace *out, std::string *error) {
     for (int i = 0; i < kLayerCount; ++i) {
       std::vector<float> g =
           make_data(kLayers[i].data, kLayers[i].n, 100 * step + 10 * i + t->rank);
-      if (step == kNanStep && t->rank == 1 && i == 0) g[7] = NAN;
+      if (step == kNanStep && t->rank == 1 && i == 0) g[g.size() / 2] = NAN;
       if (t->on_device)
         d_grad[i]->upload(g);
       else
@@ -264,13 +272,13 @@ void run_rank(member *t, int32_t mode, rank_trace *out, std::string *error) {
 }
 
 // Rank 0 on this thread (on the device if asked), rank 1 on a host thread.
-void run_pair(int32_t mode, bool rank0_on_device, cudaStream_t stream, rank_trace out[2],
-              std::string errors[2]) {
+void run_pair(int32_t mode, const std::vector<spec> &layers, bool rank0_on_device,
+              cudaStream_t stream, rank_trace out[2], std::string errors[2]) {
   group g;
   member m0{&g, 0, rank0_on_device ? 1 : 0, stream};
   member m1{&g, 1, 0, nullptr};
-  std::thread other(run_rank, &m1, mode, &out[1], &errors[1]);
-  run_rank(&m0, mode, &out[0], &errors[0]);
+  std::thread other(run_rank, &m1, mode, &layers, &out[1], &errors[1]);
+  run_rank(&m0, mode, &layers, &out[0], &errors[0]);
   other.join();
 }
 
@@ -284,13 +292,14 @@ void expect_same(const rank_trace &a, const rank_trace &b, const std::string &wh
   }
 }
 
-void check_mode(int32_t mode, const char *name) {
+void check_mode(int32_t mode, const char *name,
+                const std::vector<spec> &layers = kMixed) {
   cudaStream_t stream = nullptr;  // the simulator's cudaStreamQuery needs a real one
   ASSERT_EQ(cudaSuccess, cudaStreamCreate(&stream));
   rank_trace dev[2], host[2];
   std::string dev_err[2], host_err[2];
-  run_pair(mode, true, stream, dev, dev_err);
-  run_pair(mode, false, nullptr, host, host_err);
+  run_pair(mode, layers, true, stream, dev, dev_err);
+  run_pair(mode, layers, false, nullptr, host, host_err);
   cudaStreamDestroy(stream);
   for (int r = 0; r < 2; ++r) {
     ASSERT_EQ("", dev_err[r]) << name;
@@ -309,8 +318,8 @@ void check_mode(int32_t mode, const char *name) {
           << name << ", step " << s << ": the ranks' averages differ";
     }
   }
-  if (mode == MCGQ_EXCHANGE_TWO_STAGE) {
-    EXPECT_FALSE(dev[0].owner.back().empty()) << name;
+  if (mode == MCGQ_EXCHANGE_TWO_STAGE) {  // some rank owns shards (kTiny: rank 1 only)
+    EXPECT_FALSE(dev[0].owner.back().empty() && dev[1].owner.back().empty()) << name;
   }
   // the refused step changed nothing on either rank
   for (int r = 0; r < 2; ++r) {
@@ -334,4 +343,10 @@ TEST(GpuCodecTwoRanks, ReduceScatterMatchesHostRanks) {
 TEST(GpuCodecTwoRanks, TwoStageMatchesHostRanks) {
   MCGQ_REQUIRE_GPU();
   check_mode(MCGQ_EXCHANGE_TWO_STAGE, "two-stage");
+}
+
+TEST(GpuCodecTwoRanks, OwnerWithoutShardsMatchesHostRanks) {
+  MCGQ_REQUIRE_GPU();
+  check_mode(MCGQ_EXCHANGE_REDUCE_SCATTER, "reduce-scatter, no shard on rank 0", kTiny);
+  check_mode(MCGQ_EXCHANGE_TWO_STAGE, "two-stage, no shard on rank 0", kTiny);
 }

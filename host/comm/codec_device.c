@@ -479,11 +479,12 @@ static mcgqResult_t defer_accumulators(shard_buffers_t *b, const mcgqLayerDesc_t
   for (int i = 0; i < total; ++i)
     if (descs[i].accum) order[u++] = (accum_use_t){descs[i].accum, descs[i].n, i};
   qsort(order, (size_t)uses, sizeof *order, by_address);
+  const int held = b->range_count; /* an earlier prepare's ranges stay as they are */
   for (u = 0; u < uses; ++u) {
     const size_t offset = b->defer_used;
     b->outs[order[u].desc].accum_out = b->d_defer + offset;
     b->defer_used += (size_t)order[u].n;
-    deferred_range_t *last = b->range_count ? &b->ranges[b->range_count - 1] : NULL;
+    deferred_range_t *last = b->range_count > held ? &b->ranges[b->range_count - 1] : NULL;
     if (last && last->live + last->n == order[u].live && last->offset + last->n == offset)
       last->n += order[u].n;
     else
@@ -616,6 +617,8 @@ static mcgqResult_t device_prepare_messages(mcgq_codec_t *c, const mcgqLayerDesc
   if (res == mcgqSuccess) {
     memcpy(stats, b->h_stats, (size_t)total * sizeof *stats);
     memcpy(sizes, b->h_stats + total, (size_t)messages * sizeof *sizes);
+    for (int m = 0; m < messages; ++m)
+      if (first[m + 1] == first[m]) sizes[m] = 0; /* encoded nothing, wrote no size */
     res = first_failed_layer(stats, first, messages, call);
   }
   if (res == mcgqSuccess) res = to_call(call, pack_messages(d, messages, sizes, call));
