@@ -64,7 +64,10 @@ extern "C" int bench_gpu_describe(char *buf, size_t size) {
 
 namespace {
 
-struct gpu_case {
+/* What a size-sweep case and a model case both hold: the options, the
+ * gradient (host and device), the baselines' buffers (D2D copy, CUB sum and
+ * scan), and the codec's message, scratch and results. */
+struct case_buffers {
   const bench_options_t *opt;
   uint64_t n;
   double k;
@@ -76,12 +79,15 @@ struct gpu_case {
   float *d_sum = nullptr;
   void *d_cub_temp = nullptr;
   size_t cub_temp_bytes = 0;
-  mcgqLayerDesc_t desc;
   void *d_msg = nullptr, *d_enc_temp = nullptr, *d_dec_temp = nullptr;
   size_t msg_cap = 0, enc_temp_bytes = 0, dec_temp_bytes = 0, msg_bytes = 0;
   size_t *d_msg_bytes = nullptr;
   mcgqLayerStats_t *d_stats = nullptr;
   uint32_t *d_status = nullptr;
+};
+
+struct gpu_case : case_buffers {
+  mcgqLayerDesc_t desc;
 };
 
 enum gpu_stage { GPU_COPY, GPU_REDUCE, GPU_SCAN, GPU_ENCODE, GPU_DECODE };
@@ -161,19 +167,11 @@ double time_stage(gpu_case *ctx, int stage) {
   return median_event_us(ctx, [&] { return launch_stage(ctx, stage); });
 }
 
-int setup(gpu_case *ctx) {
-  size_t n = (size_t)ctx->n, reduce_bytes = 0, scan_bytes = 0;
-  ctx->h_g = (float *)malloc(n * sizeof(float));
-  if (!ctx->h_g) {
-    snprintf(ctx->err, ctx->err_size, "out of host memory");
-    return -1;
-  }
-  bench_fill(ctx->h_g, ctx->n, ctx->opt->dist, 42);
-  mcgqLayerDescInit(&ctx->desc);
-  ctx->desc.n = ctx->n;
-  ctx->desc.u = mcgqRandomWord(1, 0, 0, 0);
-  ctx->desc.cfg.k = ctx->k;
-  ctx->desc.cfg.algo = ctx->opt->algo == BENCH_ALGO_SAMPLE ? MCGQ_ALGO_SAMPLE : MCGQ_ALGO_FUSED;
+/* The stream, events, device gradient (a copy of h_g) and the baselines'
+ * buffers; 0, or -1 with ctx->err set. */
+int alloc_baselines(case_buffers *ctx) {
+  const size_t n = (size_t)ctx->n;
+  size_t reduce_bytes = 0, scan_bytes = 0;
   BENCH_CUDA_GOTO(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), fail);
   BENCH_CUDA_GOTO(cudaEventCreate(&ctx->start), fail);
   BENCH_CUDA_GOTO(cudaEventCreate(&ctx->stop), fail);
@@ -188,23 +186,26 @@ int setup(gpu_case *ctx) {
                                                 (int64_t)n, ctx->stream), fail);
   ctx->cub_temp_bytes = reduce_bytes > scan_bytes ? reduce_bytes : scan_bytes;
   BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_cub_temp, ctx->cub_temp_bytes), fail);
+  return 0;
+fail:
+  return -1;
+}
 
-  ctx->desc.g = ctx->d_g;
-  BENCH_MCGQ_GOTO(mcgqEncodeGetMaxOutputSize(&ctx->desc, 1, &ctx->msg_cap), fail);
-  BENCH_MCGQ_GOTO(mcgqEncodeGetTempSize(&ctx->desc, 1, &ctx->enc_temp_bytes), fail);
-  BENCH_MCGQ_GOTO(mcgqDecodeAverageGetTempSize(1, ctx->n, ctx->msg_cap, &ctx->dec_temp_bytes), fail);
+/* The codec's message, scratch and results for `layers` layers, once
+ * msg_cap and the scratch sizes are known. */
+int alloc_codec(case_buffers *ctx, int layers) {
   BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_msg, ctx->msg_cap), fail);
   BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_enc_temp, ctx->enc_temp_bytes ? ctx->enc_temp_bytes : 1), fail);
   BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_dec_temp, ctx->dec_temp_bytes ? ctx->dec_temp_bytes : 1), fail);
   BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_msg_bytes, sizeof(size_t)), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_stats, sizeof(mcgqLayerStats_t)), fail);
+  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_stats, (size_t)layers * sizeof(mcgqLayerStats_t)), fail);
   BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_status, sizeof(uint32_t)), fail);
   return 0;
 fail:
   return -1;
 }
 
-void teardown(gpu_case *ctx) {
+void release_buffers(case_buffers *ctx) {
   cudaFree(ctx->d_g);
   cudaFree(ctx->d_copy);
   cudaFree(ctx->d_dec);
@@ -221,6 +222,31 @@ void teardown(gpu_case *ctx) {
   if (ctx->stream) cudaStreamDestroy(ctx->stream);
   free(ctx->h_g);
 }
+
+int setup(gpu_case *ctx) {
+  ctx->h_g = (float *)malloc((size_t)ctx->n * sizeof(float));
+  if (!ctx->h_g) {
+    snprintf(ctx->err, ctx->err_size, "out of host memory");
+    return -1;
+  }
+  bench_fill(ctx->h_g, ctx->n, ctx->opt->dist, 42);
+  mcgqLayerDescInit(&ctx->desc);
+  ctx->desc.n = ctx->n;
+  ctx->desc.u = mcgqRandomWord(1, 0, 0, 0);
+  ctx->desc.cfg.k = ctx->k;
+  ctx->desc.cfg.algo = ctx->opt->algo == BENCH_ALGO_SAMPLE ? MCGQ_ALGO_SAMPLE : MCGQ_ALGO_FUSED;
+  if (alloc_baselines(ctx) != 0) return -1;
+
+  ctx->desc.g = ctx->d_g;
+  BENCH_MCGQ_GOTO(mcgqEncodeGetMaxOutputSize(&ctx->desc, 1, &ctx->msg_cap), fail);
+  BENCH_MCGQ_GOTO(mcgqEncodeGetTempSize(&ctx->desc, 1, &ctx->enc_temp_bytes), fail);
+  BENCH_MCGQ_GOTO(mcgqDecodeAverageGetTempSize(1, ctx->n, ctx->msg_cap, &ctx->dec_temp_bytes), fail);
+  return alloc_codec(ctx, 1);
+fail:
+  return -1;
+}
+
+void teardown(gpu_case *ctx) { release_buffers(ctx); }
 
 /* One encode to learn the message size and stats before timing decode. */
 int encode_once(gpu_case *ctx, mcgqLayerStats_t *stats) {
@@ -335,26 +361,10 @@ extern "C" int bench_gpu_size(const bench_options_t *opt, uint64_t n, double k,
 
 namespace {
 
-struct model_case {
-  const bench_options_t *opt;
+struct model_case : case_buffers {
   const uint64_t *sizes;
   int count;
-  uint64_t n;
-  double k;
-  char *err;
-  size_t err_size;
-  cudaStream_t stream = nullptr;
-  cudaEvent_t start = nullptr, stop = nullptr;
-  float *h_g = nullptr, *d_g = nullptr, *d_copy = nullptr, *d_dec = nullptr;
-  float *d_sum = nullptr;
-  void *d_cub_temp = nullptr;
-  size_t cub_temp_bytes = 0;
   mcgqLayerDesc_t *desc = nullptr; /* device pointers */
-  void *d_msg = nullptr, *d_enc_temp = nullptr, *d_dec_temp = nullptr;
-  size_t msg_cap = 0, enc_temp_bytes = 0, dec_temp_bytes = 0, msg_bytes = 0;
-  size_t *d_msg_bytes = nullptr;
-  mcgqLayerStats_t *d_stats = nullptr;
-  uint32_t *d_status = nullptr;
   cudaGraphExec_t encode_graph = nullptr, decode_graph = nullptr;
   cudaGraph_t encode_def = nullptr, decode_def = nullptr; /* for the breakdown */
 };
@@ -420,29 +430,14 @@ double time_model_stage(model_case *ctx, int stage) {
 }
 
 int setup_model(model_case *ctx) {
-  const size_t n = (size_t)ctx->n;
-  size_t reduce_bytes = 0, scan_bytes = 0;
-  ctx->h_g = (float *)malloc(n * sizeof(float));
+  ctx->h_g = (float *)malloc((size_t)ctx->n * sizeof(float));
   ctx->desc = (mcgqLayerDesc_t *)calloc((size_t)ctx->count, sizeof *ctx->desc);
   if (!ctx->h_g || !ctx->desc) {
     snprintf(ctx->err, ctx->err_size, "out of host memory");
     return -1;
   }
   bench_fill(ctx->h_g, ctx->n, ctx->opt->dist, 7);
-  BENCH_CUDA_GOTO(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), fail);
-  BENCH_CUDA_GOTO(cudaEventCreate(&ctx->start), fail);
-  BENCH_CUDA_GOTO(cudaEventCreate(&ctx->stop), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_g, n * sizeof(float)), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_copy, n * sizeof(float)), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_dec, n * sizeof(float)), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_sum, sizeof(float)), fail);
-  BENCH_CUDA_GOTO(cudaMemcpy(ctx->d_g, ctx->h_g, n * sizeof(float), cudaMemcpyHostToDevice), fail);
-  BENCH_CUDA_GOTO(cub::DeviceReduce::Sum(nullptr, reduce_bytes, ctx->d_g, ctx->d_sum,
-                                         (int64_t)n, ctx->stream), fail);
-  BENCH_CUDA_GOTO(cub::DeviceScan::InclusiveSum(nullptr, scan_bytes, ctx->d_g, ctx->d_copy,
-                                                (int64_t)n, ctx->stream), fail);
-  ctx->cub_temp_bytes = reduce_bytes > scan_bytes ? reduce_bytes : scan_bytes;
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_cub_temp, ctx->cub_temp_bytes), fail);
+  if (alloc_baselines(ctx) != 0) return -1;
   {
     uint64_t offset = 0;
     for (int i = 0; i < ctx->count; ++i) {
@@ -465,13 +460,7 @@ int setup_model(model_case *ctx) {
     if (one > ctx->enc_temp_bytes) ctx->enc_temp_bytes = one;
   }
   BENCH_MCGQ_GOTO(mcgqDecodeAverageGetTempSize(1, ctx->n, ctx->msg_cap, &ctx->dec_temp_bytes), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_msg, ctx->msg_cap), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_enc_temp, ctx->enc_temp_bytes ? ctx->enc_temp_bytes : 1), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_dec_temp, ctx->dec_temp_bytes ? ctx->dec_temp_bytes : 1), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_msg_bytes, sizeof(size_t)), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_stats, (size_t)ctx->count * sizeof(mcgqLayerStats_t)), fail);
-  BENCH_CUDA_GOTO(cudaMalloc(&ctx->d_status, sizeof(uint32_t)), fail);
-  return 0;
+  return alloc_codec(ctx, ctx->count);
 fail:
   return -1;
 }
@@ -481,21 +470,7 @@ void teardown_model(model_case *ctx) {
   if (ctx->decode_graph) cudaGraphExecDestroy(ctx->decode_graph);
   if (ctx->encode_def) cudaGraphDestroy(ctx->encode_def);
   if (ctx->decode_def) cudaGraphDestroy(ctx->decode_def);
-  cudaFree(ctx->d_g);
-  cudaFree(ctx->d_copy);
-  cudaFree(ctx->d_dec);
-  cudaFree(ctx->d_sum);
-  cudaFree(ctx->d_cub_temp);
-  cudaFree(ctx->d_msg);
-  cudaFree(ctx->d_enc_temp);
-  cudaFree(ctx->d_dec_temp);
-  cudaFree(ctx->d_msg_bytes);
-  cudaFree(ctx->d_stats);
-  cudaFree(ctx->d_status);
-  if (ctx->start) cudaEventDestroy(ctx->start);
-  if (ctx->stop) cudaEventDestroy(ctx->stop);
-  if (ctx->stream) cudaStreamDestroy(ctx->stream);
-  free(ctx->h_g);
+  release_buffers(ctx);
   free(ctx->desc);
 }
 
