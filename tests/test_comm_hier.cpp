@@ -38,18 +38,6 @@ std::vector<LayerSpec> table() {
           {526, MCGQ_ACCUM_RESIDUAL, 0.2, 0.5f}};
 }
 
-std::vector<unsigned char> encode(std::vector<mcgqLayerDesc_t> &descs) {
-  if (descs.empty()) return {};
-  size_t cap = 0, bytes = 0;
-  EXPECT_EQ(mcgqEncodeGetMaxOutputSize(descs.data(), (int)descs.size(), &cap), mcgqSuccess);
-  std::vector<unsigned char> out(cap);
-  EXPECT_EQ(mcgqEncodeHost(descs.data(), (int)descs.size(), out.data(), cap, &bytes, nullptr),
-            mcgqSuccess)
-      << mcgqGetLastErrorDetail();
-  out.resize(bytes);
-  return out;
-}
-
 // A piece of layer `layer`: [begin, begin + n) of it, at `at` in the share.
 struct Piece {
   size_t layer;
@@ -446,13 +434,3 @@ TEST(CommHierarchical, BadArgumentsAreRefused) {
 }
 
 }  // namespace
-
-int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  int failed = RUN_ALL_TESTS() != 0;
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any;
-}

@@ -49,18 +49,6 @@ std::vector<Shard> shards_of(const std::vector<LayerSpec> &spec, int P, int j) {
   return out;
 }
 
-std::vector<unsigned char> encode(std::vector<mcgqLayerDesc_t> &descs) {
-  if (descs.empty()) return {};
-  size_t cap = 0, bytes = 0;
-  EXPECT_EQ(mcgqEncodeGetMaxOutputSize(descs.data(), (int)descs.size(), &cap), mcgqSuccess);
-  std::vector<unsigned char> out(cap);
-  EXPECT_EQ(mcgqEncodeHost(descs.data(), (int)descs.size(), out.data(), cap, &bytes, nullptr),
-            mcgqSuccess)
-      << mcgqGetLastErrorDetail();
-  out.resize(bytes);
-  return out;
-}
-
 // The P workers and owners of the protocol in one process.
 struct Simulation {
   std::vector<LayerSpec> spec;
@@ -540,13 +528,3 @@ TEST(CommModes, CallbackTransportCarriesTheSimulatedBytes) {
 }
 
 }  // namespace
-
-int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  int failed = RUN_ALL_TESTS() != 0;
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any;
-}

@@ -18,48 +18,22 @@
 
 #include "mcgq.h"
 #include "mcgq_mpi.h"
+#include "support/mpi_worker.hpp"
 
 namespace {
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int p = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &p);
-  return p;
-}
+using mcgq_test::fnv;
+using mcgq_test::gather;
+using mcgq_test::grad_value;
+using mcgq_test::world_rank;
+using mcgq_test::world_size;
 
-uint64_t splitmix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-// Deterministic gradient of (rank, step, layer): values in (-amp, amp) with
-// about 1 in 8 exact zeros, so zero runs and sign changes both occur.
+// Deterministic gradient of (rank, step, layer) (support/mpi_worker.hpp).
 std::vector<float> make_grad(int rank, uint64_t step, int layer, uint64_t n,
                              float amp) {
   std::vector<float> g(n);
-  for (uint64_t k = 0; k < n; ++k) {
-    uint64_t h = splitmix(splitmix(splitmix((uint64_t)rank * 7919 + step) + (uint64_t)layer) + k);
-    if ((h & 7) == 0) {
-      g[k] = 0.0f;
-      continue;
-    }
-    double x = (double)(h >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-    g[k] = (float)(x * amp);
-  }
+  for (uint64_t k = 0; k < n; ++k) g[k] = grad_value(rank, step, (size_t)layer, k, amp);
   return g;
-}
-
-uint64_t fnv(const void *p, size_t bytes, uint64_t h = 1469598103934665603ull) {
-  const unsigned char *b = static_cast<const unsigned char *>(p);
-  for (size_t i = 0; i < bytes; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
 }
 
 // One worker's state for a layer table: gradients, accumulators, K state.
@@ -158,13 +132,6 @@ struct CommGuard {
     if (comm) mcgqCommDestroy(comm);
   }
 };
-
-// Every rank's value of x, gathered.
-std::vector<uint64_t> gather(uint64_t x) {
-  std::vector<uint64_t> all((size_t)world_size());
-  MPI_Allgather(&x, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
-  return all;
-}
 
 TEST(CommMpi, RankAndSize) {
   CommGuard c;
@@ -701,13 +668,3 @@ TEST(CommMpi, StalledRankTimesOutEverywhereElse) {
 }
 
 }  // namespace
-
-int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  int failed = RUN_ALL_TESTS() != 0;
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any;
-}

@@ -1,11 +1,13 @@
 // mpi_worker.hpp - what the MPI exchange tests share: the rank and size of
 // MPI_COMM_WORLD, a deterministic gradient of (rank, step, layer, element),
-// a hash of a worker's buffers, and a worker holding one rank's gradients
-// and accumulators for a table of layers (no dynamic K: test_comm_mpi.cpp
-// has its own worker with K states).
+// a hash of a worker's buffers, the CPU encoder's message of a table, and a
+// worker holding one rank's gradients and accumulators for a table of
+// layers (no dynamic K: test_comm_mpi.cpp has its own worker with K
+// states).  Their main() is support/mpi_gtest_main.cpp.
 #ifndef MCGQ_TESTS_SUPPORT_MPI_WORKER_HPP_
 #define MCGQ_TESTS_SUPPORT_MPI_WORKER_HPP_
 
+#include <gtest/gtest.h>
 #include <mpi.h>
 
 #include <cstdint>
@@ -57,6 +59,19 @@ inline uint64_t fnv(const void *p, size_t bytes, uint64_t h = 146959810393466560
   const unsigned char *b = static_cast<const unsigned char *>(p);
   for (size_t i = 0; i < bytes; ++i) h = (h ^ b[i]) * 1099511628211ull;
   return h;
+}
+
+// The CPU encoder's message of descs (empty for none), checked.
+inline std::vector<unsigned char> encode(std::vector<mcgqLayerDesc_t> &descs) {
+  if (descs.empty()) return {};
+  size_t cap = 0, bytes = 0;
+  EXPECT_EQ(mcgqEncodeGetMaxOutputSize(descs.data(), (int)descs.size(), &cap), mcgqSuccess);
+  std::vector<unsigned char> out(cap);
+  EXPECT_EQ(mcgqEncodeHost(descs.data(), (int)descs.size(), out.data(), cap, &bytes, nullptr),
+            mcgqSuccess)
+      << mcgqGetLastErrorDetail();
+  out.resize(bytes);
+  return out;
 }
 
 struct LayerSpec {
