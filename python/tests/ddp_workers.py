@@ -278,14 +278,16 @@ def scenario_reuse(rank, world, cfg):
         before = state.state_dict()
         err = _backward_error(ddp, rank)
         out[named].update({"other_bind_error": bind_error, "other_error": err,
-                           "other_state_unchanged": _same_state(before,
+                           "other_state_unchanged": same_state(before,
                                                                 state.state_dict())})
         del ddp, other
         gc.collect()
     return out
 
 
-def _same_state(a, b):
+def same_state(a, b):
+    """Two hook state_dicts hold the same step and, bit for bit, the same
+    accumulators, K states and owner-side accumulators."""
     if a["step"] != b["step"] or a["layers"].keys() != b["layers"].keys():
         return False
     for key, la in a["layers"].items():
@@ -356,7 +358,7 @@ def scenario_failures(rank, world, cfg):
         state._cfg.k = 100.0
     before = state.state_dict()
     out["library"] = {"error": _backward_error(ddp, rank, 2),
-                      "unchanged": _same_state(before, state.state_dict())}
+                      "unchanged": same_state(before, state.state_dict())}
     # An accumulator of the wrong size on one rank (caught before C).
     ddp, state = fresh()
     if rank == bad:
@@ -368,7 +370,7 @@ def scenario_failures(rank, world, cfg):
         state.min_compress_numel = 1000
     before = state.state_dict()
     out["table"] = {"error": _backward_error(ddp, rank, 2),
-                    "unchanged": _same_state(before, state.state_dict())}
+                    "unchanged": same_state(before, state.state_dict())}
     # A state that is not an MCGQState.
     ddp = _ddp(make_model(4), cfg["bucket_cap_mb"])
     ddp.register_comm_hook(None, mcgq_hook)

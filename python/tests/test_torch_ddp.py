@@ -244,25 +244,6 @@ def test_checkpoint_restore_gives_identical_bits(world2):
     assert ks and any(k != CKPT["hook"]["k"] for k in ks)
 
 
-def _state_equal(a, b):
-    if a["step"] != b["step"] or a["layers"].keys() != b["layers"].keys():
-        return False
-    for key in a["layers"]:
-        la, lb = a["layers"][key], b["layers"][key]
-        if (la["k"], la["d_prev"], la["started"]) != (lb["k"], lb["d_prev"], lb["started"]):
-            return False
-        if (la["accum"] is None) != (lb["accum"] is None):
-            return False
-        if la["accum"] is not None and not torch.equal(la["accum"].view(torch.int32),
-                                                       lb["accum"].view(torch.int32)):
-            return False
-        oa, ob = la.get("owner"), lb.get("owner")
-        if (oa is None) != (ob is None) or (oa is not None and not torch.equal(
-                oa.view(torch.int32), ob.view(torch.int32))):
-            return False
-    return True
-
-
 @pytest.mark.parametrize("mode", ["all_gather", "two_stage"])
 @pytest.mark.parametrize("world", [2, 4], ids=["P2", "P4"])
 def test_nonfinite_on_one_rank(world, mode, request):
@@ -271,10 +252,10 @@ def test_nonfinite_on_one_rank(world, mode, request):
     for r in range(world):
         res = results[r][name]
         assert res["grads_all_nan"], "rank %d did not see the non-finite step" % r
-        assert _state_equal(res["before"], res["after"]), "rank %d state changed" % r
+        assert W.same_state(res["before"], res["after"]), "rank %d state changed" % r
         assert res["stats"]["total_steps_nonfinite"] == 1
         assert res["finite_after"]
-        assert not _state_equal(res["after"], res["later"])
+        assert not W.same_state(res["after"], res["later"])
         assert res["later"]["step"] == res["after"]["step"] + 1
 
 
@@ -315,7 +296,7 @@ def test_whole_state_reuse_on_rebuilt_model(world2, named):
         res = world2[r]["reuse"][named]
         # The same model, rebuilt: training continues bit for bit.
         _assert_same_bits(res["a_params"], res["b_params"], "rank %d" % r)
-        assert _state_equal(res["a_state"], res["b_state"])
+        assert W.same_state(res["a_state"], res["b_state"])
         assert res["loaded_group"] is None
         # A model with other shapes: a clear error on every rank, no change.
         if named:
@@ -331,8 +312,8 @@ def test_whole_state_reuse_on_rebuilt_model(world2, named):
 def test_state_dict_keys_do_not_depend_on_the_wrapper(world2):
     res = world2[0]["keys"]
     assert res["keys"] == ["0.bias", "0.weight", "2.bias", "2.weight"]
-    assert _state_equal(res["sd"], res["inner"])
-    assert _state_equal(res["sd"], res["legacy"])
+    assert W.same_state(res["sd"], res["inner"])
+    assert W.same_state(res["sd"], res["legacy"])
     assert "9.weight" in res["unknown_error"]
 
 
@@ -452,7 +433,7 @@ def test_two_stage_checkpoint_restores_owner_state(world, request):
         final = res["params"][-1]
         _assert_same_bits(res["resumed"], final, "rank %d resumed" % r)
         _assert_same_bits(res["unpickled"], final, "rank %d unpickled" % r)
-        assert _state_equal(res["resumed_sd"], res["final_sd"])
+        assert W.same_state(res["resumed_sd"], res["final_sd"])
         assert any(not torch.equal(res["no_owner"][k], final[k]) for k in final)
         assert res["saved_sd"]["step"] == TWO_STAGE["save_at"]
 
