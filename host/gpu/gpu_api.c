@@ -178,6 +178,17 @@ static mcgqResult_t check_state_outs(const char *fn, const mcgqLayerDesc_t *laye
   return mcgqSuccess;
 }
 
+/* temp_bytes holds the scratch that the call's shape carves. */
+static mcgqResult_t check_encode_temp(const char *fn, const mcgq_gpu_encode_shape_t *shape,
+                                      size_t temp_bytes) {
+  size_t need = 0;
+  MCGQ_CUDA_CHECK(fn, "sizing the scratch", mcgq_gpu_encode_temp_bytes(shape, &need));
+  if (temp_bytes < need)
+    return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below "
+                     "mcgqEncodeGetTempSize = %zu", fn, temp_bytes, need);
+  return mcgqSuccess;
+}
+
 /* The launcher's view of layers [first, first + chunk), placed in the
  * call's tile grids like check_gpu_layers placed them (validated there:
  * this only resolves N again), with their deferred outputs if any. */
@@ -249,11 +260,7 @@ static mcgqResult_t encode_async(const char *fn, const mcgqLayerDesc_t *layers,
                                   d_stats, d_temp, temp_bytes));
   MCGQ_CHECK(check_state_outs(fn, layers, count, outs, d_out, out_capacity, d_temp,
                               temp_bytes));
-  size_t need = 0;
-  MCGQ_CUDA_CHECK(fn, "sizing the scratch", mcgq_gpu_encode_temp_bytes(&shape, &need));
-  if (temp_bytes < need)
-    return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below "
-                     "mcgqEncodeGetTempSize = %zu", fn, temp_bytes, need);
+  MCGQ_CHECK(check_encode_temp(fn, &shape, temp_bytes));
   MCGQ_CHECK(encode_enqueue(fn, layers, outs, &shape, d_out, d_out_bytes, d_stats,
                             d_temp, stream));
   mcgq_clear_error();
@@ -288,11 +295,7 @@ mcgqResult_t mcgq_encode_commit_async(const mcgqLayerDesc_t *layers, int count,
   if (!d_temp || ((uintptr_t)d_temp & 255u) != 0)
     return mcgq_fail(mcgqInvalidArgument, "%s: d_temp is NULL or not 256-byte "
                      "aligned", fn);
-  size_t need = 0;
-  MCGQ_CUDA_CHECK(fn, "sizing the scratch", mcgq_gpu_encode_temp_bytes(&shape, &need));
-  if (temp_bytes < need)
-    return mcgq_fail(mcgqInvalidArgument, "%s: temp_bytes = %zu is below "
-                     "mcgqEncodeGetTempSize = %zu", fn, temp_bytes, need);
+  MCGQ_CHECK(check_encode_temp(fn, &shape, temp_bytes));
   MCGQ_CUDA_CHECK(fn, "launching the state commit",
                   mcgq_gpu_encode_commit_state(&shape, d_temp, stream));
   mcgq_clear_error();
