@@ -172,10 +172,10 @@ static mcgqResult_t allocate(device_codec_t *d, const mcgqLayer_t *layers,
     res = mcgqDecodeAverageGetTempSize(d->nranks, total_n, d->bound, &dec_temp);
   MCGQ_CHECK(res);
   d->enc_temp_bytes = enc_temp;
-  d->dec_temp_bytes = dec_temp;
+  d->dec_temp_bytes = dec_temp + 1; /* the allocation (never 0 bytes) */
   MCGQ_CUDA_CHECK(fn, "cudaMalloc", cudaMalloc(&d->d_send, d->bound));
   MCGQ_CUDA_CHECK(fn, "cudaMalloc", cudaMalloc(&d->d_enc_temp, enc_temp + 1));
-  MCGQ_CUDA_CHECK(fn, "cudaMalloc", cudaMalloc(&d->d_dec_temp, dec_temp + 1));
+  MCGQ_CUDA_CHECK(fn, "cudaMalloc", cudaMalloc(&d->d_dec_temp, d->dec_temp_bytes));
   MCGQ_CUDA_CHECK(fn, "cudaMalloc",
                   cudaMalloc((void **)&d->d_average, total_n * sizeof(float)));
   if (accum_n)
@@ -319,9 +319,8 @@ static mcgqResult_t decode(device_codec_t *d, const void *const *in,
   for (int r = 0; r < nranks; ++r)
     if (in_bytes[r] > in_capacity) in_capacity = in_bytes[r];
   MCGQ_CHECK(mcgqDecodeAverageGetTempSize(nranks, n, in_capacity, &need));
-  size_t capacity = d->dec_temp_bytes + 1;
-  MCGQ_CHECK(grow(&d->d_dec_temp, &capacity, need + 1, "growing the decode scratch"));
-  d->dec_temp_bytes = capacity - 1;
+  MCGQ_CHECK(grow(&d->d_dec_temp, &d->dec_temp_bytes, need + 1,
+                  "growing the decode scratch"));
   MCGQ_CHECK(mcgqDecodeAverageAsync(in, in_bytes, nranks, d->d_average, n,
                                     d->d_status, d->d_dec_temp, d->dec_temp_bytes,
                                     call->stream));
