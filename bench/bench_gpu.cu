@@ -90,22 +90,40 @@ struct gpu_case : case_buffers {
   mcgqLayerDesc_t desc;
 };
 
-enum gpu_stage { GPU_COPY, GPU_REDUCE, GPU_SCAN, GPU_ENCODE, GPU_DECODE };
+/* The baselines measured beside the codec in every run, first in both
+ * cases' stage lists. */
+enum baseline_stage { BASE_COPY, BASE_REDUCE, BASE_SCAN, BASE_STAGES };
+
+/* One launch of a baseline on the case's stream: a D2D copy of the
+ * gradient, CUB's sum of it, CUB's inclusive scan of it. */
+cudaError_t launch_baseline(case_buffers *ctx, int stage) {
+  switch (stage) {
+    case BASE_COPY:
+      return cudaMemcpyAsync(ctx->d_copy, ctx->d_g, ctx->n * sizeof(float),
+                             cudaMemcpyDeviceToDevice, ctx->stream);
+    case BASE_REDUCE:
+      return cub::DeviceReduce::Sum(ctx->d_cub_temp, ctx->cub_temp_bytes, ctx->d_g,
+                                    ctx->d_sum, (int64_t)ctx->n, ctx->stream);
+    case BASE_SCAN:
+      return cub::DeviceScan::InclusiveSum(ctx->d_cub_temp, ctx->cub_temp_bytes,
+                                           ctx->d_g, ctx->d_copy, (int64_t)ctx->n,
+                                           ctx->stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+enum gpu_stage { GPU_COPY = BASE_COPY, GPU_REDUCE = BASE_REDUCE, GPU_SCAN = BASE_SCAN,
+                 GPU_ENCODE = BASE_STAGES, GPU_DECODE };
 
 /* One launch of a stage on the case's stream; cudaSuccess or the failure
  * (an mcgq failure is reported as cudaErrorUnknown with err filled). */
 cudaError_t launch_stage(gpu_case *ctx, int stage) {
   switch (stage) {
     case GPU_COPY:
-      return cudaMemcpyAsync(ctx->d_copy, ctx->d_g, ctx->n * sizeof(float),
-                             cudaMemcpyDeviceToDevice, ctx->stream);
     case GPU_REDUCE:
-      return cub::DeviceReduce::Sum(ctx->d_cub_temp, ctx->cub_temp_bytes, ctx->d_g,
-                                    ctx->d_sum, (int64_t)ctx->n, ctx->stream);
     case GPU_SCAN:
-      return cub::DeviceScan::InclusiveSum(ctx->d_cub_temp, ctx->cub_temp_bytes,
-                                           ctx->d_g, ctx->d_copy, (int64_t)ctx->n,
-                                           ctx->stream);
+      return launch_baseline(ctx, stage);
     case GPU_ENCODE: {
       mcgqResult_t r = mcgqEncodeAsync(&ctx->desc, 1, ctx->d_msg, ctx->msg_cap,
                                        ctx->d_msg_bytes, ctx->d_stats, ctx->d_enc_temp,
@@ -370,7 +388,8 @@ struct model_case : case_buffers {
 };
 
 enum model_stage {
-  M_COPY, M_REDUCE, M_SCAN, M_ENCODE, M_ENCODE_EACH, M_DECODE, M_ENCODE_GRAPH, M_DECODE_GRAPH
+  M_COPY = BASE_COPY, M_REDUCE = BASE_REDUCE, M_SCAN = BASE_SCAN,
+  M_ENCODE = BASE_STAGES, M_ENCODE_EACH, M_DECODE, M_ENCODE_GRAPH, M_DECODE_GRAPH
 };
 
 cudaError_t mcgq_failed(model_case *ctx, const char *what, mcgqResult_t r) {
@@ -398,15 +417,9 @@ cudaError_t decode_model(model_case *ctx) {
 cudaError_t launch_model_stage(model_case *ctx, int stage) {
   switch (stage) {
     case M_COPY:
-      return cudaMemcpyAsync(ctx->d_copy, ctx->d_g, ctx->n * sizeof(float),
-                             cudaMemcpyDeviceToDevice, ctx->stream);
     case M_REDUCE:
-      return cub::DeviceReduce::Sum(ctx->d_cub_temp, ctx->cub_temp_bytes, ctx->d_g,
-                                    ctx->d_sum, (int64_t)ctx->n, ctx->stream);
     case M_SCAN:
-      return cub::DeviceScan::InclusiveSum(ctx->d_cub_temp, ctx->cub_temp_bytes,
-                                           ctx->d_g, ctx->d_copy, (int64_t)ctx->n,
-                                           ctx->stream);
+      return launch_baseline(ctx, stage);
     case M_ENCODE:
       return encode_model(ctx, 0, ctx->count);
     case M_ENCODE_EACH: { /* overwrites the message: M_ENCODE runs again after */
