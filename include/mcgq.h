@@ -445,11 +445,15 @@ typedef struct mcgqComm *mcgqComm_t;
 /* One registered layer.  grad (and accum, kstate) point to device memory on
  * a device communicator (NCCL, callbacks with payload_on_device = 1) and to
  * host memory otherwise; the library keeps these pointers until the next
- * mcgqCommSetLayers or mcgqCommDestroy. */
+ * mcgqCommSetLayers or mcgqCommDestroy.  grad holds values of cfg.dtype:
+ * float32, or (all-gather mode, not hierarchical) bfloat16 / binary16, read
+ * widened exactly as mcgqEncodeHost reads them and overwritten with the
+ * float32 average rounded once to nearest even; accumulators stay float32.
+ * A device communicator takes one dtype for the whole table. */
 typedef struct {
   uint32_t struct_size;     /* sizeof(mcgqLayer_t) */
   uint32_t reserved;
-  float *grad;              /* n values: input gradient, output average */
+  void *grad;               /* n values of cfg.dtype: gradient in, average out */
   float *accum;             /* accumulator, NULL iff ACCUM_NONE */
   mcgqKState_t *kstate;     /* NULL iff !cfg.dynamic_k */
   uint64_t n;
@@ -472,6 +476,18 @@ typedef struct {
 MCGQ_API mcgqResult_t mcgqCommSetLayers(mcgqComm_t comm,
                                         const mcgqLayer_t *layers, int count);
 
+/* The layer ids of the registered table: layer i samples with
+ * u = mcgqRandomWord(seed, step, ids[i], rank) instead of its index i, so
+ * that its bits do not depend on where it lies in the table (a framework
+ * that regroups its tensors, e.g. DDP's buckets, gives each tensor its own
+ * ordinal and keeps its bits).  count must equal the registered layer
+ * count, ids must be distinct; ids = NULL (count 0) goes back to the
+ * indices.  mcgqCommSetLayers resets the ids to the indices.  All ranks
+ * must set the same ids (checked at the step, with the table).  Not on a
+ * hierarchical communicator (mcgqInvalidUsage). */
+MCGQ_API mcgqResult_t mcgqCommSetLayerIds(mcgqComm_t comm, const uint32_t *ids,
+                                          int count);
+
 /* Fixed-capacity mode: every rank sends exactly bytes_per_rank bytes per step
  * (a multiple of 8; 0 = exact sizes, the default).  All ranks must set the
  * same capacity (checked at the step).  A capacity below the message header
@@ -486,8 +502,9 @@ MCGQ_API mcgqResult_t mcgqCommSetCapacity(mcgqComm_t comm,
 MCGQ_API mcgqResult_t mcgqCommSetTimeout(mcgqComm_t comm, double seconds);
 
 /* One training step: encode every layer with u = mcgqRandomWord(seed, step,
- * layer index, rank), exchange, decode-and-average in rank order and write
- * the averages into every layer's grad.  Every rank ends with bit-identical
+ * layer index or id (mcgqCommSetLayerIds), rank), exchange,
+ * decode-and-average in rank order and write the averages into every
+ * layer's grad.  Every rank ends with bit-identical
  * gradients.  A non-finite value on any rank changes nothing on any rank and
  * returns mcgqNonFinite everywhere (stats->found_nonfinite = 1); any other
  * failure of any rank (range, capacity, memory, mismatched tables or step

@@ -21,6 +21,8 @@ if(MCGQ_ENABLE_MPI)
   mcgq_add_mpi_test(comm_mpi 4 3)
   # Exchange modes (reduce-scatter, two-stage) with 2, 3 and 4 ranks.
   mcgq_add_mpi_test(comm_modes 4 3 2)
+  # Layer ids and 16-bit gradients in the all-gather step, 4 and 1 ranks.
+  mcgq_add_mpi_test(comm_layers 4 1)
   # Hierarchical exchange: nodes of 2 ranks (4 = 2 x 2, 2 = 1 x 2) and, with
   # 3 ranks, nodes of 1 (the flat exchange).
   mcgq_add_mpi_test(comm_hier 4 3 2)

@@ -58,6 +58,9 @@ struct Simulation {
   std::vector<std::vector<float>> owner_accum;  // per owner, its shards concatenated
   std::vector<std::vector<float>> averaged;     // per owner: last stage-1 average
   uint64_t received_stage1 = 0, received_stage2 = 0;  // bytes into rank 0
+  std::vector<uint32_t> ids;                          // empty: the positions
+
+  uint32_t id(size_t layer) const { return ids.empty() ? (uint32_t)layer : ids[layer]; }
 
   Simulation(const std::vector<LayerSpec> &s, int p, int32_t m)
       : spec(s), P(p), mode(m), ranks(p, Worker(s)), owner_accum(p), averaged(p) {
@@ -78,7 +81,7 @@ struct Simulation {
         for (auto &sh : shards_of(spec, P, j)) {
           mcgqLayerDesc_t d;
           mcgqLayerDescInit(&d);
-          d.u = mcgqRandomWord(seed, step, (uint32_t)sh.layer, (uint32_t)(r * P + j));
+          d.u = mcgqRandomWord(seed, step, id(sh.layer), (uint32_t)(r * P + j));
           d.g = ranks[r].grad[sh.layer].data() + sh.begin;
           d.accum = ranks[r].accum[sh.layer].empty() ? nullptr
                                                      : ranks[r].accum[sh.layer].data() + sh.begin;
@@ -121,7 +124,7 @@ struct Simulation {
       for (auto &sh : shards) {
         mcgqLayerDesc_t d;
         mcgqLayerDescInit(&d);
-        d.u = mcgqRandomWord(seed, step, (uint32_t)sh.layer, (uint32_t)(P * P + j));
+        d.u = mcgqRandomWord(seed, step, id(sh.layer), (uint32_t)(P * P + j));
         d.g = averaged[j].data() + off;
         d.accum = spec[sh.layer].accumulate != MCGQ_ACCUM_NONE ? owner_accum[j].data() + off
                                                                 : nullptr;
@@ -192,16 +195,22 @@ TEST(ShardRange, CoversEveryLayerExactlyOnce) {
   EXPECT_EQ(mcgqShardRange(10, 2, 0, nullptr, &e), mcgqInvalidArgument);
 }
 
-void run_matches_simulation(int32_t mode, uint64_t steps) {
+void run_matches_simulation(int32_t mode, uint64_t steps,
+                            const std::vector<uint32_t> &ids = {}) {
   const int P = world_size(), me = world_rank();
   const uint64_t seed = 0xfeedull;
   auto table = shard_table();
   Worker real(table);
   Simulation sim(table, P, mode);
+  sim.ids = ids;
   CommGuard c(mode);
   auto layers = real.comm_layers();
   ASSERT_EQ(mcgqCommSetLayers(c.comm, layers.data(), (int)layers.size()), mcgqSuccess)
       << mcgqCommGetLastError(c.comm);
+  if (!ids.empty()) {
+    ASSERT_EQ(mcgqCommSetLayerIds(c.comm, ids.data(), (int)ids.size()), mcgqSuccess)
+        << mcgqCommGetLastError(c.comm);
+  }
   uint64_t owner_n = 0;
   ASSERT_EQ(mcgqCommGetOwnerStateSize(c.comm, &owner_n), mcgqSuccess);
   EXPECT_EQ(owner_n, mode == MCGQ_EXCHANGE_TWO_STAGE ? sim.owner_accum[me].size() : 0u);
@@ -233,6 +242,11 @@ TEST(CommModes, ReduceScatterMatchesSimulationBitForBit) {
 
 TEST(CommModes, TwoStageMatchesSimulationBitForBit) {
   run_matches_simulation(MCGQ_EXCHANGE_TWO_STAGE, 5);
+}
+
+// Layer ids (mcgqCommSetLayerIds) pick both stages' random words.
+TEST(CommModes, TwoStageSamplesWithTheLayerIds) {
+  run_matches_simulation(MCGQ_EXCHANGE_TWO_STAGE, 2, {70, 60, 50, 40, 30, 20, 10});
 }
 
 // Checkpoint: the owner state saved and restored into a fresh communicator

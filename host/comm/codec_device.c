@@ -78,6 +78,7 @@ typedef struct {
 typedef struct {
   mcgq_codec_t base;
   int nranks, count;
+  int32_t dtype;              /* of every grad of the table (MCGQ_DTYPE_*) */
   uint64_t total_n;
   size_t bound, enc_temp_bytes, dec_temp_bytes, recv_capacity;
   void *d_send, *d_recv;
@@ -169,7 +170,8 @@ static mcgqResult_t allocate(device_codec_t *d, const mcgqLayer_t *layers,
   if (res == mcgqSuccess) res = mcgqEncodeGetTempSize(descs, count, &enc_temp);
   free(descs);
   if (res == mcgqSuccess)
-    res = mcgqDecodeAverageGetTempSize(d->nranks, total_n, d->bound, &dec_temp);
+    res = mcgqDecodeAverageGetTempSizeTyped(d->nranks, total_n, d->bound, d->dtype,
+                                            &dec_temp);
   MCGQ_CHECK(res);
   d->enc_temp_bytes = enc_temp;
   d->dec_temp_bytes = dec_temp + 1; /* the allocation (never 0 bytes) */
@@ -210,7 +212,16 @@ static mcgqResult_t device_set_layers(mcgq_codec_t *c, const mcgqLayer_t *layers
                                       int count, uint64_t total_n, char *detail,
                                       size_t detail_size) {
   device_codec_t *d = dev(c);
+  for (int i = 1; i < count; ++i) /* one typed decode writes the whole table */
+    if (layers[i].cfg.dtype != layers[0].cfg.dtype) {
+      snprintf(detail, detail_size,
+               "mcgqCommSetLayers: layers[0].cfg.dtype = %d but layers[%d].cfg.dtype "
+               "= %d: a device communicator takes one gradient dtype per table",
+               (int)layers[0].cfg.dtype, i, (int)layers[i].cfg.dtype);
+      return mcgqInvalidUsage; /* the old table and buffers stay */
+    }
   free_buffers(d);
+  d->dtype = count > 0 ? layers[0].cfg.dtype : MCGQ_DTYPE_F32;
   d->count = count;
   d->total_n = total_n;
   mcgqResult_t res = count > 0 ? allocate(d, layers, count, total_n) : mcgqSuccess;
@@ -318,26 +329,29 @@ static mcgqResult_t decode(device_codec_t *d, const void *const *in,
   size_t in_capacity = 0, need = 0;
   for (int r = 0; r < nranks; ++r)
     if (in_bytes[r] > in_capacity) in_capacity = in_bytes[r];
-  MCGQ_CHECK(mcgqDecodeAverageGetTempSize(nranks, n, in_capacity, &need));
+  MCGQ_CHECK(mcgqDecodeAverageGetTempSizeTyped(nranks, n, in_capacity, d->dtype,
+                                                &need));
   MCGQ_CHECK(grow(&d->d_dec_temp, &d->dec_temp_bytes, need + 1,
                   "growing the decode scratch"));
-  MCGQ_CHECK(mcgqDecodeAverageAsync(in, in_bytes, nranks, d->d_average, n,
-                                    d->d_status, d->d_dec_temp, d->dec_temp_bytes,
-                                    call->stream));
+  MCGQ_CHECK(mcgqDecodeAverageAsyncTyped(in, in_bytes, nranks, d->d_average, d->dtype,
+                                         n, d->d_status, d->d_dec_temp,
+                                         d->dec_temp_bytes, call->stream));
   MCGQ_CUDA_CHECK(kFn, "reading the decode status",
                   cudaMemcpyAsync(d->h_status, d->d_status, sizeof *d->h_status,
                                   cudaMemcpyDeviceToHost, (cudaStream_t)call->stream));
   return mcgqSuccess;
 }
 
+/* The averages, already in the table's dtype, into the grads. */
 static mcgqResult_t write_grads(device_codec_t *d, const mcgqLayer_t *layers,
                                 int count, cudaStream_t stream) {
-  const float *src = d->d_average;
+  const size_t item = d->dtype == MCGQ_DTYPE_F32 ? 4 : 2;
+  const char *src = (const char *)d->d_average;
   for (int i = 0; i < count; ++i) {
     MCGQ_CUDA_CHECK(kFn, "writing the average",
-                    cudaMemcpyAsync(layers[i].grad, src, (size_t)layers[i].n * 4,
+                    cudaMemcpyAsync(layers[i].grad, src, (size_t)layers[i].n * item,
                                     cudaMemcpyDeviceToDevice, stream));
-    src += layers[i].n;
+    src += (size_t)layers[i].n * item;
   }
   return mcgqSuccess;
 }

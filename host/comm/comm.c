@@ -125,6 +125,7 @@ mcgqResult_t mcgqCommDestroy(mcgqComm_t comm) {
     free_rank_tables(comm);
   }
   comm->ops->destroy(comm->ctx);
+  free(comm->layer_ids);
   free(comm->layers);
   free(comm->layer_stats);
   free(comm->descs);
@@ -328,11 +329,11 @@ static mcgqResult_t check_layer(mcgqComm_t comm, const mcgqLayer_t *l, int i) {
                           (unsigned long long)l->n);
   mcgqResult_t res = mcgq_check_config(fn, &l->cfg);
   if (res != mcgqSuccess) return adopt_thread_detail(comm, res);
-  if (l->cfg.dtype != MCGQ_DTYPE_F32)
+  if (l->cfg.dtype != MCGQ_DTYPE_F32 && comm->node)
     return mcgq_comm_fail(comm, mcgqInvalidUsage,
-                          "%s: layers[%d].cfg.dtype = %d: the exchange takes float32 "
-                          "gradients only (16-bit layers: mcgqEncodeHost and the typed "
-                          "decoders)", fn, i, (int)l->cfg.dtype);
+                          "%s: layers[%d].cfg.dtype = %d: a hierarchical "
+                          "communicator takes float32 gradients only (its node "
+                          "stage averages float32)", fn, i, (int)l->cfg.dtype);
   int wants_accum = l->cfg.accumulate != MCGQ_ACCUM_NONE;
   if (wants_accum != (l->accum != NULL))
     return mcgq_comm_fail(comm, mcgqInvalidArgument,
@@ -395,11 +396,17 @@ mcgqResult_t mcgq_comm_install_table(mcgqComm_t comm, mcgqLayer_t *copy,
     return mcgq_comm_fail(comm, mcgqOutOfMemory, "%s: cannot copy %d layers", fn,
                           count);
   }
+  /* The plan first: it refuses what the mode cannot do before the codec
+   * replaces its buffers (the codec's table must stay the registered one). */
   mcgq_shard_plan_t *plan = NULL;
-  mcgqResult_t res = comm->codec->ops->set_layers(comm->codec, copy, count, total_n,
-                                                  comm->detail, sizeof comm->detail);
-  if (res == mcgqSuccess && comm->mode != MCGQ_EXCHANGE_ALL_GATHER)
+  mcgqResult_t res = mcgqSuccess;
+  if (comm->mode != MCGQ_EXCHANGE_ALL_GATHER)
     res = mcgq_shard_plan_create(comm, copy, count, &plan);
+  if (res == mcgqSuccess) {
+    res = comm->codec->ops->set_layers(comm->codec, copy, count, total_n,
+                                       comm->detail, sizeof comm->detail);
+    if (res != mcgqSuccess) mcgq_shard_plan_destroy(comm, plan);
+  }
   if (res != mcgqSuccess) { /* the old table stays registered */
     free(copy);
     free(stats);
@@ -411,11 +418,72 @@ mcgqResult_t mcgq_comm_install_table(mcgqComm_t comm, mcgqLayer_t *copy,
   free(comm->layers);
   free(comm->layer_stats);
   free(comm->descs);
+  free(comm->layer_ids); /* a new table numbers its layers by position */
+  comm->layer_ids = NULL;
   comm->layers = copy;
   comm->layer_stats = stats;
   comm->descs = descs;
   comm->count = count;
   comm->total_n = total_n;
+  return mcgqSuccess;
+}
+
+static int compare_ids(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return (x > y) - (x < y);
+}
+
+mcgqResult_t mcgqCommSetLayerIds(mcgqComm_t comm, const uint32_t *ids, int count) {
+  static const char fn[] = "mcgqCommSetLayerIds";
+  if (!comm) return mcgq_fail(mcgqInvalidArgument, "%s: comm is NULL", fn);
+  comm->detail[0] = '\0';
+  if (comm->node)
+    return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                          "%s: a hierarchical communicator numbers its layers by "
+                          "position (its cross-node table is this rank's share)",
+                          fn);
+  if (!ids) {
+    if (count != 0)
+      return mcgq_comm_fail(comm, mcgqInvalidArgument,
+                            "%s: ids is NULL with count = %d (NULL, 0 goes back "
+                            "to the table positions)", fn, count);
+    free(comm->layer_ids);
+    comm->layer_ids = NULL;
+    return mcgqSuccess;
+  }
+  if (count != comm->count)
+    return mcgq_comm_fail(comm, mcgqInvalidArgument,
+                          "%s: count = %d but %d layers are registered "
+                          "(mcgqCommSetLayers first)", fn, count, comm->count);
+  uint32_t *copy = malloc((size_t)(count > 0 ? count : 1) * sizeof *copy);
+  uint32_t *sorted = malloc((size_t)(count > 0 ? count : 1) * sizeof *sorted);
+  if (!copy || !sorted) {
+    free(copy);
+    free(sorted);
+    return mcgq_comm_fail(comm, mcgqOutOfMemory, "%s: cannot copy %d ids", fn, count);
+  }
+  memcpy(copy, ids, (size_t)count * sizeof *copy);
+  memcpy(sorted, ids, (size_t)count * sizeof *sorted);
+  qsort(sorted, (size_t)count, sizeof *sorted, compare_ids);
+  for (int i = 1; i < count; ++i) {
+    if (sorted[i] != sorted[i - 1]) continue;
+    uint32_t dup = sorted[i];
+    int first = -1, second = -1;
+    for (int j = 0; j < count && second < 0; ++j) {
+      if (ids[j] != dup) continue;
+      if (first < 0) first = j;
+      else second = j;
+    }
+    free(copy);
+    free(sorted);
+    return mcgq_comm_fail(comm, mcgqInvalidArgument,
+                          "%s: ids[%d] = ids[%d] = %u: two layers would sample "
+                          "with the same random words", fn, first, second,
+                          (unsigned)dup);
+  }
+  free(sorted);
+  free(comm->layer_ids);
+  comm->layer_ids = copy;
   return mcgqSuccess;
 }
 
@@ -480,6 +548,10 @@ static void fill_block(const mcgqComm_t comm, uint64_t step, int32_t flag,
   block[4] = mcgq_table_hash(comm->layers, comm->count);
   block[5] = (uint64_t)comm->capacity;
   block[6] = mcgq_config_hash(comm->layers, comm->count);
+  for (int i = 0; i < comm->count; ++i) { /* the ids pick the random words */
+    uint64_t id = mcgq_comm_layer_id(comm, i);
+    block[6] = fnv1a_words(block[6], &id, 1);
+  }
   if (comm->node) { /* a cross-node group joins the same local rank of each node */
     uint64_t layout[2] = {(uint64_t)mcgq_node_local_rank(comm->node),
                           (uint64_t)mcgq_node_local_size(comm->node)};
@@ -531,7 +603,7 @@ static mcgqResult_t check_tables_agree(mcgqComm_t comm) {
       return mcgq_comm_fail(comm, mcgqInvalidUsage,
                             "%s: layer settings differ between rank %d and rank %d "
                             "(a layer's K or samples, dynamic-K k_min/k_max/delta_k, "
-                            "checksum flag or dtype), or, hierarchical, their local "
+                            "checksum flag, dtype or id), or, hierarchical, their local "
                             "ranks or node sizes differ (the cross communicator must "
                             "join the same local rank of every node)",
                             fn, r, comm->rank);
@@ -564,7 +636,8 @@ static void fill_descs(mcgqComm_t comm, uint64_t step, uint64_t seed) {
     const mcgqLayer_t *l = &comm->layers[i];
     mcgqLayerDesc_t *d = &comm->descs[i];
     mcgqLayerDescInit(d);
-    d->u = mcgqRandomWord(seed, step, (uint32_t)i, (uint32_t)comm->rank);
+    d->u = mcgqRandomWord(seed, step, mcgq_comm_layer_id(comm, i),
+                          (uint32_t)comm->rank);
     d->g = l->grad;
     d->accum = l->accum;
     d->kstate = l->kstate;

@@ -32,6 +32,7 @@ struct mcgqComm {
 
   mcgqLayer_t *layers; /* copy of the caller's table */
   int count;
+  uint32_t *layer_ids; /* mcgqCommSetLayerIds; NULL: the table positions */
   uint64_t total_n;
   mcgqLayerStats_t *layer_stats;
   mcgqLayerDesc_t *descs;
@@ -52,6 +53,11 @@ struct mcgqComm {
 
   char detail[MCGQ_COMM_DETAIL_BYTES];
 };
+
+/* The id layer i samples with (mcgqRandomWord's layer word). */
+static inline uint32_t mcgq_comm_layer_id(const struct mcgqComm *comm, int i) {
+  return comm->layer_ids ? comm->layer_ids[i] : (uint32_t)i;
+}
 
 /* Records a message in the handle and returns status. */
 mcgqResult_t mcgq_comm_fail(mcgqComm_t comm, mcgqResult_t status,

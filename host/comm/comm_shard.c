@@ -115,13 +115,20 @@ void mcgq_shard_plan_destroy(mcgqComm_t comm, mcgq_shard_plan_t *plan) {
  * is set (every rank registers the same table, so every rank refuses). */
 static mcgqResult_t check_shardable(mcgqComm_t comm, const mcgqLayer_t *layers,
                                     int count) {
-  for (int i = 0; i < count; ++i)
+  for (int i = 0; i < count; ++i) {
     if (layers[i].cfg.dynamic_k)
       return mcgq_comm_fail(comm, mcgqInvalidUsage,
                             "mcgqComm: layers[%d] uses dynamic K, which the "
                             "sharded exchange modes do not support yet (one K "
                             "state per layer, but P shards of it)",
                             i);
+    if (layers[i].cfg.dtype != MCGQ_DTYPE_F32)
+      return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                            "mcgqComm: layers[%d].cfg.dtype = %d: the sharded "
+                            "exchange modes take float32 gradients only (their "
+                            "owners re-encode float32 averages)",
+                            i, (int)layers[i].cfg.dtype);
+  }
   return mcgqSuccess;
 }
 
@@ -157,7 +164,7 @@ static void fill_shards(mcgq_shard_plan_t *p, const mcgqLayer_t *layers, int cou
       if (hi == lo) continue;
       mcgqLayerDesc_t *d = &p->descs[s];
       mcgqLayerDescInit(d);
-      d->g = l->grad + lo;
+      d->g = (const float *)l->grad + lo;
       d->accum = l->accum ? l->accum + lo : NULL;
       d->n = hi - lo;
       d->cfg = l->cfg;
@@ -325,7 +332,7 @@ static mcgqResult_t prepare_stage1(mcgqComm_t comm, const mcgq_call_t *call,
   const uint32_t P = (uint32_t)p->nranks;
   for (int j = 0; j < p->nranks; ++j)
     for (int s = p->first[j]; s < p->first[j + 1]; ++s)
-      p->descs[s].u = mcgqRandomWord(seed, step, (uint32_t)p->layer_of[s],
+      p->descs[s].u = mcgqRandomWord(seed, step, mcgq_comm_layer_id(comm, p->layer_of[s]),
                                      (uint32_t)p->rank * P + (uint32_t)j);
   return comm->codec->ops->prepare_messages(comm->codec, p->descs, p->first,
                                             p->nranks, call, send, p->sizes,
@@ -424,7 +431,8 @@ static mcgqResult_t run_stage2(mcgqComm_t comm, const mcgq_call_t *call,
     const int first[2] = {0, p->own_count};
     for (int s = 0; s < p->own_count; ++s)
       p->descs2[s].u = mcgqRandomWord(seed, step,
-                                      (uint32_t)p->layer_of[p->first[p->rank] + s], word);
+                                      mcgq_comm_layer_id(comm, p->layer_of[p->first[p->rank] + s]),
+                                      word);
     local = comm->codec->ops->prepare_messages(comm->codec, p->descs2, first, 1, call,
                                                &send, &bytes, p->stats2);
   }
@@ -475,7 +483,8 @@ static mcgqResult_t write_gradients(mcgqComm_t comm, const mcgq_call_t *call) {
   const int first = p->first[p->rank];
   for (int s = 0; s < p->own_count; ++s)
     MCGQ_CHECK(codec->copy(comm->codec,
-                           comm->layers[p->layer_of[first + s]].grad + p->begin[first + s],
+                           (float *)comm->layers[p->layer_of[first + s]].grad +
+                               p->begin[first + s],
                            p->own[s].grad, (size_t)p->own[s].n * sizeof(float),
                            MCGQ_COPY_CODEC, call));
   return mcgqSuccess;
