@@ -194,9 +194,32 @@ struct rank_trace {
   std::vector<std::vector<float>> grads, accums, owner;  // [step]
 };
 
+// A 16-bit gradient in a float buffer of n values: the n bf16 (top halves)
+// or binary16 values in its first 2n bytes, zeros after, so that the trace
+// compares whole buffers whatever the dtype.
+std::vector<float> pack_input(const std::vector<float> &g, int32_t dtype) {
+  if (dtype == MCGQ_DTYPE_F32) return g;
+  std::vector<float> out(g.size(), 0.0f);
+  uint16_t *h = reinterpret_cast<uint16_t *>(out.data());
+  for (size_t k = 0; k < g.size(); ++k) {
+    uint32_t b;
+    std::memcpy(&b, &g[k], sizeof b);
+    if (dtype == MCGQ_DTYPE_BF16) {
+      h[k] = (uint16_t)(b >> 16);
+    } else {  // binary16 of |g| clamped to [2^-14, 2^15): exponent and 10 mantissa bits
+      int e = (int)((b >> 23) & 0xff) - 127;
+      e = e < -14 ? -14 : (e > 15 ? 15 : e);
+      h[k] = (uint16_t)((b >> 31) << 15 | (uint32_t)(e + 15) << 10 | ((b >> 13) & 0x3ff));
+      if (g[k] == 0.0f) h[k] = 0;
+      if (g[k] != g[k]) h[k] = 0x7e00;  // NaN stays NaN
+    }
+  }
+  return out;
+}
+
 // One rank's steps; its layers live on the device when on_device.
-void run_rank(member *t, int32_t mode, const std::vector<spec> *layers, rank_trace *out,
-              std::string *error) {
+void run_rank(member *t, int32_t mode, const std::vector<spec> *layers, int32_t dtype,
+              rank_trace *out, std::string *error) {
   const std::vector<spec> &kLayers = *layers;
   const int kLayerCount = (int)kLayers.size();
   auto fail = [&](const std::string &what) {
@@ -218,6 +241,7 @@ void run_rank(member *t, int32_t mode, const std::vector<spec> *layers, rank_tra
     l.cfg = MCGQ_LAYER_CONFIG_INITIALIZER;
     l.cfg.k = s.k;
     l.cfg.accumulate = s.accumulate;
+    l.cfg.dtype = dtype;
     if (t->on_device) {
       d_grad.push_back(new dbuf<float>(s.n));
       d_accum.push_back(new dbuf<float>(s.n));
@@ -239,6 +263,7 @@ void run_rank(member *t, int32_t mode, const std::vector<spec> *layers, rank_tra
       std::vector<float> g =
           make_data(kLayers[i].data, kLayers[i].n, 100 * step + 10 * i + t->rank);
       if (step == kNanStep && t->rank == 1 && i == 0) g[g.size() / 2] = NAN;
+      g = pack_input(g, dtype);
       if (t->on_device)
         d_grad[i]->upload(g);
       else
@@ -272,13 +297,14 @@ void run_rank(member *t, int32_t mode, const std::vector<spec> *layers, rank_tra
 }
 
 // Rank 0 on this thread (on the device if asked), rank 1 on a host thread.
-void run_pair(int32_t mode, const std::vector<spec> &layers, bool rank0_on_device,
-              cudaStream_t stream, rank_trace out[2], std::string errors[2]) {
+void run_pair(int32_t mode, const std::vector<spec> &layers, int32_t dtype,
+              bool rank0_on_device, cudaStream_t stream, rank_trace out[2],
+              std::string errors[2]) {
   group g;
   member m0{&g, 0, rank0_on_device ? 1 : 0, stream};
   member m1{&g, 1, 0, nullptr};
-  std::thread other(run_rank, &m1, mode, &layers, &out[1], &errors[1]);
-  run_rank(&m0, mode, &layers, &out[0], &errors[0]);
+  std::thread other(run_rank, &m1, mode, &layers, dtype, &out[1], &errors[1]);
+  run_rank(&m0, mode, &layers, dtype, &out[0], &errors[0]);
   other.join();
 }
 
@@ -293,13 +319,14 @@ void expect_same(const rank_trace &a, const rank_trace &b, const std::string &wh
 }
 
 void check_mode(int32_t mode, const char *name,
-                const std::vector<spec> &layers = kMixed) {
+                const std::vector<spec> &layers = kMixed,
+                int32_t dtype = MCGQ_DTYPE_F32) {
   cudaStream_t stream = nullptr;  // the simulator's cudaStreamQuery needs a real one
   ASSERT_EQ(cudaSuccess, cudaStreamCreate(&stream));
   rank_trace dev[2], host[2];
   std::string dev_err[2], host_err[2];
-  run_pair(mode, layers, true, stream, dev, dev_err);
-  run_pair(mode, layers, false, nullptr, host, host_err);
+  run_pair(mode, layers, dtype, true, stream, dev, dev_err);
+  run_pair(mode, layers, dtype, false, nullptr, host, host_err);
   cudaStreamDestroy(stream);
   for (int r = 0; r < 2; ++r) {
     ASSERT_EQ("", dev_err[r]) << name;
@@ -349,4 +376,12 @@ TEST(GpuCodecTwoRanks, OwnerWithoutShardsMatchesHostRanks) {
   MCGQ_REQUIRE_GPU();
   check_mode(MCGQ_EXCHANGE_REDUCE_SCATTER, "reduce-scatter, no shard on rank 0", kTiny);
   check_mode(MCGQ_EXCHANGE_TWO_STAGE, "two-stage, no shard on rank 0", kTiny);
+}
+
+// 16-bit gradients (all-gather mode): the device codec's typed decode
+// writes what the host codec's per-layer rounding writes.
+TEST(GpuCodecTwoRanks, AllGatherSixteenBitMatchesHostRanks) {
+  MCGQ_REQUIRE_GPU();
+  check_mode(MCGQ_EXCHANGE_ALL_GATHER, "all-gather, bf16", kMixed, MCGQ_DTYPE_BF16);
+  check_mode(MCGQ_EXCHANGE_ALL_GATHER, "all-gather, binary16", kMixed, MCGQ_DTYPE_F16);
 }

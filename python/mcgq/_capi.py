@@ -370,6 +370,7 @@ _PROTOTYPES = {
     "mcgqCommInitCallbacks": (_res, [_p(_vp), ctypes.c_int, ctypes.c_int,
                                      _p(TransportCallbacks)]),
     "mcgqCommSetLayers": (_res, [_vp, _p(CommLayer), ctypes.c_int]),
+    "mcgqCommSetLayerIds": (_res, [_vp, _p(ctypes.c_uint32), ctypes.c_int]),
     "mcgqCommSetCapacity": (_res, [_vp, ctypes.c_size_t]),
     "mcgqCommSetTimeout": (_res, [_vp, ctypes.c_double]),
     "mcgqCommStep": (_res, [_vp, ctypes.c_uint64, ctypes.c_uint64, _vp,

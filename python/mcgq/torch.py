@@ -239,8 +239,7 @@ class MCGQState:
         self._next_ordinal = 0     # meeting order when no model is bound
         self._table_frozen = False  # meeting order: the table is fixed after one step
         self._owner_layout = None  # two_stage: (world, rank) the owner state belongs to
-        self._protocol = _CommProtocol(exchange) if exchange == "two_stage" \
-            else _GatherProtocol()
+        self._protocol = _CommProtocol(exchange)
         self._cur = self._empty_step_stats()
         self._last = self._empty_step_stats()
         self._totals = {"steps": 0, "steps_nonfinite": 0, "steps_failed": 0,
@@ -905,16 +904,6 @@ def _average_into(buffer, gathered, sizes, raw_bytes, raw, raw_n, compressed, wo
 #      bucket of it was finite and agreed).
 
 _HEADER_MAGIC_C = 0x4D434751_0003    # "MCGQ", protocol 3: the C step per bucket
-_GOLDEN = 0x9E3779B97F4A7C15
-
-
-def _bucket_seed(seed, ordinals):
-    """The seed of the C step of a bucket whose compressed parameters have
-    these ordinals (in bucket order): the C step numbers layers by their
-    position in the bucket, so without this every bucket's first layer would
-    draw the same random word."""
-    first = ordinals[0] if ordinals else 0
-    return (seed ^ (((first + 1) * _GOLDEN) & (2**64 - 1))) & (2**64 - 1)
 
 
 class _Worker:
@@ -981,8 +970,9 @@ class _BucketComm:
                     "mcgqCommInitCallbacks")
         self._check(_capi.fn.mcgqCommSetExchangeMode(self.handle, mode),
                     "mcgqCommSetExchangeMode")
-        self.registered = None   # (pointers, config bytes) of the registered table
+        self.registered = None   # (pointers, ids, config bytes) of the registered table
         self.accum = []          # per layer: float32 the library updates, or None
+        self.kstate = []         # per layer: the mcgqKState_t it updates, or None
 
     def last_error(self):
         text = ""
@@ -999,26 +989,37 @@ class _BucketComm:
             raise _capi.error_for(status, function, self.last_error())
 
     def register(self, cfg, work, compressed):
-        """Registers the layers where they lie in `work` (float32)."""
-        ptrs = tuple(work.data_ptr() + 4 * off for _, off, _ in compressed)
-        key = (ptrs, bytes(cfg))
+        """Registers the layers where they lie in `work` (cfg.dtype is
+        work's type), each sampling with its parameter's ordinal as layer
+        id, so a parameter's bits do not depend on DDP's bucket layout.
+        The accumulators and K states registered are this communicator's
+        working copies (the step writes them; MCGQState commits them)."""
+        item = work.element_size()
+        ptrs = tuple(work.data_ptr() + item * off for _, off, _ in compressed)
+        ids = tuple(layer.ordinal for layer, _, _ in compressed)
+        key = (ptrs, ids, bytes(cfg))
         if key == self.registered:
             return
         accumulate = cfg.accumulate != _capi.ACCUM_NONE
         accum = [torch.zeros(n, dtype=torch.float32) if accumulate else None
                  for _, _, n in compressed]
+        kstate = [torch.zeros(_KSTATE_BYTES, dtype=torch.uint8) if cfg.dynamic_k
+                  else None for _ in compressed]
         table = (_capi.CommLayer * len(compressed))()
         for i, (ptr, (_, _, n)) in enumerate(zip(ptrs, compressed)):
             table[i].struct_size = ctypes.sizeof(_capi.CommLayer)
             table[i].grad = ptr
             table[i].accum = accum[i].data_ptr() if accum[i] is not None else None
-            table[i].kstate = None
+            table[i].kstate = kstate[i].data_ptr() if kstate[i] is not None else None
             table[i].n = n
             table[i].cfg = cfg
         self.registered = None
         self._check(_capi.fn.mcgqCommSetLayers(self.handle, table, len(compressed)),
                     "mcgqCommSetLayers")
-        self.accum, self.registered = accum, key
+        self._check(_capi.fn.mcgqCommSetLayerIds(
+            self.handle, (ctypes.c_uint32 * len(ids))(*ids), len(ids)),
+            "mcgqCommSetLayerIds")
+        self.accum, self.kstate, self.registered = accum, kstate, key
 
     def owner_state(self, elements):
         out = torch.zeros(elements, dtype=torch.float32)
@@ -1178,18 +1179,31 @@ class _CommProtocol:
         if entry is None:
             entry = _BucketComm(plan.group, plan.rank, plan.world, self.mode)
             self._comms[key] = entry
-        # The C exchange takes float32: 16-bit buckets are widened into a copy.
-        work = buffer if buffer.dtype == torch.float32 else buffer.float()
-        entry.register(state._cfg, work, plan.compressed)
-        for (layer, _, n), acc in zip(plan.compressed, entry.accum):
+        # All-gather takes 16-bit buckets as they are; the sharded modes
+        # re-encode float32 averages, so there a 16-bit bucket is widened
+        # into a float32 copy.
+        work = buffer
+        if self.mode != _capi.EXCHANGE_ALL_GATHER and buffer.dtype != torch.float32:
+            work = buffer.float()
+        cfg = _capi.LayerConfig.from_buffer_copy(state._cfg)
+        cfg.dtype = _DTYPE_CODES[work.dtype]
+        entry.register(cfg, work, plan.compressed)
+        for (layer, _, n), acc, ks in zip(plan.compressed, entry.accum, entry.kstate):
+            # checked again here, next to the C call that reads them
             if acc is not None:
                 if layer.accum is None or layer.accum.numel() != n or \
                         layer.accum.dtype != torch.float32:
                     raise ValueError("mcgq: the accumulator of %r does not match its "
                                      "gradient (%d float32 values)" % (layer.key, n))
                 acc.copy_(layer.accum)
+            if ks is not None:
+                if layer.kstate is None or layer.kstate.numel() != _KSTATE_BYTES or \
+                        layer.kstate.dtype != torch.uint8:
+                    raise ValueError("mcgq: the K state of %r is malformed" % layer.key)
+                ks.copy_(layer.kstate)
         shards = []
-        if state._cfg.accumulate != _capi.ACCUM_NONE:
+        if self.mode == _capi.EXCHANGE_TWO_STAGE and \
+                state._cfg.accumulate != _capi.ACCUM_NONE:
             for layer, _, n in plan.compressed:
                 b, e = shard_range(n, plan.world, plan.rank)
                 owner = layer.owner
@@ -1237,10 +1251,8 @@ class _CommProtocol:
         cur, sent = state._cur, entry.transport.sent
         before = dict(sent)
         stats = _capi.StepStats()
-        status = _capi.fn.mcgqCommStep(entry.handle, state.step,
-                                       _bucket_seed(state.seed, [l.ordinal for l, _, _
-                                                                 in plan.compressed]),
-                                       None, ctypes.byref(stats))
+        status = _capi.fn.mcgqCommStep(entry.handle, state.step, state.seed, None,
+                                       ctypes.byref(stats))
         delta = {k: sent[k] - before[k] for k in sent}
         cur["bytes_header"] += delta["header"]
         cur["bytes_message"] += delta["message"]
@@ -1266,8 +1278,9 @@ class _CommProtocol:
             cur["paper_bits"] += sum(int(s.stream_bits) + 32 for s in layer_stats)
             cur["k_sum"] += sum(float(s.k) for s in layer_stats)
         for i, (layer, off, n) in enumerate(plan.compressed):
-            acc = entry.accum[i]
-            self._commits.append((layer, None if acc is None else acc.clone(), None,
+            acc, ks = entry.accum[i], entry.kstate[i]
+            self._commits.append((layer, None if acc is None else acc.clone(),
+                                  None if ks is None else ks.clone(),
                                   None if owner is None else owner[i].clone()))
             if work is not plan.buffer:
                 plan.buffer[off:off + n].copy_(work[off:off + n])

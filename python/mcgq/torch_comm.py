@@ -151,10 +151,13 @@ class Comm:
         accumulators belong to this object (one per tensor, zeros).
     mode: "all_gather" (default), "reduce_scatter" or "two_stage".
     process_group: None for the default group.
+    layer_ids: None (tensor i samples as layer i) or one distinct id per
+        tensor (mcgqCommSetLayerIds: a tensor keeps its random words
+        wherever it lies in the list); set_tensors() takes new ones.
     """
 
     def __init__(self, tensors, k=0.1, accumulate="reset", mode="all_gather",
-                 seed=0, checksum=False, process_group=None):
+                 seed=0, checksum=False, process_group=None, layer_ids=None):
         if not dist.is_initialized():
             raise RuntimeError("torch.distributed is not initialized")
         self._cfg = _config(k=k, accumulate=accumulate, checksum=checksum)
@@ -170,7 +173,7 @@ class Comm:
                     "mcgqCommInitCallbacks")
         self.rank, self.world = rank, t.world
         self.set_mode(mode)
-        self.set_tensors(tensors)
+        self.set_tensors(tensors, layer_ids)
 
     # ------------------------------------------------------------ setup
 
@@ -192,8 +195,11 @@ class Comm:
                    "mcgqCommSetExchangeMode")
         self.mode = mode
 
-    def set_tensors(self, tensors):
+    def set_tensors(self, tensors, layer_ids=None):
         tensors = list(tensors)
+        if layer_ids is not None and len(layer_ids) != len(tensors):
+            raise ValueError("layer_ids has %d ids for %d tensors" %
+                             (len(layer_ids), len(tensors)))
         for i, t in enumerate(tensors):
             if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or \
                     t.device.type != "cpu" or not t.is_contiguous() or t.numel() == 0:
@@ -212,6 +218,11 @@ class Comm:
         self._call(_capi.fn.mcgqCommSetLayers(self._handle, table, len(tensors)),
                    "mcgqCommSetLayers")
         self.tensors, self.accumulators = tensors, accum
+        if layer_ids is not None:
+            ids = [int(i) for i in layer_ids]
+            self._call(_capi.fn.mcgqCommSetLayerIds(
+                self._handle, (ctypes.c_uint32 * max(1, len(ids)))(*ids), len(ids)),
+                "mcgqCommSetLayerIds")
 
     # ------------------------------------------------------------ steps
 

@@ -418,7 +418,8 @@ def _two_stage_reference(rank, world, cfg, step, captured, names, ref):
         if big:
             tensors = [g.clone() for _, g in big]
             comm = mt.Comm(tensors, k=h["k"], accumulate=h["accumulate"], mode="two_stage",
-                           seed=mt._bucket_seed(h.get("seed", 0), [names[id(p)][0] for p, _ in big]))
+                           seed=h.get("seed", 0),
+                           layer_ids=[names[id(p)][0] for p, _ in big])
             comm.step_count = step
             owners = []
             for (p, _), acc in zip(big, comm.accumulators):
