@@ -5,77 +5,61 @@ gradient exchange over torch.distributed (gloo on CPU, NCCL on GPU).
     ddp_model.register_comm_hook(state, mcgq_hook)
 
 Per DDP bucket, every parameter is one mcgq layer.  Parameters with at least
-`min_compress_numel` elements are compressed with one segmented encode call
-per bucket; smaller ones (biases, norms), and all parameters during
-`warmup_steps`, travel as raw float32 in the same message and are averaged
-in rank order (acc = 0; for r: acc += x_r; acc / P), so every rank ends with
-bit-identical gradients for any number of ranks.
+`min_compress_numel` elements are compressed; smaller ones (biases, norms),
+and all parameters during `warmup_steps`, travel as raw float32 and are
+averaged in rank order (acc = 0; for r: acc += x_r; acc / P), so every rank
+ends with bit-identical gradients for any number of ranks.
 
-The hook is asynchronous like DDP's own hooks.  In all_gather mode (the
-two_stage mode is described below) it encodes the bucket (on the
-current CUDA stream for CUDA tensors), issues its collectives as async work
-and returns a future that the decode-and-average completes later, so the
-exchange overlaps the rest of backward.  Per bucket the exchange is a small
-all_gather of a fixed header (size, status, step, layer-table digest) and an
-all_gather of the payloads.  Every collective is issued from the thread that
-calls the hook, in the same order on every rank: the payload all_gather of
-bucket i is issued by the hook call of bucket i+1 (or by the last bucket's
-call), never from a future callback, whose timing differs between ranks.
+One protocol.  The compressed parameters of a bucket go through the
+library's step protocol (mcgqCommStep: encode, agreement on failures and
+sizes, exchange, decode-and-average, commit), with torch.distributed as its
+transport through mcgqCommInitCallbacks (mcgq/torch_comm.py); the hook
+re-codes none of it.  CPU buckets use the host codec; CUDA buckets a device
+communicator (the library's GPU codec, payloads exchanged as CUDA tensors
+on the exchange thread's own stream).  Each parameter samples with its
+ordinal as layer id (mcgqCommSetLayerIds), so its bits do not depend on
+DDP's bucket layout: a checkpoint resumes bit for bit into a fresh DDP, and
+the numpy reference of the tests is layout-free.  float32, bfloat16 and
+float16 buckets are compressed as they are (no float32 copy; the averages
+are rounded once into the bucket's type).  What the hook adds per bucket is
+what the library cannot see: a 64-byte header all_gather (a rank whose
+Python-side preparation failed, a different layer table or step) and, for
+buckets with uncompressed parameters, one all_gather of them.
+
+Asynchronous, like DDP's own hooks: the hook queues the bucket for one
+exchange worker thread per state and returns a future the thread
+completes; DDP calls the hook in the same bucket order on every rank and
+the thread runs the buckets in that order, so the collectives match across
+ranks (the process group must not be used by other threads during
+backward()).  The C calls release the GIL (ctypes), so encode and decode
+overlap backward.
 
 Failures are agreed, never local: a rank whose preparation or encode fails
-still takes part in the header exchange with an error status, and then
-every rank completes that bucket's future with the same mcgq.torch.HookError
-(so backward() raises on all ranks, naming the failing rank and its error);
-ranks that disagree on the step or the layer table fail the same way.  A
-non-finite value on any rank makes every rank return that bucket filled with
-NaN (so torch.cuda.amp.GradScaler skips the step).  In both cases the
-accumulators, K states and the step counter stay unchanged on all ranks.
+still takes part in the header exchange with an error status, and every
+rank then completes that bucket's future with the same
+mcgq.torch.HookError (backward() raises on all ranks, naming the failing
+rank and its error), delivered after the step's last bucket so that no
+collective is left outstanding; ranks that disagree on the step or the
+layer table fail the same way.  A non-finite value on any rank makes every
+rank return that bucket filled with NaN (so torch.cuda.amp.GradScaler
+skips the step).  In both cases the accumulators, K states and the step
+counter stay unchanged on all ranks.
 
 Exchange mode, MCGQState(exchange=...):
 
   "all_gather" (default, CPU and CUDA): every rank receives every rank's
-      message; one compression, (P-1) b bits per element received.  Done by
-      the hook's own protocol class (_GatherProtocol, described above), not
-      yet by the C step: its random words are per parameter (ordinal), so
-      its bits do not depend on DDP's bucket layout (a checkpoint resumes
-      bit for bit into a fresh DDP, and the numpy reference is layout-free),
-      and it encodes 16-bit and CUDA buckets as they are; mcgqCommStep
-      numbers layers by table position and takes float32 host gradients on
-      the callback transport.  It moves once mcgqLayer_t carries a layer id.
+      message; one compression, (P-1) b bits per element received.
   "two_stage" (CPU / gloo models only; no dynamic_k): the library's
-      two-stage all-reduce, driven through mcgqCommInitCallbacks with
-      torch.distributed as the transport (_CommProtocol): reduce-scatter of
-      compressed shards, each owner re-encodes its average with an
-      owner-side accumulator, all-gather of the owners' messages; about
-      (P-1)/P (b1 + b2) bits per element, so it sends fewer bytes as P
-      grows (README's table: more at P = 2, even at 3, fewer from 4),
-      for a second quantization and more collectives per bucket.
-      Encode, agreement, exchange, decode and commit are the C protocol's
-      (mcgqCommStep per bucket); the hook adds only a 64-byte header
-      all_gather per bucket, for what the library cannot see (a rank whose
-      Python-side preparation failed, a different layer table or step), and,
-      for buckets with uncompressed parameters, one all_gather of them.
-      Parameters below min_compress_numel and warmup steps are averaged raw
-      in rank order exactly as in all_gather mode, so both modes treat
-      biases and norms the same and every rank gets the same bits.
-      Asynchronous: the hook queues the bucket for one exchange worker
-      thread per state and returns a future the thread completes; DDP calls
-      the hook in the same bucket order on every rank and the thread runs
-      the buckets in that order, so the collectives match across ranks
-      (the process group must not be used by other threads during
-      backward()).  The C calls release the GIL (ctypes), so encode and
-      decode overlap backward.  An agreed failure's HookError is delivered
-      after the step's last bucket, so a backward() that raises leaves no
-      collective outstanding.  The random words are per bucket (the C step
-      numbers layers by position, with a seed per bucket from its first
-      compressed parameter's ordinal), so the bits follow DDP's bucket
-      layout: identical on every rank always, but a run resumed into a
-      fresh DDP (which rebuilds its buckets after its first iteration) is
-      statistically, not bitwise, the same as an uninterrupted one.  The
-      owner-side accumulators go into state_dict() per parameter (this
-      rank's shard, with "owner_layout" = [world, rank]) and into pickles.
-      CUDA parameters are refused (at bind(), or as an agreed HookError):
-      the C protocol's device path over callbacks needs a GPU to be tested.
+      two-stage all-reduce: reduce-scatter of compressed shards, each
+      owner re-encodes its average with an owner-side accumulator,
+      all-gather of the owners' messages; about (P-1)/P (b1 + b2) bits per
+      element, so it sends fewer bytes as P grows (README's table: more at
+      P = 2, even at 3, fewer from 4), for a second quantization and more
+      collectives per bucket.  16-bit buckets are widened into a float32
+      copy (the owners re-encode float32 averages).  The owner-side
+      accumulators go into state_dict() per parameter (this rank's shard,
+      with "owner_layout" = [world, rank]) and into pickles.  CUDA
+      parameters are refused (at bind(), or as an agreed HookError).
   "reduce_scatter" leaves each rank one shard, which DDP cannot use:
       sharded training calls mcgq.torch.reduce_scatter (mcgq/torch_comm.py).
 
@@ -100,8 +84,9 @@ import torch
 import torch.distributed as dist
 
 from . import _capi
-from . import LayerStats, _config, _u64, gpu_available, random_word
-from .torch_comm import Comm, reduce_scatter, shard_range, _Transport, _callbacks
+from . import _config, _u64, gpu_available
+from .torch_comm import Comm, reduce_scatter, shard_range, _Transport, _callbacks, \
+    _DeviceTransport
 
 __all__ = ["MCGQState", "mcgq_hook", "HookError", "Comm", "reduce_scatter",
            "shard_range"]
@@ -112,7 +97,6 @@ _STATE_FORMAT = 2            # 1: keys could carry DDP's "module." prefix
 _HOOK_MODES = {"all_gather": _capi.EXCHANGE_ALL_GATHER,
                "two_stage": _capi.EXCHANGE_TWO_STAGE}
 _KSTATE_BYTES = ctypes.sizeof(_capi.KState)
-_STATS_BYTES = ctypes.sizeof(_capi.LayerStats)
 
 
 class HookError(RuntimeError):
@@ -534,7 +518,7 @@ class MCGQState:
                 "elements_compressed": 0, "elements_uncompressed": 0,
                 "bytes_message": 0, "bytes_uncompressed": 0, "bytes_header": 0,
                 "bytes_padding": 0, "bytes_sent": 0, "paper_bits": 0,
-                "k_sum": 0.0, "hook_seconds": 0.0, "hook_wait_seconds": 0.0,
+                "k_sum": 0.0, "hook_seconds": 0.0,
                 "buckets": 0}
 
     def stats(self):
@@ -596,18 +580,12 @@ class MCGQState:
 
 
 # ============================================================ the protocol
-# THE SEAM.  _GatherProtocol is the one place where the step protocol lives
-# in Python today (all_gather mode): encode, header exchange, agreement on
-# failures, payload exchange, decode-and-average.  two_stage mode already
-# runs the C step protocol instead (_CommProtocol below); all_gather moves
-# there once the C step can number layers by a caller-given id (see the
-# module docstring).  MCGQState (layers, checks, checkpoints, stats) and
-# mcgq_hook stay as they are.  The interface is start_bucket(state, plan) ->
-# Future, busy() and drain().
+# _CommProtocol (below) runs each bucket through the library's step
+# protocol; what is defined here is the bucket as MCGQState planned it
+# (_Plan) and the 64-byte header the hook adds to the C step.
 
 _HEADER_WORDS = 8
-_HEADER_MAGIC = 0x4D434751_0002      # "MCGQ", protocol 2
-_OK, _DATA, _ERROR = 0, 1, 2          # header status: ok, non-finite/range, failure
+_OK, _ERROR = 0, 2                    # header status: ok, this rank failed
 _ERROR_TEXT_BYTES = 512
 _DATA_STATUSES = (_capi.NON_FINITE, _capi.RANGE_ERROR)
 
@@ -623,216 +601,8 @@ class _Plan:
         self.compressed, self.raw, self.digest, self.error = [], [], 0, None
 
 
-class _Job:
-    """A bucket between its header exchange and its payload exchange."""
-
-    __slots__ = ("plan", "future", "header", "headers", "header_work", "status",
-                 "message", "size", "raw_flat", "commits", "layer_stats", "error")
-
-
 def _value_or_raise(fut):
     return fut.value()
-
-
-def _pad8(n):
-    return (n + 7) // 8 * 8
-
-
-class _GatherProtocol:
-    def __init__(self):
-        self._pending = None     # the job whose payload is not issued yet
-        self._outcome = "ok"
-        self._commits = []
-
-    def busy(self):
-        return self._pending is not None or bool(self._commits)
-
-    def drain(self):
-        pass                     # every collective was issued by the hook calls
-
-    def start_bucket(self, state, plan):
-        if plan.index == 0 and self._pending is not None:
-            # A step whose last bucket never came (backward() aborted): its
-            # payload was never issued on any rank; drop it and its commits.
-            self._pending.future.set_exception(HookError(
-                "mcgq: the step ended before its last bucket"))
-            self._pending, self._outcome, self._commits = None, "ok", []
-        job = _Job()
-        job.plan, job.error = plan, plan.error
-        job.status, job.size, job.message, job.raw_flat = _OK, 0, None, None
-        job.commits, job.layer_stats = [], []
-        device = plan.buffer.device
-        job.future = torch.futures.Future(devices=[device]) if plan.buffer.is_cuda \
-            else torch.futures.Future()
-        # DDP reads the hook's future from C++, where an exception stored by
-        # set_exception() looks like a value ("Unable to cast ... to
-        # Tensor"); a callback that raises marks the chained future failed.
-        returned = job.future.then(_value_or_raise)
-        if job.error is None:
-            try:
-                self._encode(state, job)
-            except Exception as e:          # agreed below, never raised alone
-                job.error = e
-        if job.error is not None:
-            job.status = _ERROR
-        job.header = torch.tensor(
-            [_HEADER_MAGIC, state.step, plan.digest if job.error is None else 0,
-             job.status, job.size, sum(n for _, n in plan.raw), plan.index, 0],
-            dtype=torch.int64, device=device)
-        job.headers = torch.empty((plan.world, _HEADER_WORDS), dtype=torch.int64,
-                                  device=device)
-        job.header_work = dist.all_gather(list(job.headers.unbind(0)), job.header,
-                                          group=plan.group, async_op=True)
-        state._cur["bytes_header"] += 8 * _HEADER_WORDS
-        state._cur["bytes_sent"] += 8 * _HEADER_WORDS
-        previous, self._pending = self._pending, job
-        if previous is not None:
-            self._exchange_payload(state, previous)
-        if plan.is_last:
-            self._pending = None
-            self._exchange_payload(state, job)
-            state._end_step(self._outcome, self._commits)
-            self._outcome, self._commits = "ok", []
-        return returned
-
-    # ------------------------------------------------------ phase 1: encode
-
-    def _encode(self, state, job):
-        plan = job.plan
-        buffer = plan.buffer
-        if plan.raw:
-            # raw values travel as float32 (exact for 16-bit buckets too)
-            job.raw_flat = torch.cat([buffer[o:o + n] for o, n in plan.raw]).float()
-            if not bool(torch.isfinite(job.raw_flat).all()):
-                job.status = _DATA
-        if not plan.compressed:
-            return
-        descs = (_capi.LayerDesc * len(plan.compressed))()
-        base, item = buffer.data_ptr(), buffer.element_size()
-        for i, (layer, off, n) in enumerate(plan.compressed):
-            d = descs[i]
-            _capi.fn.mcgqLayerDescInit(ctypes.byref(d))
-            d.cfg = state._cfg
-            d.cfg.dtype = _DTYPE_CODES[buffer.dtype]  # 16-bit buckets: no float32 copy
-            d.g = base + off * item
-            d.n = n
-            d.u = random_word(state.seed, state.step, layer.ordinal, plan.rank)
-            # The encode writes into copies, committed when the whole step
-            # was finite and agreed on every rank.  Sizes were checked by
-            # MCGQState._buffers_for; checked again here, next to the call.
-            accum = layer.accum.clone() if layer.accum is not None else None
-            kstate = layer.kstate.clone() if layer.kstate is not None else None
-            if accum is not None:
-                if accum.numel() != n or accum.dtype != torch.float32 or \
-                        accum.device != buffer.device:
-                    raise ValueError("mcgq: the accumulator of %r does not match its "
-                                     "gradient (%d float32 values on %s)" %
-                                     (layer.key, n, buffer.device))
-                d.accum = accum.data_ptr()
-            if kstate is not None:
-                if kstate.numel() != _KSTATE_BYTES or kstate.device != buffer.device:
-                    raise ValueError("mcgq: the K state of %r is malformed" % layer.key)
-                d.kstate = kstate.data_ptr()
-            job.commits.append((layer, accum, kstate, None))
-        encode = _encode_cuda if buffer.is_cuda else _encode_cpu
-        job.message, job.size, data_failed, job.layer_stats = encode(descs, buffer.device)
-        if data_failed:
-            job.status = _DATA
-
-    # ------------------------------------------------------ phase 2: agree, exchange
-
-    def _exchange_payload(self, state, job):
-        plan = job.plan
-        t0 = time.perf_counter()
-        job.header_work.wait()
-        state._cur["hook_wait_seconds"] += time.perf_counter() - t0
-        headers = job.headers.cpu().tolist()
-        statuses = [h[3] for h in headers]
-        if _ERROR in statuses:
-            self._fail_agreed(state, job, headers)
-            return
-        problem = _disagreement(headers)
-        if problem:
-            self._outcome = "failed"
-            job.future.set_exception(HookError(
-                "mcgq: the ranks disagree on bucket %d: %s" % (plan.index, problem)))
-            return
-        if _DATA in statuses:
-            if self._outcome == "ok":
-                self._outcome = "nonfinite"
-            plan.buffer.fill_(float("nan"))
-            job.future.set_result(plan.buffer)
-            return
-        self._commits.extend(job.commits)
-        sizes = [h[4] for h in headers]
-        raw_n = headers[0][5]
-        raw_bytes = _pad8(4 * raw_n)
-        stride = raw_bytes + _pad8(max(sizes))
-        device = plan.buffer.device
-        slot = torch.zeros(stride, dtype=torch.uint8, device=device)
-        if raw_n:
-            slot[:4 * raw_n].copy_(job.raw_flat.view(torch.uint8))
-        if job.size:
-            slot[raw_bytes:raw_bytes + job.size].copy_(job.message[:job.size])
-        gathered = torch.empty((plan.world, stride), dtype=torch.uint8, device=device)
-        work = dist.all_gather(list(gathered.unbind(0)), slot, group=plan.group,
-                               async_op=True)
-        self._count(state, job, raw_n, stride)
-        compressed = [(off, n) for _, off, n in plan.compressed]
-        buffer, raw, world = plan.buffer, plan.raw, plan.world
-
-        def finish(_):
-            try:
-                _average_into(buffer, gathered, sizes, raw_bytes, raw, raw_n,
-                              compressed, world)
-                job.future.set_result(buffer)
-            except Exception as e:   # same bytes on every rank: same failure
-                job.future.set_exception(e)
-
-        work.get_future().then(finish)
-
-    def _fail_agreed(self, state, job, headers):
-        """Every rank knows from the headers that some rank failed; they all
-        exchange the failure texts and raise the same error."""
-        plan = job.plan
-        self._outcome = "failed"
-        text = b""
-        if job.error is not None:
-            text = ("%s: %s" % (type(job.error).__name__, job.error)).encode(
-                "utf-8", "replace")[:_ERROR_TEXT_BYTES]
-        mine = torch.zeros(_ERROR_TEXT_BYTES, dtype=torch.uint8)
-        if text:
-            mine[:len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
-        mine = mine.to(plan.buffer.device)
-        texts = torch.empty((plan.world, _ERROR_TEXT_BYTES), dtype=torch.uint8,
-                            device=plan.buffer.device)
-        dist.all_gather(list(texts.unbind(0)), mine, group=plan.group)
-        state._cur["bytes_sent"] += _ERROR_TEXT_BYTES
-        failures = {}
-        for r, h in enumerate(headers):
-            if h[3] == _ERROR:
-                raw = bytes(texts[r].cpu().tolist()).rstrip(b"\0")
-                failures[r] = raw.decode("utf-8", "replace") or "(no text)"
-        err = _hook_error(plan.index, failures, "no rank changed its state")
-        if job.error is not None:
-            err.__cause__ = job.error
-        job.future.set_exception(err)
-
-    @staticmethod
-    def _count(state, job, raw_n, stride):
-        cur = state._cur
-        plan = job.plan
-        cur["buckets"] += 1
-        cur["layers_compressed"] += len(plan.compressed)
-        cur["elements_compressed"] += sum(n for _, _, n in plan.compressed)
-        cur["layers_uncompressed"] += len(plan.raw)
-        cur["elements_uncompressed"] += raw_n
-        cur["bytes_message"] += job.size
-        cur["bytes_uncompressed"] += 4 * raw_n
-        cur["bytes_padding"] += stride - job.size - 4 * raw_n
-        cur["bytes_sent"] += stride
-        cur["paper_bits"] += sum(s.stream_bits + 32 for s in job.layer_stats)
-        cur["k_sum"] += sum(s.k for s in job.layer_stats)
 
 
 # The bucket types the hook compresses without converting them first
@@ -842,11 +612,7 @@ _DTYPE_CODES = {torch.float32: _capi.DTYPE_F32, torch.bfloat16: _capi.DTYPE_BF16
                 torch.float16: _capi.DTYPE_F16}
 
 
-_HEADER_NAMES = ("protocol", "step", "layer table", None, None,
-                 "uncompressed element count", "bucket index")
-
-
-def _disagreement(headers, names=_HEADER_NAMES):
+def _disagreement(headers, names):
     for word, name in enumerate(names):
         if name is None:
             continue
@@ -855,32 +621,6 @@ def _disagreement(headers, names=_HEADER_NAMES):
             return "%s differs (%s)" % (name, ", ".join(
                 "rank %d: %d" % rv for rv in enumerate(values)))
     return None
-
-
-def _average_into(buffer, gathered, sizes, raw_bytes, raw, raw_n, compressed, world):
-    """Decode-and-average in rank order into the bucket buffer (runs in the
-    payload future's callback; reads only the gathered bytes)."""
-    stride = gathered.shape[1]
-    if raw_n:
-        rows = gathered[:, :4 * raw_n].contiguous().view(torch.float32)
-        acc = torch.zeros(raw_n, dtype=torch.float32, device=buffer.device)
-        for r in range(world):
-            acc.add_(rows[r])
-        acc.div_(world)
-        pos = 0
-        for off, n in raw:
-            buffer[off:off + n].copy_(acc[pos:pos + n])
-            pos += n
-    if compressed:
-        total_n = sum(n for _, n in compressed)
-        base = gathered.data_ptr() + raw_bytes
-        decode = _decode_average_cuda if buffer.is_cuda else _decode_average_cpu
-        avg = decode(gathered, [base + r * stride for r in range(world)], sizes,
-                     stride - raw_bytes, total_n)
-        pos = 0
-        for off, n in compressed:
-            buffer[off:off + n].copy_(avg[pos:pos + n])
-            pos += n
 
 
 # ============================================================ the C protocol
@@ -899,9 +639,10 @@ def _average_into(buffer, gathered, sizes, raw_bytes, raw, raw_n, compressed, wo
 #      float32, averaged in rank order (acc = 0; acc += x_r; acc / P); a
 #      non-finite one is seen by every rank;
 #   3. mcgqCommStep on the compressed parameters (layers in bucket order,
-#      registered where they lie in the bucket; accumulators and owner state
-#      copied in and read back, committed at the end of the step when every
-#      bucket of it was finite and agreed).
+#      registered where they lie in the bucket, each with its ordinal as
+#      layer id; accumulators, K states and owner state copied in and read
+#      back, committed at the end of the step when every bucket of it was
+#      finite and agreed).
 
 _HEADER_MAGIC_C = 0x4D434751_0003    # "MCGQ", protocol 3: the C step per bucket
 
@@ -961,8 +702,11 @@ class _BucketComm:
     layout (DDP rebuilds its buckets after the first iteration, so there
     are a few), with the accumulators it works in."""
 
-    def __init__(self, group, rank, world, mode):
-        self.transport = _Transport(group)
+    def __init__(self, group, rank, world, mode, device):
+        # CUDA buckets: a device communicator (the library's GPU codec),
+        # whose payload collectives move device memory.
+        self.transport = _DeviceTransport(group, device) if device.type == "cuda" \
+            else _Transport(group)
         self.callbacks = _callbacks(self.transport)
         self.handle = ctypes.c_void_p()
         self._check(_capi.fn.mcgqCommInitCallbacks(ctypes.byref(self.handle), rank, world,
@@ -1001,10 +745,10 @@ class _BucketComm:
         if key == self.registered:
             return
         accumulate = cfg.accumulate != _capi.ACCUM_NONE
-        accum = [torch.zeros(n, dtype=torch.float32) if accumulate else None
-                 for _, _, n in compressed]
-        kstate = [torch.zeros(_KSTATE_BYTES, dtype=torch.uint8) if cfg.dynamic_k
-                  else None for _ in compressed]
+        accum = [torch.zeros(n, dtype=torch.float32, device=work.device)
+                 if accumulate else None for _, _, n in compressed]
+        kstate = [torch.zeros(_KSTATE_BYTES, dtype=torch.uint8, device=work.device)
+                  if cfg.dynamic_k else None for _ in compressed]
         table = (_capi.CommLayer * len(compressed))()
         for i, (ptr, (_, _, n)) in enumerate(zip(ptrs, compressed)):
             table[i].struct_size = ctypes.sizeof(_capi.CommLayer)
@@ -1066,7 +810,8 @@ class _CommProtocol:
     def __init__(self, exchange):
         self.mode = _HOOK_MODES[exchange]
         self._worker = _Worker()
-        self._comms = {}         # (group, layout) -> _BucketComm
+        self._comms = {}         # (group, device, layout) -> _BucketComm
+        self._streams = {}       # device -> the worker's CUDA stream there
         self._finalizer = weakref.finalize(self, _close_protocol, self._worker,
                                            self._comms)
         self._open = False       # the hook met bucket 0 and not yet the last one
@@ -1084,16 +829,44 @@ class _CommProtocol:
         self._finalizer()
 
     def start_bucket(self, state, plan):
-        future = torch.futures.Future()
-        # DDP reads the hook's future from C++ (see _GatherProtocol).
+        buffer = plan.buffer
+        ready = None
+        if buffer.is_cuda:
+            # A CUDA future waits for the worker's stream when completed;
+            # the worker's stream waits for the gradients backward wrote.
+            future = torch.futures.Future(devices=[buffer.device])
+            ready = torch.cuda.Event()
+            ready.record(torch.cuda.current_stream(buffer.device))
+        else:
+            future = torch.futures.Future()
+        # DDP reads the hook's future from C++, where an exception stored by
+        # set_exception() looks like a value ("Unable to cast ... to
+        # Tensor"); a callback that raises marks the chained future failed.
         returned = future.then(_value_or_raise)
         self._open = not plan.is_last
-        self._worker.submit(functools.partial(self._run, state, plan, future))
+        self._worker.submit(functools.partial(self._run, state, plan, future, ready))
         return returned
 
     # ------------------------------------------------------ in the worker
 
-    def _run(self, state, plan, future):
+    def _stream_for(self, device):
+        """The worker's own stream on a device: the C step's stream and the
+        current stream of every collective and copy of the bucket."""
+        stream = self._streams.get(str(device))
+        if stream is None:
+            stream = self._streams[str(device)] = torch.cuda.Stream(device)
+        return stream
+
+    def _run(self, state, plan, future, ready=None):
+        if ready is None:
+            self._run_bucket(state, plan, future)
+            return
+        stream = self._stream_for(plan.buffer.device)
+        with torch.cuda.stream(stream):
+            stream.wait_event(ready)
+            self._run_bucket(state, plan, future)
+
+    def _run_bucket(self, state, plan, future):
         if plan.index == 0 and self._step_open:
             # The last bucket of the previous step never came (backward()
             # aborted): nothing of it is committed.
@@ -1165,7 +938,7 @@ class _CommProtocol:
         if not plan.compressed:
             return None
         buffer = plan.buffer
-        if buffer.is_cuda:
+        if buffer.is_cuda and self.mode != _capi.EXCHANGE_ALL_GATHER:
             raise RuntimeError("mcgq: exchange='two_stage' runs on CPU (gloo) buckets "
                                "only; this bucket is on %s" % buffer.device)
         if state._owner_layout not in (None, (plan.world, plan.rank)):
@@ -1174,10 +947,12 @@ class _CommProtocol:
                              "each rank's own checkpoint into the same world size)" %
                              (state._owner_layout[1], state._owner_layout[0],
                               plan.rank, plan.world))
-        key = (id(plan.group), tuple((l.ordinal, off, n) for l, off, n in plan.compressed))
+        key = (id(plan.group), str(buffer.device),
+               tuple((l.ordinal, off, n) for l, off, n in plan.compressed))
         entry = self._comms.get(key)
         if entry is None:
-            entry = _BucketComm(plan.group, plan.rank, plan.world, self.mode)
+            entry = _BucketComm(plan.group, plan.rank, plan.world, self.mode,
+                                buffer.device)
             self._comms[key] = entry
         # All-gather takes 16-bit buckets as they are; the sharded modes
         # re-encode float32 averages, so there a 16-bit bucket is widened
@@ -1251,7 +1026,11 @@ class _CommProtocol:
         cur, sent = state._cur, entry.transport.sent
         before = dict(sent)
         stats = _capi.StepStats()
-        status = _capi.fn.mcgqCommStep(entry.handle, state.step, state.seed, None,
+        stream = None   # host communicator; CUDA: the worker's current stream
+        if plan.buffer.is_cuda:
+            stream = ctypes.c_void_p(torch.cuda.current_stream(plan.buffer.device)
+                                     .cuda_stream)
+        status = _capi.fn.mcgqCommStep(entry.handle, state.step, state.seed, stream,
                                        ctypes.byref(stats))
         delta = {k: sent[k] - before[k] for k in sent}
         cur["bytes_header"] += delta["header"]
@@ -1358,39 +1137,6 @@ def _agreed_error(state, plan, text, mine, failed, what, cause):
 
 # ------------------------------------------------------------ library calls
 
-def _max_output_size(descs):
-    size = ctypes.c_size_t()
-    _capi.check(_capi.fn.mcgqEncodeGetMaxOutputSize(descs, len(descs),
-                                                    ctypes.byref(size)),
-                "mcgqEncodeGetMaxOutputSize")
-    return int(size.value)
-
-
-def _encode_cpu(descs, device):
-    """Returns (message uint8 tensor, size, data_failed, [LayerStats])."""
-    capacity = _max_output_size(descs)
-    out = torch.empty(capacity, dtype=torch.uint8)
-    stats = (_capi.LayerStats * len(descs))()
-    out_bytes = ctypes.c_size_t()
-    status = _capi.fn.mcgqEncodeHost(descs, len(descs), out.data_ptr(), capacity,
-                                     ctypes.byref(out_bytes), stats)
-    if status in _DATA_STATUSES:
-        return out, 0, True, []
-    _capi.check(status, "mcgqEncodeHost")
-    return out, int(out_bytes.value), False, [LayerStats.from_c(s) for s in stats]
-
-
-def _decode_average_cpu(gathered, ptrs, sizes, capacity, total_n):
-    world = len(sizes)
-    cptrs = (ctypes.c_void_p * world)(*ptrs)
-    lens = (ctypes.c_size_t * world)(*sizes)
-    out = torch.empty(total_n, dtype=torch.float32)
-    _capi.check(_capi.fn.mcgqDecodeAverageHost(cptrs, lens, world, out.data_ptr(),
-                                               total_n),
-                "mcgqDecodeAverageHost")
-    return out
-
-
 def _require_gpu():
     if not gpu_available():
         raise RuntimeError(
@@ -1398,61 +1144,6 @@ def _require_gpu():
             "usable GPU path (built without CUDA, e.g. with "
             "-C cmake.define.MCGQ_ENABLE_CUDA=OFF, or no device visible); "
             "reinstall with the CUDA toolkit present or train on CPU tensors")
-
-
-def _encode_cuda(descs, device):
-    """GPU encode on the current stream.  The per-layer statuses and the
-    size are read back to the host: the header exchange needs the size (the
-    C protocol's fixed-capacity mode is what removes this read)."""
-    _require_gpu()
-    stream = ctypes.c_void_p(torch.cuda.current_stream(device).cuda_stream)
-    temp_bytes = ctypes.c_size_t()
-    _capi.check(_capi.fn.mcgqEncodeGetTempSize(descs, len(descs),
-                                               ctypes.byref(temp_bytes)),
-                "mcgqEncodeGetTempSize")
-    capacity = _max_output_size(descs)
-    out = torch.empty(capacity, dtype=torch.uint8, device=device)
-    temp = torch.empty(max(1, temp_bytes.value), dtype=torch.uint8, device=device)
-    d_size = torch.zeros(1, dtype=torch.int64, device=device)
-    d_stats = torch.zeros(len(descs) * _STATS_BYTES, dtype=torch.uint8, device=device)
-    _capi.check(_capi.fn.mcgqEncodeAsync(descs, len(descs), out.data_ptr(), capacity,
-                                         d_size.data_ptr(), d_stats.data_ptr(),
-                                         temp.data_ptr(), temp_bytes.value, stream),
-                "mcgqEncodeAsync")
-    raw = d_stats.cpu().numpy().tobytes()
-    stats = (_capi.LayerStats * len(descs)).from_buffer_copy(raw)
-    statuses = [int(s.status) for s in stats]
-    if any(s in _DATA_STATUSES for s in statuses):
-        return out, 0, True, []
-    for s in statuses:
-        if s != _capi.SUCCESS:
-            raise _capi.error_for(s, "mcgqEncodeAsync", "a layer's device status")
-    return out, int(d_size.item()), False, [LayerStats.from_c(s) for s in stats]
-
-
-def _decode_average_cuda(gathered, ptrs, sizes, capacity, total_n):
-    device = gathered.device
-    world = len(sizes)
-    stream = ctypes.c_void_p(torch.cuda.current_stream(device).cuda_stream)
-    temp_bytes = ctypes.c_size_t()
-    _capi.check(_capi.fn.mcgqDecodeAverageGetTempSize(world, total_n, capacity,
-                                                      ctypes.byref(temp_bytes)),
-                "mcgqDecodeAverageGetTempSize")
-    temp = torch.empty(max(1, temp_bytes.value), dtype=torch.uint8, device=device)
-    out = torch.empty(total_n, dtype=torch.float32, device=device)
-    d_status = torch.zeros(1, dtype=torch.int32, device=device)
-    cptrs = (ctypes.c_void_p * world)(*ptrs)
-    lens = (ctypes.c_size_t * world)(*sizes)
-    _capi.check(_capi.fn.mcgqDecodeAverageAsync(cptrs, lens, world, out.data_ptr(),
-                                                total_n, d_status.data_ptr(),
-                                                temp.data_ptr(), temp_bytes.value,
-                                                stream),
-                "mcgqDecodeAverageAsync")
-    status = int(d_status.item())
-    if status != _capi.SUCCESS:
-        raise _capi.error_for(status, "mcgqDecodeAverageAsync",
-                              "a received message failed to decode on the device")
-    return out
 
 
 # ============================================================ the hook

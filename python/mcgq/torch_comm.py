@@ -128,13 +128,89 @@ class _Transport:
             at += in_sizes[r]
 
 
+class _CudaBytes:
+    """nbytes of device memory at a C address, as torch.as_tensor takes it
+    (__cuda_array_interface__): a view, no copy."""
+
+    def __init__(self, address, nbytes):
+        self.__cuda_array_interface__ = {"shape": (nbytes,), "typestr": "|u1",
+                                         "data": (address, False), "version": 2}
+
+
+def _device_bytes(address, nbytes, device):
+    """A uint8 CUDA tensor viewing nbytes at a device address."""
+    if nbytes == 0:
+        return torch.empty(0, dtype=torch.uint8, device=device)
+    return torch.as_tensor(_CudaBytes(address, nbytes), device=device)
+
+
+class _DeviceTransport(_Transport):
+    """The same collectives for a device communicator (payload_on_device):
+    the payloads are device memory, viewed as CUDA tensors; the small
+    blocks and the max-reduction stay host memory in the library and go
+    through a CUDA tensor for backends (NCCL) that move device memory only.
+    Everything runs on the calling thread's current stream, which must be
+    the step's stream (mcgqCommStep's), so the library's decode follows the
+    copies into its receive buffer."""
+
+    def __init__(self, group, device):
+        super().__init__(group)
+        self.device = device
+
+    def allgather(self, _user, send, recv, nbytes):
+        mine = _host_bytes(send, nbytes).to(self.device)
+        parts = [torch.empty(nbytes, dtype=torch.uint8, device=self.device)
+                 for _ in range(self.world)]
+        dist.all_gather(parts, mine, group=self.group)
+        self.sent["header"] += nbytes
+        _store(recv, torch.cat(parts).cpu())
+
+    def allgatherv(self, _user, send, send_bytes, recv, counts, displs):
+        width = max(counts[r] for r in range(self.world))
+        if width == 0:
+            return
+        mine = torch.zeros(width, dtype=torch.uint8, device=self.device)
+        mine[:send_bytes].copy_(_device_bytes(send, send_bytes, self.device))
+        parts = [torch.empty(width, dtype=torch.uint8, device=self.device)
+                 for _ in range(self.world)]
+        dist.all_gather(parts, mine, group=self.group)
+        self.sent["message"] += send_bytes
+        self.sent["padding"] += width - send_bytes
+        for r in range(self.world):
+            _device_bytes(recv + displs[r], counts[r], self.device).copy_(
+                parts[r][:counts[r]])
+
+    def allreduce_max_int(self, _user, value):
+        t = torch.tensor([value[0]], dtype=torch.int32, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group)
+        self.sent["header"] += 4
+        value[0] = int(t[0])
+
+    def alltoallv(self, _user, send, send_counts, send_displs, recv,
+                  recv_counts, recv_displs):
+        out_sizes = [int(send_counts[j]) for j in range(self.world)]
+        in_sizes = [int(recv_counts[r]) for r in range(self.world)]
+        pieces = [_device_bytes(send + send_displs[j], out_sizes[j], self.device)
+                  for j in range(self.world)]
+        inp = torch.cat(pieces)
+        out = torch.empty(sum(in_sizes), dtype=torch.uint8, device=self.device)
+        dist.all_to_all_single(out, inp, output_split_sizes=in_sizes,
+                               input_split_sizes=out_sizes, group=self.group)
+        self.sent["message"] += sum(out_sizes)
+        at = 0
+        for r in range(self.world):
+            _device_bytes(recv + recv_displs[r], in_sizes[r], self.device).copy_(
+                out[at:at + in_sizes[r]])
+            at += in_sizes[r]
+
+
 def _callbacks(transport):
     """The mcgqTransportCallbacks_t of a _Transport (keep it alive as long
     as the communicator: it owns the ctypes thunks)."""
     t = transport
     cb = _capi.TransportCallbacks()
     cb.struct_size = ctypes.sizeof(_capi.TransportCallbacks)
-    cb.payload_on_device = 0
+    cb.payload_on_device = 1 if isinstance(t, _DeviceTransport) else 0
     cb.allgather = _capi.ALLGATHER_FN(t._guard(t.allgather))
     cb.allgatherv = _capi.ALLGATHERV_FN(t._guard(t.allgatherv))
     cb.allreduce_max_int = _capi.ALLREDUCE_MAX_FN(t._guard(t.allreduce_max_int))
