@@ -530,7 +530,7 @@ MCGQ_API mcgqResult_t mcgqCommStep(mcgqComm_t comm, uint64_t step,
  *   empty shards.  Rank r sends rank j one message: shard j of every layer
  *   whose shard j is not empty, in layer order, each shard a layer of the
  *   message with its layer's settings and u = mcgqRandomWord(seed, step,
- *   layer index, r * P + j); an owner with no non-empty shard receives
+ *   layer index or id, r * P + j); an owner with no non-empty shard receives
  *   0-byte messages.  Rank j decode-averages the P messages of its shard
  *   in rank order (exactly mcgqDecodeAverageHost of them) and writes the
  *   averages into shard j of each layer's grad; the rest of grad is left as
@@ -541,7 +541,7 @@ MCGQ_API mcgqResult_t mcgqCommStep(mcgqComm_t comm, uint64_t step,
  * MCGQ_EXCHANGE_TWO_STAGE: an all-reduce.  The reduce-scatter above into
  *   the library's staging, then owner j re-encodes its averaged shards as
  *   one message (same layers as its reduce-scatter table, each layer's
- *   settings, u = mcgqRandomWord(seed, step, layer index, P * P + j)) with
+ *   settings, u = mcgqRandomWord(seed, step, layer index or id, P * P + j)) with
  *   the owner-side accumulator, the P owner messages are all-gathered and
  *   each is decoded alone (out = scale * g_int, float multiply) into its
  *   shards of every layer's grad.  Every rank ends with the same bits.

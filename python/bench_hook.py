@@ -26,8 +26,8 @@ timing differs between ranks; with gloo and several buckets per step that
 mismatches collectives (seen here: gloo EnforceNotMet "Received data size
 doesn't match expected size", SIGABRT), so it runs only when the model is one
 bucket (the default --bucket-cap-mb 25 for the example model).  The mcgq hook
-issues every collective from the hook call itself, in the same order on all
-ranks, so any bucket size works.
+issues every collective from its one exchange thread, buckets in hook-call
+order, the same on all ranks, so any bucket size works.
 
 The default model is examples/torch_ddp.py's MLP (64-256-256-10, 84,490
 parameters).

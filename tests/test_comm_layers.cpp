@@ -327,4 +327,67 @@ TEST(CommDtypes, ShardedModesRefuseSixteenBitTables) {
       << mcgqCommGetLastError(c.comm);
 }
 
+// ------------------------------------------------------ receive buffer
+
+// A callback transport over MPI_COMM_WORLD that counts its max-reductions.
+int max_reductions = 0;
+int32_t mpi_allgather(void *, const void *send, void *recv, size_t bytes) {
+  return MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
+                       MPI_COMM_WORLD) == MPI_SUCCESS ? mcgqSuccess : mcgqMpiError;
+}
+int32_t mpi_allgatherv(void *, const void *send, size_t send_bytes, void *recv,
+                       const size_t *counts, const size_t *displs) {
+  const int P = world_size();
+  std::vector<int> c(P), d(P);
+  for (int r = 0; r < P; ++r) {
+    c[r] = (int)counts[r];
+    d[r] = (int)displs[r];
+  }
+  return MPI_Allgatherv(send, (int)send_bytes, MPI_BYTE, recv, c.data(), d.data(), MPI_BYTE,
+                        MPI_COMM_WORLD) == MPI_SUCCESS ? mcgqSuccess : mcgqMpiError;
+}
+int32_t mpi_allreduce_max(void *, int32_t *value) {
+  ++max_reductions;
+  int32_t in = *value;
+  return MPI_Allreduce(&in, value, 1, MPI_INT32_T, MPI_MAX, MPI_COMM_WORLD) == MPI_SUCCESS
+             ? mcgqSuccess : mcgqMpiError;
+}
+
+// The receive buffer's agreement (a max-reduction) runs only when some
+// rank's buffer must grow: the first step, and a step whose messages are
+// larger than every step before; steps that fit need no collective for it.
+TEST(CommReserve, TheMaxReductionRunsOnlyWhenABufferMustGrow) {
+  const int me = world_rank();
+  auto table = id_table();
+  for (auto &l : table) l.accumulate = MCGQ_ACCUM_NONE;  // no state: equal steps
+  Worker w(table);
+  mcgqTransportCallbacks_t cb;
+  std::memset(&cb, 0, sizeof cb);
+  cb.struct_size = sizeof cb;
+  cb.allgather = mpi_allgather;
+  cb.allgatherv = mpi_allgatherv;
+  cb.allreduce_max_int = mpi_allreduce_max;
+  mcgqComm_t comm = nullptr;
+  ASSERT_EQ(mcgqCommInitCallbacks(&comm, me, world_size(), &cb), mcgqSuccess);
+  auto layers = w.comm_layers();
+  ASSERT_EQ(mcgqCommSetLayers(comm, layers.data(), (int)layers.size()), mcgqSuccess);
+  std::vector<int> per_step;
+  auto run = [&]() {
+    max_reductions = 0;
+    w.load(me, 0);  // the same gradients and step: the same message sizes
+    ASSERT_EQ(mcgqCommStep(comm, 0, 7, nullptr, nullptr), mcgqSuccess)
+        << mcgqCommGetLastError(comm);
+    per_step.push_back(max_reductions);
+  };
+  run();  // the first step allocates
+  run();
+  run();
+  for (auto &l : layers) l.cfg.k *= 4;  // 4x the samples: larger messages
+  ASSERT_EQ(mcgqCommSetLayers(comm, layers.data(), (int)layers.size()), mcgqSuccess);
+  run();
+  run();
+  EXPECT_EQ(per_step, (std::vector<int>{1, 0, 0, 1, 0}));
+  mcgqCommDestroy(comm);
+}
+
 }  // namespace

@@ -288,6 +288,10 @@ static mcgqResult_t device_prepare(mcgq_codec_t *c, const mcgqLayerDesc_t *descs
   return mcgqSuccess;
 }
 
+static size_t device_recv_capacity(const mcgq_codec_t *c) {
+  return ((const device_codec_t *)c)->recv_capacity;
+}
+
 static mcgqResult_t device_reserve(mcgq_codec_t *c, size_t bytes, void **recv,
                                    const mcgq_call_t *call) {
   device_codec_t *d = dev(c);
@@ -699,7 +703,7 @@ static void device_destroy(mcgq_codec_t *c) {
 
 static const mcgq_codec_ops_t kDeviceCodec = {
     "device",      0,           device_set_layers, device_prepare, device_reserve,
-    device_decode_average, device_commit, device_discard, device_destroy,
+    device_recv_capacity, device_decode_average, device_commit, device_discard, device_destroy,
     device_prepare_messages, device_alloc, device_release, device_copy};
 
 mcgqResult_t mcgq_codec_device_create(int nranks, mcgq_codec_t **codec) {

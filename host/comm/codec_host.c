@@ -123,6 +123,10 @@ static mcgqResult_t host_prepare(mcgq_codec_t *c, const mcgqLayerDesc_t *descs,
   return mcgqSuccess;
 }
 
+static size_t host_recv_capacity(const mcgq_codec_t *c) {
+  return ((const host_codec_t *)c)->recv_capacity;
+}
+
 static mcgqResult_t host_reserve(mcgq_codec_t *c, size_t bytes, void **recv,
                                  const mcgq_call_t *call) {
   host_codec_t *h = host(c);
@@ -292,7 +296,7 @@ static void host_destroy(mcgq_codec_t *c) {
 
 static const mcgq_codec_ops_t kHostCodec = {
     "host",          1,           host_set_layers, host_prepare, host_reserve,
-    host_decode_average, host_commit, host_discard, host_destroy,
+    host_recv_capacity,  host_decode_average, host_commit, host_discard, host_destroy,
     host_prepare_messages, host_alloc, host_release, host_copy};
 
 mcgqResult_t mcgq_codec_host_create(mcgq_codec_t **codec) {

@@ -16,7 +16,9 @@
  *      with nothing changed.
  *   3. exact sizes only: reserve the receive buffer for the gathered sizes
  *      and agree on that (allreduce-max of a flag: an allocation can fail
- *      on one rank alone).  Fixed capacity has no size exchange at all.
+ *      on one rank alone), unless every rank's buffer, whose capacity each
+ *      block carries, already holds them (the steady state: no
+ *      collective).  Fixed capacity has no size exchange at all.
  *   4. allgatherv of the messages; decode-and-average in rank order into
  *      the gradients (every rank decodes the same bytes, so a decode
  *      failure, the range rule of docs/FORMAT.md 4 included, is every
@@ -40,7 +42,13 @@
  * that every rank reports mcgqNonFinite when some rank saw NaN/Inf. */
 #define MCGQ_FLAG_NONFINITE INT32_MAX
 
-enum { FINGERPRINT_WORDS = 8, BLOCK_FLAG = 8, BLOCK_SIZE = 9, BLOCK_WORDS = 10 };
+enum {
+  FINGERPRINT_WORDS = 8,
+  BLOCK_FLAG = 8,
+  BLOCK_SIZE = 9,
+  BLOCK_RECV = 10, /* this rank's receive-buffer capacity (not compared) */
+  BLOCK_WORDS = 11
+};
 static const uint64_t kFingerprintMagic = 0x4d4347512d434f4dull; /* MCGQ-COM */
 
 mcgqResult_t mcgq_comm_fail(mcgqComm_t comm, mcgqResult_t status,
@@ -560,6 +568,7 @@ static void fill_block(const mcgqComm_t comm, uint64_t step, int32_t flag,
   block[7] = step;
   block[BLOCK_FLAG] = (uint64_t)(uint32_t)flag;
   block[BLOCK_SIZE] = flag == 0 ? (uint64_t)msg_bytes : 0;
+  block[BLOCK_RECV] = (uint64_t)comm->codec->ops->recv_capacity(comm->codec);
 }
 
 /* Every rank compares its fingerprint with every other's; when they are
@@ -703,8 +712,15 @@ mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
                              size_t send_bytes, mcgqStepStats_t *stats) {
   uint64_t mine[BLOCK_WORDS];
   fill_block(comm, step, status_flag(local), send_bytes, mine);
+  comm->recv_floor = 0;
   MCGQ_CHECK(comm->ops->allgather(comm->ctx, mine, comm->blocks, sizeof mine, call));
   MCGQ_CHECK(check_tables_agree(comm));
+  uint64_t floor = UINT64_MAX;
+  for (int r = 0; r < comm->nranks; ++r) {
+    uint64_t c = comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_RECV];
+    if (c < floor) floor = c;
+  }
+  comm->recv_floor = floor > (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)floor;
   int32_t agreed = 0;
   for (int r = 0; r < comm->nranks; ++r) {
     int32_t f = (int32_t)comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_FLAG];
@@ -715,7 +731,7 @@ mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
 }
 
 mcgqResult_t mcgq_comm_reserve_agreed(mcgqComm_t comm, const mcgq_call_t *call,
-                                      const size_t *counts, size_t *displs,
+                                      int counts_everywhere, const size_t *counts, size_t *displs,
                                       void **recv) {
   size_t sum = 0;
   int overflow = 0;
@@ -723,6 +739,20 @@ mcgqResult_t mcgq_comm_reserve_agreed(mcgqComm_t comm, const mcgq_call_t *call,
     overflow |= counts[r] > SIZE_MAX - sum;
     displs[r] = sum;
     sum += overflow ? 0 : counts[r];
+  }
+  /* Every rank's buffer already holds the messages (the floor of the
+   * capacities gathered in the agreement; buffers only grow): nothing is
+   * allocated, nothing can fail, and no rank needs the max-reduction.  The
+   * floor is the same on every rank, so all skip it alike. */
+  if (counts_everywhere && !overflow && sum <= comm->recv_floor &&
+      comm->recv_floor > 0) {
+    mcgqResult_t res = comm->codec->ops->reserve(comm->codec, sum, recv, call);
+    if (res != mcgqSuccess) /* a codec that broke the only-grows rule */
+      return mcgq_comm_fail(comm, mcgqInternalError,
+                            "mcgqCommStep: internal: a %zu-byte reserve failed "
+                            "within the agreed capacity of %zu bytes",
+                            sum, comm->recv_floor);
+    return mcgqSuccess;
   }
   mcgqResult_t local =
       overflow ? mcgq_comm_fail(comm, mcgqOutOfMemory,
@@ -746,7 +776,7 @@ static mcgqResult_t reserve_exact(mcgqComm_t comm, const mcgq_call_t *call,
     uint64_t size = comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_SIZE];
     comm->counts[r] = size > (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)size;
   }
-  return mcgq_comm_reserve_agreed(comm, call, comm->counts, comm->displs, recv);
+  return mcgq_comm_reserve_agreed(comm, call, 1, comm->counts, comm->displs, recv);
 }
 
 static void fixed_layout(mcgqComm_t comm) {

@@ -44,6 +44,7 @@ struct mcgqComm {
 
   /* Between mcgq_comm_exchange and mcgq_comm_finish of one step. */
   int step_prepared; /* the codec holds a prepared message to discard */
+  size_t recv_floor; /* every rank's receive buffer holds at least this */
   size_t step_sent;  /* bytes this rank sent */
 
   /* per-rank tables, sized at creation */
@@ -76,8 +77,12 @@ mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
 
 /* Receive buffer of counts[0..nranks) bytes laid out back to back
  * (displs[] filled here), agreed by a max-reduction: one rank's failed
- * allocation fails the step on every rank. */
+ * allocation fails the step on every rank.  counts_everywhere = 1: counts
+ * are the same on every rank (gathered), so when every rank's buffer
+ * already holds them (the agreement's capacity floor) all skip the
+ * reduction alike; 0 (each rank its own counts): always reduced. */
 mcgqResult_t mcgq_comm_reserve_agreed(mcgqComm_t comm, const mcgq_call_t *call,
+                                      int counts_everywhere,
                                       const size_t *counts, size_t *displs,
                                       void **recv);
 

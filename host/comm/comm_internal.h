@@ -104,9 +104,12 @@ typedef struct mcgq_codec_ops {
                           int count, size_t capacity, const mcgq_call_t *call,
                           const void **send, size_t *send_bytes,
                           mcgqLayerStats_t *stats);
-  /* A receive buffer of `bytes` bytes (memory of the codec's kind). */
+  /* A receive buffer of `bytes` bytes (memory of the codec's kind).  It
+   * only grows (until the next set_layers): a reserve of at most
+   * recv_capacity() bytes allocates nothing and cannot fail. */
   mcgqResult_t (*reserve)(mcgq_codec_t *codec, size_t bytes, void **recv,
                           const mcgq_call_t *call);
+  size_t (*recv_capacity)(const mcgq_codec_t *codec);
   /* Decode-and-average of the gathered messages in rank order into the
    * layers' grads.  in_bytes: what arrived from each rank; padded = 1
    * (fixed capacity): a message may be shorter, its header has its size.  Every rank decodes

@@ -380,7 +380,8 @@ static mcgqResult_t gather_sizes(mcgqComm_t comm, const mcgq_call_t *call,
     offset += p->sizes[j];
     p->recv_counts[j] = (size_t)p->size_matrix[(size_t)j * P + p->rank];
   }
-  return mcgq_comm_reserve_agreed(comm, call, p->recv_counts, p->recv_displs, recv);
+  return mcgq_comm_reserve_agreed(comm, call, 0, p->recv_counts, p->recv_displs,
+                                  recv);
 }
 
 /* This rank's P shard messages, rank order, decode-averaged into staging.
@@ -450,7 +451,7 @@ static mcgqResult_t run_stage2(mcgqComm_t comm, const mcgq_call_t *call,
                            stats));
   for (int r = 0; r < P; ++r) comm->counts[r] = (size_t)p->blocks2[2 * (size_t)r + 1];
   void *recv = NULL;
-  MCGQ_CHECK(mcgq_comm_reserve_agreed(comm, call, comm->counts, comm->displs, &recv));
+  MCGQ_CHECK(mcgq_comm_reserve_agreed(comm, call, 1, comm->counts, comm->displs, &recv));
   MCGQ_CHECK(comm->ops->allgatherv(comm->ctx, send, bytes, recv, comm->counts,
                                    comm->displs, call));
   *sent = bytes;
