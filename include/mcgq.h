@@ -645,7 +645,7 @@ MCGQ_API mcgqResult_t mcgqCommSetOwnerState(mcgqComm_t comm, const float *state,
  * Buffers of allgather and allreduce_max_int are always host memory;
  * allgatherv's are device memory iff payload_on_device (the device codec
  * then runs on mcgqCommStep's stream, which the callback must order its
- * work after, e.g. by synchronizing it). */
+ * work after, e.g. by synchronizing it), and so are allgather_device's. */
 typedef struct {
   uint32_t struct_size;      /* sizeof(mcgqTransportCallbacks_t) */
   int32_t payload_on_device; /* 0: host buffers (CPU codec) */
@@ -671,6 +671,14 @@ typedef struct {
   int32_t (*alltoallv)(void *user, const void *send, const size_t *send_counts,
                        const size_t *send_displs, void *recv,
                        const size_t *recv_counts, const size_t *recv_displs);
+  /* Optional, payload_on_device = 1 only: allgather's semantics on device
+   * buffers (ordered like allgatherv's).  With it the all-gather step
+   * gathers its blocks where the encode wrote them and waits on the host
+   * once for the agreement instead of twice; NULL: blocks go through host
+   * memory and allgather.  A caller built against the header before this
+   * field may pass the older struct_size. */
+  int32_t (*allgather_device)(void *user, const void *send, void *recv,
+                              size_t bytes);
 } mcgqTransportCallbacks_t;
 
 /* Creates *comm over the callbacks (copied; `user` is borrowed) for rank

@@ -10,19 +10,23 @@
  * with mcgqDecodeAverageAsync.  mcgqCommSetLayers allocates the buffers of
  * a step; a step allocates only when the gathered messages outgrow the
  * receive buffer (it grows to the largest step seen, never P worst-case
- * bounds).  Host waits per step: the encode status, the step block, the
- * receive agreement and the decode status, each by polling (cudaStreamQuery
- * and ncclCommGetAsyncError, which is returned as mcgqNcclError), never a
- * blind cudaStreamSynchronize.  With a timeout (mcgqCommSetTimeout) a wait
- * that passes the deadline calls ncclCommAbort on the caller's communicator
- * (which frees it: do not use or destroy it afterwards) and returns
- * mcgqTimeout.  Fixed capacity (mcgqCommSetCapacity) is refused with
- * mcgqInvalidUsage: the GPU encoder of this version cannot cut layers, so
- * the graph-capturable step does not exist yet.  The GPU encoder also
- * writes accumulators and K state as it goes, so the step keeps a device
- * copy of them to undo a step another rank refused.  Apart from
- * ncclCommAbort on timeout, the library never creates or destroys NCCL
- * communicators.
+ * bounds).  Host waits per step, all-gather mode: two, each by polling
+ * (cudaStreamQuery and ncclCommGetAsyncError, which is returned as
+ * mcgqNcclError), never a blind cudaStreamSynchronize: the agreement (this
+ * rank's status flag and message size are written into its step block on
+ * the device, the blocks gathered with ncclAllGather, and one wait reads
+ * them back with the encode's stats) and the decode status; a third, the
+ * receive agreement (an ncclAllReduce of one flag), only in a step whose
+ * messages outgrow some rank's receive buffer.  With a timeout
+ * (mcgqCommSetTimeout) a wait that passes the deadline calls ncclCommAbort
+ * on the caller's communicator (which frees it: do not use or destroy it
+ * afterwards) and returns mcgqTimeout.  Fixed capacity
+ * (mcgqCommSetCapacity) is refused with mcgqInvalidUsage: the GPU encoder
+ * of this version cannot cut layers, so the graph-capturable step does not
+ * exist yet.  No backups: the encode writes the new accumulators and K
+ * states to scratch, and one launch commits them once every rank agreed.
+ * Apart from ncclCommAbort on timeout, the library never creates or
+ * destroys NCCL communicators.
  */
 #ifndef MCGQ_NCCL_H_
 #define MCGQ_NCCL_H_

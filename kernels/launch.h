@@ -120,6 +120,18 @@ int mcgq_gpu_decode_average(const void *const *d_in, const size_t *in_bytes,
                             void *d_temp, size_t temp_bytes,
                             mcgqStream_t stream);
 
+/* The exchange's agreement flag of a non-finite status: it outranks every
+ * other failure (host/comm/comm.c, MCGQ_FLAG_NONFINITE, the same value). */
+#define MCGQ_GPU_FLAG_NONFINITE INT32_MAX
+
+/* The status flag and message size words of this rank's agreement block
+ * (kernels/agreement.cu): d_words[0] = the maximum over the count layers of
+ * d_stats[i].status, mcgqNonFinite counted as MCGQ_GPU_FLAG_NONFINITE;
+ * d_words[1] = *d_size when that is 0, else 0.  One launch. */
+int mcgq_gpu_agreement_words(const mcgqLayerStats_t *d_stats, int count,
+                             const size_t *d_size, uint64_t *d_words,
+                             mcgqStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -55,12 +55,14 @@ struct group {
 };
 
 struct member {
-  member(group *g_, int rank_, int on_device_, cudaStream_t stream_)
-      : g(g_), rank(rank_), on_device(on_device_), stream(stream_) {}
+  member(group *g_, int rank_, int on_device_, cudaStream_t stream_, int device_blocks_ = 0)
+      : g(g_), rank(rank_), on_device(on_device_), stream(stream_),
+        device_blocks(device_blocks_) {}
   group *g;
   int rank;
   int on_device;
   cudaStream_t stream;
+  int device_blocks;  // gives allgather_device: the step blocks stay on the device
   std::vector<char> send_stage, recv_stage;  // device payloads pass through these
   int failed = 0;                            // a CUDA call of the transport failed
 };
@@ -120,6 +122,17 @@ int32_t t_allgatherv(void *user, const void *send, size_t send_bytes, void *recv
   return status_of(t);
 }
 
+// The step blocks on the device (allgather_device): allgatherv's path with
+// equal counts.
+int32_t t_allgather_device(void *user, const void *send, void *recv, size_t bytes) {
+  size_t counts[kRanks], displs[kRanks];
+  for (int r = 0; r < kRanks; ++r) {
+    counts[r] = bytes;
+    displs[r] = (size_t)r * bytes;
+  }
+  return t_allgatherv(user, send, bytes, recv, counts, displs);
+}
+
 int32_t t_allreduce_max(void *user, int32_t *value) {
   member *t = static_cast<member *>(user);
   t->g->value[t->rank] = *value;
@@ -161,6 +174,7 @@ mcgqComm_t make_comm(member *t) {
   cb.allgatherv = t_allgatherv;
   cb.allreduce_max_int = t_allreduce_max;
   cb.alltoallv = t_alltoallv;
+  if (t->device_blocks) cb.allgather_device = t_allgather_device;
   mcgqComm_t comm = nullptr;
   if (mcgqCommInitCallbacks(&comm, t->rank, kRanks, &cb) != mcgqSuccess) return nullptr;
   return comm;
@@ -185,8 +199,11 @@ const std::vector<spec> kTiny = {
     {1, MCGQ_ACCUM_RESIDUAL, 1.0, dist::normal},
     {1, MCGQ_ACCUM_RESET, 2.0, dist::heavy},
 };
-constexpr int kSteps = 4;
-constexpr int kNanStep = 2;  // a NaN in rank 1's gradient only
+constexpr int kSteps = 5;
+// A NaN in one rank's gradient only: rank 1's (the host rank) at step 2,
+// rank 0's (the device rank: its encode status decides) at step 3.
+constexpr int kNanStep = 2;
+int nan_rank(int step) { return step == kNanStep ? 1 : step == kNanStep + 1 ? 0 : -1; }
 
 // What one rank holds after every step: gradients, accumulators, owner state.
 struct rank_trace {
@@ -262,7 +279,7 @@ void run_rank(member *t, int32_t mode, const std::vector<spec> *layers, int32_t 
     for (int i = 0; i < kLayerCount; ++i) {
       std::vector<float> g =
           make_data(kLayers[i].data, kLayers[i].n, 100 * step + 10 * i + t->rank);
-      if (step == kNanStep && t->rank == 1 && i == 0) g[g.size() / 2] = NAN;
+      if (nan_rank(step) == t->rank && i == 0) g[g.size() / 2] = NAN;
       g = pack_input(g, dtype);
       if (t->on_device)
         d_grad[i]->upload(g);
@@ -298,10 +315,10 @@ void run_rank(member *t, int32_t mode, const std::vector<spec> *layers, int32_t 
 
 // Rank 0 on this thread (on the device if asked), rank 1 on a host thread.
 void run_pair(int32_t mode, const std::vector<spec> &layers, int32_t dtype,
-              bool rank0_on_device, cudaStream_t stream, rank_trace out[2],
-              std::string errors[2]) {
+              bool rank0_on_device, bool device_blocks, cudaStream_t stream,
+              rank_trace out[2], std::string errors[2]) {
   group g;
-  member m0{&g, 0, rank0_on_device ? 1 : 0, stream};
+  member m0{&g, 0, rank0_on_device ? 1 : 0, stream, device_blocks ? 1 : 0};
   member m1{&g, 1, 0, nullptr};
   std::thread other(run_rank, &m1, mode, &layers, dtype, &out[1], &errors[1]);
   run_rank(&m0, mode, &layers, dtype, &out[0], &errors[0]);
@@ -318,29 +335,32 @@ void expect_same(const rank_trace &a, const rank_trace &b, const std::string &wh
   }
 }
 
+// device_blocks: rank 0 gathers the step blocks on the device
+// (allgather_device: the agreement's one host wait); else through host
+// memory (a wait for the encode status, one for the blocks).
 void check_mode(int32_t mode, const char *name,
                 const std::vector<spec> &layers = kMixed,
-                int32_t dtype = MCGQ_DTYPE_F32) {
+                int32_t dtype = MCGQ_DTYPE_F32, bool device_blocks = true) {
   cudaStream_t stream = nullptr;  // the simulator's cudaStreamQuery needs a real one
   ASSERT_EQ(cudaSuccess, cudaStreamCreate(&stream));
   rank_trace dev[2], host[2];
   std::string dev_err[2], host_err[2];
-  run_pair(mode, layers, dtype, true, stream, dev, dev_err);
-  run_pair(mode, layers, dtype, false, nullptr, host, host_err);
+  run_pair(mode, layers, dtype, true, device_blocks, stream, dev, dev_err);
+  run_pair(mode, layers, dtype, false, false, nullptr, host, host_err);
   cudaStreamDestroy(stream);
   for (int r = 0; r < 2; ++r) {
     ASSERT_EQ("", dev_err[r]) << name;
     ASSERT_EQ("", host_err[r]) << name;
   }
   for (int s = 0; s < kSteps; ++s) {
-    EXPECT_EQ(s == kNanStep ? mcgqNonFinite : mcgqSuccess, dev[0].status[s])
+    EXPECT_EQ(nan_rank(s) >= 0 ? mcgqNonFinite : mcgqSuccess, dev[0].status[s])
         << name << ", step " << s;
   }
   expect_same(dev[0], host[0], std::string(name) + ", rank 0 on the GPU vs the CPU");
   expect_same(dev[1], host[1], std::string(name) + ", rank 1 beside a GPU rank 0");
   if (mode != MCGQ_EXCHANGE_REDUCE_SCATTER) {
     for (int s = 0; s < kSteps; ++s) {  // (a refused step leaves each rank its input)
-      if (s == kNanStep) continue;
+      if (nan_rank(s) >= 0) continue;
       EXPECT_TRUE(same_bits(dev[0].grads[s], dev[1].grads[s]))
           << name << ", step " << s << ": the ranks' averages differ";
     }
@@ -350,8 +370,10 @@ void check_mode(int32_t mode, const char *name,
   }
   // the refused step changed nothing on either rank
   for (int r = 0; r < 2; ++r) {
-    EXPECT_TRUE(same_bits(dev[r].accums[kNanStep - 1], dev[r].accums[kNanStep])) << name;
-    EXPECT_TRUE(same_bits(dev[r].owner[kNanStep - 1], dev[r].owner[kNanStep])) << name;
+    for (int s = kNanStep; s <= kNanStep + 1; ++s) {
+      EXPECT_TRUE(same_bits(dev[r].accums[kNanStep - 1], dev[r].accums[s])) << name;
+      EXPECT_TRUE(same_bits(dev[r].owner[kNanStep - 1], dev[r].owner[s])) << name;
+    }
   }
 }
 
@@ -360,6 +382,13 @@ void check_mode(int32_t mode, const char *name,
 TEST(GpuCodecTwoRanks, AllGatherMatchesHostRanks) {
   MCGQ_REQUIRE_GPU();
   check_mode(MCGQ_EXCHANGE_ALL_GATHER, "all-gather");
+}
+
+// The same without allgather_device: the blocks go through host memory.
+TEST(GpuCodecTwoRanks, AllGatherHostBlocksMatchesHostRanks) {
+  MCGQ_REQUIRE_GPU();
+  check_mode(MCGQ_EXCHANGE_ALL_GATHER, "all-gather, host blocks", kMixed,
+             MCGQ_DTYPE_F32, false);
 }
 
 TEST(GpuCodecTwoRanks, ReduceScatterMatchesHostRanks) {

@@ -14,8 +14,14 @@
  * commit: the decode has a scratch of its own (dec_temp).  discard changes
  * nothing: the live state was never written.  So no rank writes an
  * accumulator or K state before every rank agreed (DESIGN.md section 5).
- * Host synchronisations per step: prepare reads the layer status words and
- * the size (one), decode_average its status word (one); commit none.
+ * Host synchronisations per step: two.  With a transport that gathers
+ * device memory (allgather_device: NCCL, device callbacks that give it),
+ * prepare_async reads nothing back, stage_block writes this rank's step
+ * block on the device (the host's words, then the status flag and size
+ * from the encode's stats: kernels/agreement.cu) and read_blocks waits
+ * once for every rank's block and this rank's stats; otherwise prepare
+ * waits for the stats and the host-block all-gather waits again.  Then
+ * decode_average reads its status word (one); commit none.
  *
  * Sharded modes (comm_shard.c): prepare_messages encodes each owner's
  * message with deferred accumulators into a staging buffer (each at its
@@ -39,8 +45,10 @@
 #include <string.h>
 
 #include "gpu/cuda_check.h"
+#include "launch.h"
 
 static const char kFn[] = "mcgqCommStep";
+enum { kBlockRoom = 128 }; /* bytes per agreement block, at most */
 
 /* One accumulator range that a sharded prepare updated in scratch: commit
  * copies scratch[offset, offset + n) of d_defer over live[0, n). */
@@ -96,6 +104,11 @@ typedef struct {
   uint32_t *h_status;         /* pinned */
   const mcgqLayerDesc_t *descs;
   int prepared;               /* the scratch holds an uncommitted update */
+  /* The agreement on device (stage_block, read_blocks): this rank's block
+   * after the gathered ones, device and pinned host, each
+   * (nranks + 1) * kBlockRoom bytes, allocated at first use. */
+  unsigned char *d_blocks, *h_blocks;
+  int block_in_flight; /* staged, not yet read back (a step failed between) */
   shard_buffers_t shard;      /* the sharded modes' (prepare_messages) */
 } device_codec_t;
 
@@ -129,6 +142,9 @@ static void free_buffers(device_codec_t *d) {
   cudaFree(d->d_stats);
   cudaFreeHost(d->h_stats);
   free(d->outs);
+  cudaFree(d->d_blocks);
+  cudaFreeHost(d->h_blocks);
+  d->d_blocks = d->h_blocks = NULL;
   d->d_send = d->d_recv = d->d_enc_temp = d->d_dec_temp = NULL;
   d->d_average = d->d_accum_next = NULL;
   d->d_kstate_next = NULL;
@@ -256,35 +272,121 @@ static void device_discard(mcgq_codec_t *c, const mcgq_call_t *call) {
   d->shard.defer_used = 0;
 }
 
+static mcgqResult_t device_prepare_async(mcgq_codec_t *c, const mcgqLayerDesc_t *descs,
+                                         int count, const mcgq_call_t *call,
+                                         const void **send) {
+  device_codec_t *d = dev(c);
+  if (count != d->count) {
+    snprintf(call->detail, call->detail_size,
+             "%s: internal: device codec asked for %d layers of %d", kFn, count,
+             d->count);
+    return mcgqInternalError;
+  }
+  d->descs = descs;
+  MCGQ_CHECK(to_call(call, encode(d, call)));
+  *send = d->d_send;
+  return mcgqSuccess;
+}
+
+/* The prepared encode's outcome, once its stats reached the host: a
+ * non-finite layer first (it outranks every other failure, as in the
+ * agreement), else the first failing layer; on failure the prepare is
+ * dropped. */
+static mcgqResult_t prepared_status(device_codec_t *d, const mcgq_call_t *call,
+                                    size_t *send_bytes, mcgqLayerStats_t *stats) {
+  memcpy(stats, d->h_stats, (size_t)d->count * sizeof *stats);
+  int bad = -1;
+  for (int i = 0; i < d->count; ++i) {
+    if (stats[i].status == mcgqSuccess) continue;
+    if (bad < 0 || (stats[i].status == mcgqNonFinite && stats[bad].status != mcgqNonFinite))
+      bad = i;
+  }
+  if (bad >= 0) {
+    const mcgqResult_t res = (mcgqResult_t)stats[bad].status;
+    snprintf(call->detail, call->detail_size, "%s: layers[%d]: %s", kFn, bad,
+             mcgqGetErrorString(res));
+    device_discard(&d->base, call);
+    return res;
+  }
+  *send_bytes = *d->h_size;
+  return mcgqSuccess;
+}
+
 static mcgqResult_t device_prepare(mcgq_codec_t *c, const mcgqLayerDesc_t *descs,
                                    int count, size_t capacity,
                                    const mcgq_call_t *call, const void **send,
                                    size_t *send_bytes, mcgqLayerStats_t *stats) {
-  device_codec_t *d = dev(c);
-  if (capacity != 0 || count != d->count) {
+  if (capacity != 0) {
     snprintf(call->detail, call->detail_size,
-             "%s: internal: device codec asked for capacity %zu, %d layers", kFn,
-             capacity, count);
+             "%s: internal: device codec asked for capacity %zu", kFn, capacity);
     return mcgqInternalError;
   }
-  d->descs = descs;
-  mcgqResult_t res = to_call(call, encode(d, call));
-  if (res == mcgqSuccess) res = wait_stream(call);
-  if (res == mcgqSuccess) {
-    memcpy(stats, d->h_stats, (size_t)count * sizeof *stats);
-    for (int i = 0; i < count && res == mcgqSuccess; ++i)
-      if (stats[i].status != mcgqSuccess) {
-        res = (mcgqResult_t)stats[i].status;
-        snprintf(call->detail, call->detail_size, "%s: layers[%d]: %s", kFn, i,
-                 mcgqGetErrorString(res));
-      }
-  }
+  MCGQ_CHECK(device_prepare_async(c, descs, count, call, send));
+  mcgqResult_t res = wait_stream(call);
   if (res != mcgqSuccess) {
     device_discard(c, call);
     return res;
   }
-  *send = d->d_send;
-  *send_bytes = *d->h_size;
+  return prepared_status(dev(c), call, send_bytes, stats);
+}
+
+/* ------------------------------------------------- agreement on device */
+
+static mcgqResult_t device_stage_block(mcgq_codec_t *c, const uint64_t *mine, int words,
+                                       int prepared, int flag_word, int nranks,
+                                       void **block, void **gathered,
+                                       const mcgq_call_t *call) {
+  device_codec_t *d = dev(c);
+  const size_t bytes = (size_t)words * sizeof *mine;
+  const size_t room = ((size_t)nranks + 1) * kBlockRoom;
+  cudaStream_t stream = (cudaStream_t)call->stream;
+  if (bytes > kBlockRoom || flag_word + 2 > words) {
+    snprintf(call->detail, call->detail_size, "%s: internal: a %zu-byte block", kFn,
+             bytes);
+    return mcgqInternalError;
+  }
+  if (!d->d_blocks) {
+    cudaError_t err = cudaMalloc((void **)&d->d_blocks, room);
+    if (err == cudaSuccess) err = cudaMallocHost((void **)&d->h_blocks, room);
+    if (err != cudaSuccess) {
+      cudaFree(d->d_blocks);
+      d->d_blocks = NULL;
+      return to_call(call, mcgq_cuda_result((int)err, kFn, "allocating the block staging"));
+    }
+  }
+  unsigned char *h_mine = d->h_blocks + (size_t)nranks * kBlockRoom;
+  unsigned char *d_mine = d->d_blocks + (size_t)nranks * kBlockRoom;
+  if (d->block_in_flight) MCGQ_CHECK(wait_stream(call)); /* its H2D reads h_mine */
+  memcpy(h_mine, mine, bytes);
+  d->block_in_flight = 1;
+  cudaError_t err = cudaMemcpyAsync(d_mine, h_mine, bytes, cudaMemcpyHostToDevice, stream);
+  if (err != cudaSuccess)
+    return to_call(call, mcgq_cuda_result((int)err, kFn, "staging the block"));
+  if (prepared) {
+    err = (cudaError_t)mcgq_gpu_agreement_words(d->d_stats, d->count, d->d_size,
+                                                (uint64_t *)(void *)d_mine + flag_word,
+                                                call->stream);
+    if (err != cudaSuccess)
+      return to_call(call, mcgq_cuda_result((int)err, kFn, "the agreement words"));
+  }
+  *block = d_mine;
+  *gathered = d->d_blocks;
+  return mcgqSuccess;
+}
+
+static mcgqResult_t device_read_blocks(mcgq_codec_t *c, const void *gathered,
+                                       uint64_t *blocks, size_t bytes, int prepared,
+                                       mcgqResult_t *local, size_t *send_bytes,
+                                       mcgqLayerStats_t *stats, const mcgq_call_t *call) {
+  device_codec_t *d = dev(c);
+  cudaError_t err = cudaMemcpyAsync(d->h_blocks, gathered, bytes, cudaMemcpyDeviceToHost,
+                                    (cudaStream_t)call->stream);
+  if (err != cudaSuccess)
+    return to_call(call, mcgq_cuda_result((int)err, kFn, "reading the blocks"));
+  MCGQ_CHECK(wait_stream(call)); /* the one host wait of the agreement */
+  d->block_in_flight = 0;
+  memcpy(blocks, d->h_blocks, bytes);
+  if (prepared) *local = prepared_status(d, call, send_bytes, stats);
   return mcgqSuccess;
 }
 
@@ -704,7 +806,8 @@ static void device_destroy(mcgq_codec_t *c) {
 static const mcgq_codec_ops_t kDeviceCodec = {
     "device",      0,           device_set_layers, device_prepare, device_reserve,
     device_recv_capacity, device_decode_average, device_commit, device_discard, device_destroy,
-    device_prepare_messages, device_alloc, device_release, device_copy};
+    device_prepare_messages, device_alloc, device_release, device_copy,
+    device_prepare_async, device_stage_block, device_read_blocks};
 
 mcgqResult_t mcgq_codec_device_create(int nranks, mcgq_codec_t **codec) {
   device_codec_t *d = calloc(1, sizeof *d);

@@ -297,7 +297,8 @@ static void host_destroy(mcgq_codec_t *c) {
 static const mcgq_codec_ops_t kHostCodec = {
     "host",          1,           host_set_layers, host_prepare, host_reserve,
     host_recv_capacity,  host_decode_average, host_commit, host_discard, host_destroy,
-    host_prepare_messages, host_alloc, host_release, host_copy};
+    host_prepare_messages, host_alloc, host_release, host_copy,
+    NULL,            NULL,        NULL /* no agreement on device */};
 
 mcgqResult_t mcgq_codec_host_create(mcgq_codec_t **codec) {
   host_codec_t *h = calloc(1, sizeof *h);

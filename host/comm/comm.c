@@ -13,7 +13,10 @@
  *      message size.  Every rank sees every block, so every rank takes the
  *      same decision: a table mismatch (mcgqInvalidUsage) or any rank's
  *      failure (non-finite outranks the rest) ends the step on every rank
- *      with nothing changed.
+ *      with nothing changed.  A device codec on a transport that gathers
+ *      device memory fills in its flag and size on the device and reads
+ *      every block back with its own stats in one host wait (steps 1 and
+ *      2 together: prepare_and_agree_on_device).
  *   3. exact sizes only: reserve the receive buffer for the gathered sizes
  *      and agree on that (allreduce-max of a flag: an allocation can fail
  *      on one rank alone), unless every rank's buffer, whose capacity each
@@ -706,14 +709,10 @@ static mcgqResult_t agreed_failure(mcgqComm_t comm, mcgqResult_t local,
                         ranks[0] ? ranks : " ?");
 }
 
-/* Step 2: gather the blocks, then decide (the same on every rank). */
-mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
-                             uint64_t step, mcgqResult_t local,
-                             size_t send_bytes, mcgqStepStats_t *stats) {
-  uint64_t mine[BLOCK_WORDS];
-  fill_block(comm, step, status_flag(local), send_bytes, mine);
-  comm->recv_floor = 0;
-  MCGQ_CHECK(comm->ops->allgather(comm->ctx, mine, comm->blocks, sizeof mine, call));
+/* Step 2 once the blocks are gathered: the decision, the same on every
+ * rank. */
+static mcgqResult_t decide(mcgqComm_t comm, mcgqResult_t local,
+                           mcgqStepStats_t *stats) {
   MCGQ_CHECK(check_tables_agree(comm));
   uint64_t floor = UINT64_MAX;
   for (int r = 0; r < comm->nranks; ++r) {
@@ -728,6 +727,17 @@ mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
   }
   if (agreed != 0) return agreed_failure(comm, local, agreed, stats);
   return mcgqSuccess;
+}
+
+/* Step 2: gather the blocks, then decide. */
+mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
+                             uint64_t step, mcgqResult_t local,
+                             size_t send_bytes, mcgqStepStats_t *stats) {
+  uint64_t mine[BLOCK_WORDS];
+  fill_block(comm, step, status_flag(local), send_bytes, mine);
+  comm->recv_floor = 0;
+  MCGQ_CHECK(comm->ops->allgather(comm->ctx, mine, comm->blocks, sizeof mine, call));
+  return decide(comm, local, stats);
 }
 
 mcgqResult_t mcgq_comm_reserve_agreed(mcgqComm_t comm, const mcgq_call_t *call,
@@ -823,18 +833,65 @@ static void fill_stats(const mcgqComm_t comm, size_t send_bytes,
  * failure found before the step (the hierarchical step's node stage): this
  * rank then prepares nothing and enters the agreement with that status, so
  * its peers refuse the step with it. */
+/* A device codec on a transport that gathers device memory, exact sizes:
+ * steps 1 and 2 with one host wait instead of two.  The encode's status
+ * flag and size go into this rank's block on the device (the block's other
+ * words are the host's), the blocks are gathered on the device, and one
+ * wait brings back every rank's block together with this rank's stats. */
+static int agree_on_device(const mcgqComm_t comm) {
+  return comm->ops->allgather_device && comm->codec->ops->stage_block &&
+         comm->capacity == 0;
+}
+
+static mcgqResult_t prepare_and_agree_on_device(mcgqComm_t comm, const mcgq_call_t *call,
+                                                uint64_t step, uint64_t seed,
+                                                mcgqResult_t injected, const void **send,
+                                                size_t *send_bytes,
+                                                mcgqStepStats_t *stats) {
+  const mcgq_codec_ops_t *codec = comm->codec->ops;
+  mcgqResult_t local = injected;
+  if (local == mcgqSuccess && comm->count == 0)
+    local = mcgq_comm_fail(comm, mcgqInvalidUsage,
+                           "mcgqCommStep: no layers registered (mcgqCommSetLayers)");
+  if (local == mcgqSuccess) {
+    fill_descs(comm, step, seed);
+    local = codec->prepare_async(comm->codec, comm->descs, comm->count, call, send);
+  }
+  const int prepared = local == mcgqSuccess;
+  comm->step_prepared = prepared;
+  uint64_t mine[BLOCK_WORDS];
+  fill_block(comm, step, status_flag(local), 0, mine); /* flag, size: device */
+  comm->recv_floor = 0;
+  void *d_mine = NULL, *d_all = NULL;
+  MCGQ_CHECK(codec->stage_block(comm->codec, mine, BLOCK_WORDS, prepared, BLOCK_FLAG,
+                                comm->nranks, &d_mine, &d_all, call));
+  MCGQ_CHECK(comm->ops->allgather_device(comm->ctx, d_mine, d_all, sizeof mine, call));
+  MCGQ_CHECK(codec->read_blocks(comm->codec, d_all, comm->blocks,
+                                sizeof mine * (size_t)comm->nranks, prepared, &local,
+                                send_bytes, comm->layer_stats, call));
+  comm->step_prepared = local == mcgqSuccess; /* a failed prepare was dropped */
+  comm->step_sent = *send_bytes;
+  return decide(comm, local, stats);
+}
+
 static mcgqResult_t gather_exchange(mcgqComm_t comm, const mcgq_call_t *call,
                                     uint64_t step, uint64_t seed,
                                     mcgqResult_t injected, mcgqStepStats_t *stats) {
   const void *send = NULL;
   void *recv = NULL;
   size_t send_bytes = 0;
-  mcgqResult_t local = injected;
-  if (local == mcgqSuccess)
-    local = prepare_local(comm, call, step, seed, &send, &send_bytes, &recv);
-  comm->step_prepared = local == mcgqSuccess;
-  comm->step_sent = send_bytes;
-  mcgqResult_t res = mcgq_comm_agree(comm, call, step, local, send_bytes, stats);
+  mcgqResult_t res;
+  if (agree_on_device(comm)) {
+    res = prepare_and_agree_on_device(comm, call, step, seed, injected, &send,
+                                      &send_bytes, stats);
+  } else {
+    mcgqResult_t local = injected;
+    if (local == mcgqSuccess)
+      local = prepare_local(comm, call, step, seed, &send, &send_bytes, &recv);
+    comm->step_prepared = local == mcgqSuccess;
+    comm->step_sent = send_bytes;
+    res = mcgq_comm_agree(comm, call, step, local, send_bytes, stats);
+  }
   if (res == mcgqSuccess) {
     if (comm->capacity == 0) res = reserve_exact(comm, call, &recv);
     else fixed_layout(comm);

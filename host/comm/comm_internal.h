@@ -84,6 +84,12 @@ typedef struct mcgq_transport_ops {
                             const size_t *send_displs, void *recv,
                             const size_t *recv_counts, const size_t *recv_displs,
                             const mcgq_call_t *call);
+  /* allgather on device memory, stream-ordered (no host wait unless the
+   * call has a deadline); NULL: the transport gathers host blocks only.
+   * With a device codec it lets the step's block go from the encode to the
+   * all-gather without a host read (comm.c, gather_exchange_device). */
+  mcgqResult_t (*allgather_device)(void *ctx, const void *send, void *recv,
+                                   size_t bytes, const mcgq_call_t *call);
 } mcgq_transport_ops_t;
 
 /* The codec of a communicator: host memory (codec_host.c, the CPU encoder
@@ -146,6 +152,32 @@ typedef struct mcgq_codec_ops {
   /* Copies bytes; `direction` says which side is host memory. */
   mcgqResult_t (*copy)(mcgq_codec_t *codec, void *dst, const void *src,
                        size_t bytes, int direction, const mcgq_call_t *call);
+
+  /* The agreement on device (NULL in a host codec), used with a transport
+   * that has allgather_device, all-gather mode, exact sizes:
+   *   prepare_async   prepare without reading anything back: the stats
+   *                   and size are only enqueued for the host;
+   *   stage_block     *block (device) = this rank's block `mine` (host,
+   *                   `words` words); when `prepared`, its words
+   *                   flag_word and flag_word + 1 become the status flag
+   *                   and message size of the prepared encode, computed
+   *                   on the device; *gathered: device room for every
+   *                   rank's block;
+   *   read_blocks     the gathered blocks into `blocks` (host), waiting
+   *                   once for them and for what prepare_async enqueued;
+   *                   when `prepared`, *local, *send_bytes and stats are
+   *                   then the prepare's results (as prepare returns them;
+   *                   a failure's detail in call->detail). */
+  mcgqResult_t (*prepare_async)(mcgq_codec_t *codec, const mcgqLayerDesc_t *descs,
+                                int count, const mcgq_call_t *call,
+                                const void **send);
+  mcgqResult_t (*stage_block)(mcgq_codec_t *codec, const uint64_t *mine, int words,
+                              int prepared, int flag_word, int nranks, void **block,
+                              void **gathered, const mcgq_call_t *call);
+  mcgqResult_t (*read_blocks)(mcgq_codec_t *codec, const void *gathered,
+                              uint64_t *blocks, size_t bytes, int prepared,
+                              mcgqResult_t *local, size_t *send_bytes,
+                              mcgqLayerStats_t *stats, const mcgq_call_t *call);
 } mcgq_codec_ops_t;
 
 /* copy's direction: between two buffers of the codec's kind, from host

@@ -205,7 +205,7 @@ static void mpi_destroy(void *ctx) {
 
 static const mcgq_transport_ops_t kMpiOps = {
     "MPI", 0, mpi_allgather, mpi_allgatherv, mpi_allreduce_max, mpi_destroy,
-    mpi_alltoallv};
+    mpi_alltoallv, NULL /* host memory only */};
 
 /* One transport over `mpi` (rank and size read under MPI_ERRORS_RETURN). */
 static mcgqResult_t mpi_transport_new(MPI_Comm mpi, mpi_transport_t **out,

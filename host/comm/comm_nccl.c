@@ -4,9 +4,12 @@
  * ncclComm_t and the step's stream.  The protocol is comm.c's; the codec is
  * the device codec (codec_device.c), so payloads stay in device memory.
  *
- * The small block all-gather and the max-reduction take host memory: they
- * are staged through pinned host memory and a small device buffer, and
- * their completion is the step's host read.  The payload all-gather is
+ * The step blocks of the all-gather step are gathered on the device
+ * (allgather_device: the device codec writes this rank's block there and
+ * reads all of them back in the step's one wait for its agreement); the
+ * sharded modes' small blocks and the max-reduction take host memory,
+ * staged through pinned host memory and a small device buffer, and their
+ * completion is a host read.  The payload all-gather is
  * grouped ncclSend/ncclRecv of the gathered sizes (equal sizes in fixed
  * capacity) on device buffers, stream-ordered, no host wait; so is the
  * all-to-all of the sharded modes.
@@ -102,6 +105,21 @@ static mcgqResult_t nccl_allgather(void *ctx, const void *send, void *recv,
   MCGQ_CHECK(wait_for(t, call, "ncclAllGather of the step blocks"));
   memcpy(recv, t->h_stage, bytes * (size_t)t->nranks);
   return mcgqSuccess;
+}
+
+/* The step blocks, already on the device (the device codec put them
+ * there): one ncclAllGather, stream-ordered like nccl_allgatherv; the
+ * codec's read of the gathered blocks is the step's host wait. */
+static mcgqResult_t nccl_allgather_device(void *ctx, const void *send, void *recv,
+                                          size_t bytes, const mcgq_call_t *call) {
+  nccl_transport_t *t = ctx;
+  MCGQ_CHECK(refuse_if_aborted(t, call));
+  ncclResult_t ne = ncclAllGather(send, recv, bytes, ncclUint8, t->nccl,
+                                  (cudaStream_t)call->stream);
+  if (ne != ncclSuccess)
+    return to_call(call, mcgq_nccl_result((int)ne, kFn, "ncclAllGather of the step blocks"));
+  if (call->deadline <= 0.0) return mcgqSuccess;
+  return wait_for(t, call, "ncclAllGather of the step blocks");
 }
 
 static mcgqResult_t enqueue_exchange(nccl_transport_t *t, const void *send,
@@ -222,7 +240,7 @@ static void nccl_destroy(void *ctx) {
 
 static const mcgq_transport_ops_t kNcclOps = {
     "NCCL", 1, nccl_allgather, nccl_allgatherv, nccl_allreduce_max, nccl_destroy,
-    nccl_alltoallv};
+    nccl_alltoallv, nccl_allgather_device};
 
 static mcgqResult_t create_transport(ncclComm_t nccl, nccl_transport_t *t) {
   static const char fn[] = "mcgqCommInitNccl";

@@ -12,8 +12,11 @@
 #include "comm_internal.h"
 #include "internal.h"
 
+/* The ops table is the transport's own: which optional collectives it has
+ * depends on the callbacks the caller gave. */
 typedef struct {
   mcgqTransportCallbacks_t cb;
+  mcgq_transport_ops_t ops;
 } callback_transport_t;
 
 /* The callback's status as the step's: an unknown value is the caller's bug
@@ -65,20 +68,15 @@ static mcgqResult_t cb_alltoallv(void *ctx, const void *send,
 
 static void cb_destroy(void *ctx) { free(ctx); }
 
-/* Four tables: memory kind x whether the caller gave an all-to-all (the
- * communicator refuses the sharded modes when ops->alltoallv is NULL). */
-static const mcgq_transport_ops_t kHostCallbacks = {
-    "callback", 0, cb_allgather, cb_allgatherv, cb_allreduce_max, cb_destroy, NULL};
-static const mcgq_transport_ops_t kDeviceCallbacks = {
-    "callback", 1, cb_allgather, cb_allgatherv, cb_allreduce_max, cb_destroy, NULL};
-static const mcgq_transport_ops_t kHostCallbacksSharded = {
-    "callback", 0, cb_allgather, cb_allgatherv, cb_allreduce_max, cb_destroy,
-    cb_alltoallv};
-static const mcgq_transport_ops_t kDeviceCallbacksSharded = {
-    "callback", 1, cb_allgather, cb_allgatherv, cb_allreduce_max, cb_destroy,
-    cb_alltoallv};
+static mcgqResult_t cb_allgather_device(void *ctx, const void *send, void *recv,
+                                        size_t bytes, const mcgq_call_t *call) {
+  callback_transport_t *t = ctx;
+  return callback_result(t->cb.allgather_device(t->cb.user, send, recv, bytes),
+                         "allgather_device", call);
+}
 
-/* The struct before alltoallv was added: still accepted. */
+/* The structs before alltoallv and before allgather_device were added:
+ * still accepted (the fields past struct_size stay NULL). */
 static const size_t kCallbacksV1Size = offsetof(mcgqTransportCallbacks_t, alltoallv);
 
 mcgqResult_t mcgqCommInitCallbacks(mcgqComm_t *comm, int rank, int nranks,
@@ -107,8 +105,19 @@ mcgqResult_t mcgqCommInitCallbacks(mcgqComm_t *comm, int rank, int nranks,
   memcpy(&t->cb, cb, cb->struct_size < sizeof *cb ? cb->struct_size : sizeof *cb);
   t->cb.struct_size = (uint32_t)sizeof *cb;
   const int on_device = cb->payload_on_device != 0;
-  const mcgq_transport_ops_t *ops =
-      t->cb.alltoallv ? (on_device ? &kDeviceCallbacksSharded : &kHostCallbacksSharded)
-                      : (on_device ? &kDeviceCallbacks : &kHostCallbacks);
+  if (!on_device && t->cb.allgather_device) {
+    free(t);
+    return mcgq_fail(mcgqInvalidArgument,
+                     "%s: allgather_device is for payload_on_device = 1 only", fn);
+  }
+  mcgq_transport_ops_t *ops = &t->ops;
+  ops->name = "callback";
+  ops->payload_on_device = on_device;
+  ops->allgather = cb_allgather;
+  ops->allgatherv = cb_allgatherv;
+  ops->allreduce_max_int = cb_allreduce_max;
+  ops->destroy = cb_destroy;
+  ops->alltoallv = t->cb.alltoallv ? cb_alltoallv : NULL; /* sharded modes */
+  ops->allgather_device = t->cb.allgather_device ? cb_allgather_device : NULL;
   return mcgq_comm_create(ops, t, rank, nranks, comm);
 }

@@ -293,6 +293,7 @@ class TransportCallbacks(ctypes.Structure):
         ("allgatherv", ALLGATHERV_FN),
         ("allreduce_max_int", ALLREDUCE_MAX_FN),
         ("alltoallv", ALLTOALLV_FN),  # NULL: no sharded modes
+        ("allgather_device", ALLGATHER_FN),  # payload_on_device only; may be NULL
     ]
 
 
