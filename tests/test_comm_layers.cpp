@@ -36,9 +36,10 @@ std::vector<LayerSpec> id_table() {
           {37, MCGQ_ACCUM_RESIDUAL, 2.0, 0.01f}};
 }
 
-// Every rank's message of worker w's table, layer i sampling with ids[i].
-std::vector<unsigned char> rank_message(Worker &w, const std::vector<uint32_t> &ids,
-                                        uint64_t seed, uint64_t step, int rank) {
+// A rank's message of worker w's table, layer i sampling with ids[i].
+template <typename W>
+std::vector<unsigned char> rank_message(W &w, const std::vector<uint32_t> &ids, uint64_t seed,
+                                        uint64_t step, int rank) {
   std::vector<mcgqLayerDesc_t> descs;
   for (size_t i = 0; i < w.spec.size(); ++i) {
     mcgqLayerDesc_t d;
@@ -179,87 +180,17 @@ TEST(CommLayerIds, IdsThatDifferBetweenRanksFailEverywhere) {
 
 // ------------------------------------------------------ 16-bit gradients
 
-// 16-bit bits of a deterministic value: bfloat16 from grad_value's float
-// (its high half), binary16 built from the hash (finite, 1 in 8 zero).
-uint16_t value16(int32_t dtype, int rank, uint64_t step, size_t layer, uint64_t k) {
-  if (dtype == MCGQ_DTYPE_BF16) {
-    float f = grad_value(rank, step, layer, k, 2.0f);
-    uint32_t b;
-    std::memcpy(&b, &f, sizeof b);
-    return (uint16_t)(b >> 16);
-  }
-  uint64_t h = splitmix(splitmix((uint64_t)rank * 131 + step) + layer * 7 + k);
-  if ((h & 7) == 0) return 0;
-  uint16_t exponent = (uint16_t)(1 + (h >> 8) % 20);  // 2^-14 .. 2^5
-  return (uint16_t)(((h >> 4) & 1) << 15 | exponent << 10 | ((h >> 20) & 0x3ff));
-}
-
-struct Layer16 {
-  uint64_t n;
-  int32_t dtype;
-  int32_t accumulate;
-  double k;
-};
-
-// One rank's 16-bit gradients (float32 accumulators).
-struct Worker16 {
-  std::vector<Layer16> spec;
-  std::vector<std::vector<uint16_t>> grad;
-  std::vector<std::vector<float>> accum;
-  explicit Worker16(const std::vector<Layer16> &s) : spec(s), grad(s.size()), accum(s.size()) {
-    for (size_t i = 0; i < s.size(); ++i) {
-      grad[i].assign(s[i].n, 0);
-      if (s[i].accumulate != MCGQ_ACCUM_NONE) accum[i].assign(s[i].n, 0.0f);
-    }
-  }
-  mcgqLayerConfig_t cfg(size_t i) const {
-    mcgqLayerConfig_t c = MCGQ_LAYER_CONFIG_INITIALIZER;
-    c.k = spec[i].k;
-    c.accumulate = spec[i].accumulate;
-    c.dtype = spec[i].dtype;
-    return c;
-  }
-  void load(int rank, uint64_t step) {
-    for (size_t i = 0; i < spec.size(); ++i)
-      for (uint64_t k = 0; k < spec[i].n; ++k)
-        grad[i][k] = value16(spec[i].dtype, rank, step, i, k);
-  }
-  std::vector<mcgqLayer_t> comm_layers() {
-    std::vector<mcgqLayer_t> out(spec.size());
-    for (size_t i = 0; i < spec.size(); ++i) {
-      std::memset(&out[i], 0, sizeof out[i]);
-      out[i].struct_size = sizeof(mcgqLayer_t);
-      out[i].grad = grad[i].data();
-      out[i].accum = accum[i].empty() ? nullptr : accum[i].data();
-      out[i].n = spec[i].n;
-      out[i].cfg = cfg(i);
-    }
-    return out;
-  }
-  std::vector<mcgqLayerDesc_t> descs(uint64_t seed, uint64_t step, int rank) {
-    std::vector<mcgqLayerDesc_t> out(spec.size());
-    for (size_t i = 0; i < spec.size(); ++i) {
-      mcgqLayerDescInit(&out[i]);
-      out[i].u = mcgqRandomWord(seed, step, (uint32_t)i, (uint32_t)rank);
-      out[i].g = grad[i].data();
-      out[i].accum = accum[i].empty() ? nullptr : accum[i].data();
-      out[i].n = spec[i].n;
-      out[i].cfg = cfg(i);
-    }
-    return out;
-  }
-};
-
 // bf16 and binary16 layers, beside float32 ones in the same table: the
 // message is the one mcgqEncodeHost makes of the 16-bit input, and each
 // layer's result is mcgqDecodeAverageHostTyped's in the layer's type.
 TEST(CommDtypes, SixteenBitGradsAverageAsTheTypedDecoderDoes) {
   const int P = world_size(), me = world_rank();
   const uint64_t seed = 0xb16ull;
-  const std::vector<Layer16> table = {{1001, MCGQ_DTYPE_BF16, MCGQ_ACCUM_RESIDUAL, 0.5},
-                                      {3, MCGQ_DTYPE_F16, MCGQ_ACCUM_NONE, 1.0},
-                                      {4099, MCGQ_DTYPE_F16, MCGQ_ACCUM_RESET, 0.2},
-                                      {64, MCGQ_DTYPE_BF16, MCGQ_ACCUM_NONE, 2.0}};
+  const std::vector<LayerSpec> table = {
+      {1001, MCGQ_ACCUM_RESIDUAL, 0.5, 2.0f, MCGQ_DTYPE_BF16},
+      {3, MCGQ_ACCUM_NONE, 1.0, 2.0f, MCGQ_DTYPE_F16},
+      {4099, MCGQ_ACCUM_RESET, 0.2, 2.0f, MCGQ_DTYPE_F16},
+      {64, MCGQ_ACCUM_NONE, 2.0, 2.0f, MCGQ_DTYPE_BF16}};
   uint64_t total_n = 0;
   for (auto &l : table) total_n += l.n;
   Worker16 real(table);
@@ -277,8 +208,7 @@ TEST(CommDtypes, SixteenBitGradsAverageAsTheTypedDecoderDoes) {
     std::vector<size_t> sizes(P);
     for (int r = 0; r < P; ++r) {
       sim[r].load(r, step);
-      auto d = sim[r].descs(seed, step, r);
-      msgs[r] = encode(d);
+      msgs[r] = rank_message(sim[r], positions(table.size()), seed, step, r);
       in[r] = msgs[r].data();
       sizes[r] = msgs[r].size();
     }
@@ -304,7 +234,7 @@ TEST(CommDtypes, SixteenBitGradsAverageAsTheTypedDecoderDoes) {
 // The sharded modes re-encode float32 averages: a 16-bit table is refused
 // there, whichever comes first, the table or the mode.
 TEST(CommDtypes, ShardedModesRefuseSixteenBitTables) {
-  const std::vector<Layer16> table = {{100, MCGQ_DTYPE_BF16, MCGQ_ACCUM_NONE, 1.0}};
+  const std::vector<LayerSpec> table = {{100, MCGQ_ACCUM_NONE, 1.0, 1.0f, MCGQ_DTYPE_BF16}};
   Worker16 w(table);
   auto layers = w.comm_layers();
   CommGuard c;

@@ -236,17 +236,24 @@ static mcgqResult_t device_set_layers(mcgq_codec_t *c, const mcgqLayer_t *layers
                (int)layers[0].cfg.dtype, i, (int)layers[i].cfg.dtype);
       return mcgqInvalidUsage; /* the old table and buffers stay */
     }
-  free_buffers(d);
-  d->dtype = count > 0 ? layers[0].cfg.dtype : MCGQ_DTYPE_F32;
-  d->count = count;
-  d->total_n = total_n;
-  mcgqResult_t res = count > 0 ? allocate(d, layers, count, total_n) : mcgqSuccess;
+  /* The new table's buffers first: when they cannot be had, the old table
+   * and its buffers stay (comm.c keeps the old table registered). */
+  device_codec_t next;
+  memset(&next, 0, sizeof next);
+  next.base = d->base;
+  next.nranks = d->nranks;
+  next.dtype = count > 0 ? layers[0].cfg.dtype : MCGQ_DTYPE_F32;
+  next.count = count;
+  next.total_n = total_n;
+  mcgqResult_t res = count > 0 ? allocate(&next, layers, count, total_n) : mcgqSuccess;
   if (res != mcgqSuccess) {
     snprintf(detail, detail_size, "%s", mcgqGetLastErrorDetail());
-    free_buffers(d);
-    d->count = 0;
+    free_buffers(&next);
+    return res;
   }
-  return res;
+  free_buffers(d);
+  *d = next;
+  return mcgqSuccess;
 }
 
 static mcgqResult_t encode(device_codec_t *d, const mcgq_call_t *call) {

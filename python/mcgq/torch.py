@@ -85,8 +85,7 @@ import torch.distributed as dist
 
 from . import _capi
 from . import _config, _u64, gpu_available
-from .torch_comm import Comm, reduce_scatter, shard_range, _Transport, _callbacks, \
-    _DeviceTransport
+from .torch_comm import Comm, reduce_scatter, shard_range, _Transport, _callbacks
 
 __all__ = ["MCGQState", "mcgq_hook", "HookError", "Comm", "reduce_scatter",
            "shard_range"]
@@ -705,8 +704,7 @@ class _BucketComm:
     def __init__(self, group, rank, world, mode, device):
         # CUDA buckets: a device communicator (the library's GPU codec),
         # whose payload collectives move device memory.
-        self.transport = _DeviceTransport(group, device) if device.type == "cuda" \
-            else _Transport(group)
+        self.transport = _Transport(group, device)
         self.callbacks = _callbacks(self.transport)
         self.handle = ctypes.c_void_p()
         self._check(_capi.fn.mcgqCommInitCallbacks(ctypes.byref(self.handle), rank, world,

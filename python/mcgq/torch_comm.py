@@ -60,74 +60,6 @@ def _store(address, tensor):
         ctypes.memmove(address, tensor.data_ptr(), tensor.numel())
 
 
-class _Transport:
-    """The four collectives, over one process group, in host memory.
-
-    `sent` counts the bytes this rank put into each kind of collective:
-    "header" (the protocol's fixed blocks and max-reductions), "message"
-    (payloads) and "padding" (what allgatherv adds to reach the largest
-    rank's payload, since torch.distributed gathers equal sizes)."""
-
-    def __init__(self, group):
-        self.group = group
-        self.world = dist.get_world_size(group)
-        self.error = None  # text of the last callback failure
-        self.sent = {"header": 0, "message": 0, "padding": 0}
-
-    def _guard(self, fn):
-        def call(*args):
-            try:
-                fn(*args)
-                return _capi.SUCCESS
-            except Exception:  # never raise into C
-                self.error = traceback.format_exc(limit=2)
-                return _capi.INTERNAL_ERROR
-        return call
-
-    def allgather(self, _user, send, recv, nbytes):
-        mine = _host_bytes(send, nbytes)
-        parts = [torch.empty(nbytes, dtype=torch.uint8) for _ in range(self.world)]
-        dist.all_gather(parts, mine, group=self.group)
-        self.sent["header"] += nbytes
-        _store(recv, torch.cat(parts))
-
-    def allgatherv(self, _user, send, send_bytes, recv, counts, displs):
-        # counts are equal on every rank: pad to the largest, gather, place
-        width = max(counts[r] for r in range(self.world))
-        if width == 0:
-            return
-        mine = torch.zeros(width, dtype=torch.uint8)
-        mine[:send_bytes] = _host_bytes(send, send_bytes)
-        parts = [torch.empty(width, dtype=torch.uint8) for _ in range(self.world)]
-        dist.all_gather(parts, mine, group=self.group)
-        self.sent["message"] += send_bytes
-        self.sent["padding"] += width - send_bytes
-        for r in range(self.world):
-            _store(recv + displs[r], parts[r][:counts[r]])
-
-    def allreduce_max_int(self, _user, value):
-        t = torch.tensor([value[0]], dtype=torch.int32)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group)
-        self.sent["header"] += 4
-        value[0] = int(t[0])
-
-    def alltoallv(self, _user, send, send_counts, send_displs, recv,
-                  recv_counts, recv_displs):
-        out_sizes = [int(send_counts[j]) for j in range(self.world)]
-        in_sizes = [int(recv_counts[r]) for r in range(self.world)]
-        pieces = [_host_bytes(send + send_displs[j], out_sizes[j])
-                  for j in range(self.world)]
-        inp = torch.cat(pieces) if pieces else torch.empty(0, dtype=torch.uint8)
-        out = torch.empty(sum(in_sizes), dtype=torch.uint8)
-        dist.all_to_all_single(out, inp, output_split_sizes=in_sizes,
-                               input_split_sizes=out_sizes, group=self.group)
-        self.sent["message"] += sum(out_sizes)
-        at = 0
-        for r in range(self.world):
-            _store(recv + recv_displs[r], out[at:at + in_sizes[r]])
-            at += in_sizes[r]
-
-
 class _CudaBytes:
     """nbytes of device memory at a C address, as torch.as_tensor takes it
     (__cuda_array_interface__): a view, no copy."""
@@ -144,49 +76,83 @@ def _device_bytes(address, nbytes, device):
     return torch.as_tensor(_CudaBytes(address, nbytes), device=device)
 
 
-class _DeviceTransport(_Transport):
-    """The same collectives for a device communicator (payload_on_device):
-    the payloads are device memory, viewed as CUDA tensors; the small
-    blocks and the max-reduction stay host memory in the library and go
-    through a CUDA tensor for backends (NCCL) that move device memory only.
-    Everything runs on the calling thread's current stream, which must be
-    the step's stream (mcgqCommStep's), so the library's decode follows the
-    copies into its receive buffer."""
+class _Transport:
+    """The collectives of mcgqTransportCallbacks_t over one process group.
 
-    def __init__(self, group, device):
-        super().__init__(group)
-        self.device = device
+    device None (or CPU): a host communicator, every buffer host memory.
+    A CUDA device: a device communicator (payload_on_device): the payloads
+    and the step blocks (allgather_device) are device memory, viewed as
+    CUDA tensors, and the small host-memory collectives go through CUDA
+    tensors too (NCCL moves device memory only).  Everything then runs on
+    the calling thread's current stream, which must be mcgqCommStep's
+    stream, so the library's decode follows the copies into its buffers.
+
+    `sent` counts the bytes this rank put into each kind of collective:
+    "header" (the protocol's fixed blocks and max-reductions), "message"
+    (payloads) and "padding" (what allgatherv adds to reach the largest
+    rank's payload, since torch.distributed gathers equal sizes)."""
+
+    def __init__(self, group, device=None):
+        self.group = group
+        self.world = dist.get_world_size(group)
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        self.on_device = self.device.type == "cuda"
+        self.error = None  # text of the last callback failure
+        self.sent = {"header": 0, "message": 0, "padding": 0}
+
+    def _guard(self, fn):
+        def call(*args):
+            try:
+                fn(*args)
+                return _capi.SUCCESS
+            except Exception:  # never raise into C
+                self.error = traceback.format_exc(limit=2)
+                return _capi.INTERNAL_ERROR
+        return call
+
+    # payload memory: host copies, or views of device memory
+    def _payload(self, address, nbytes):
+        if self.on_device:
+            return _device_bytes(address, nbytes, self.device)
+        return _host_bytes(address, nbytes)
+
+    def _deliver(self, address, tensor):
+        if self.on_device:
+            _device_bytes(address, tensor.numel(), self.device).copy_(tensor)
+        else:
+            _store(address, tensor)
+
+    def _empty(self, nbytes):
+        return torch.empty(nbytes, dtype=torch.uint8, device=self.device)
 
     def allgather(self, _user, send, recv, nbytes):
         mine = _host_bytes(send, nbytes).to(self.device)
-        parts = [torch.empty(nbytes, dtype=torch.uint8, device=self.device)
-                 for _ in range(self.world)]
+        parts = [self._empty(nbytes) for _ in range(self.world)]
         dist.all_gather(parts, mine, group=self.group)
         self.sent["header"] += nbytes
         _store(recv, torch.cat(parts).cpu())
 
+    def allgather_device(self, _user, send, recv, nbytes):
+        # the step blocks where the library's encode left them: no host copy
+        parts = [_device_bytes(recv + r * nbytes, nbytes, self.device)
+                 for r in range(self.world)]
+        dist.all_gather(parts, _device_bytes(send, nbytes, self.device),
+                        group=self.group)
+        self.sent["header"] += nbytes
+
     def allgatherv(self, _user, send, send_bytes, recv, counts, displs):
+        # counts are equal on every rank: pad to the largest, gather, place
         width = max(counts[r] for r in range(self.world))
         if width == 0:
             return
         mine = torch.zeros(width, dtype=torch.uint8, device=self.device)
-        mine[:send_bytes].copy_(_device_bytes(send, send_bytes, self.device))
-        parts = [torch.empty(width, dtype=torch.uint8, device=self.device)
-                 for _ in range(self.world)]
+        mine[:send_bytes].copy_(self._payload(send, send_bytes))
+        parts = [self._empty(width) for _ in range(self.world)]
         dist.all_gather(parts, mine, group=self.group)
         self.sent["message"] += send_bytes
         self.sent["padding"] += width - send_bytes
         for r in range(self.world):
-            _device_bytes(recv + displs[r], counts[r], self.device).copy_(
-                parts[r][:counts[r]])
-
-    def allgather_device(self, _user, send, recv, nbytes):
-        # the step blocks where the library's encode left them: no host copy
-        mine = _device_bytes(send, nbytes, self.device)
-        parts = [_device_bytes(recv + r * nbytes, nbytes, self.device)
-                 for r in range(self.world)]
-        dist.all_gather(parts, mine, group=self.group)
-        self.sent["header"] += nbytes
+            self._deliver(recv + displs[r], parts[r][:counts[r]])
 
     def allreduce_max_int(self, _user, value):
         t = torch.tensor([value[0]], dtype=torch.int32, device=self.device)
@@ -198,17 +164,16 @@ class _DeviceTransport(_Transport):
                   recv_counts, recv_displs):
         out_sizes = [int(send_counts[j]) for j in range(self.world)]
         in_sizes = [int(recv_counts[r]) for r in range(self.world)]
-        pieces = [_device_bytes(send + send_displs[j], out_sizes[j], self.device)
+        pieces = [self._payload(send + send_displs[j], out_sizes[j])
                   for j in range(self.world)]
-        inp = torch.cat(pieces)
-        out = torch.empty(sum(in_sizes), dtype=torch.uint8, device=self.device)
+        inp = torch.cat(pieces) if pieces else self._empty(0)
+        out = self._empty(sum(in_sizes))
         dist.all_to_all_single(out, inp, output_split_sizes=in_sizes,
                                input_split_sizes=out_sizes, group=self.group)
         self.sent["message"] += sum(out_sizes)
         at = 0
         for r in range(self.world):
-            _device_bytes(recv + recv_displs[r], in_sizes[r], self.device).copy_(
-                out[at:at + in_sizes[r]])
+            self._deliver(recv + recv_displs[r], out[at:at + in_sizes[r]])
             at += in_sizes[r]
 
 
@@ -218,12 +183,12 @@ def _callbacks(transport):
     t = transport
     cb = _capi.TransportCallbacks()
     cb.struct_size = ctypes.sizeof(_capi.TransportCallbacks)
-    cb.payload_on_device = 1 if isinstance(t, _DeviceTransport) else 0
+    cb.payload_on_device = 1 if t.on_device else 0
     cb.allgather = _capi.ALLGATHER_FN(t._guard(t.allgather))
     cb.allgatherv = _capi.ALLGATHERV_FN(t._guard(t.allgatherv))
     cb.allreduce_max_int = _capi.ALLREDUCE_MAX_FN(t._guard(t.allreduce_max_int))
     cb.alltoallv = _capi.ALLTOALLV_FN(t._guard(t.alltoallv))
-    if isinstance(t, _DeviceTransport):
+    if t.on_device:
         cb.allgather_device = _capi.ALLGATHER_FN(t._guard(t.allgather_device))
     return cb
 

@@ -79,29 +79,64 @@ struct LayerSpec {
   int32_t accumulate;
   double k;
   float amp;
+  int32_t dtype = MCGQ_DTYPE_F32;  // of the gradient: Worker16 for bf16 / binary16
 };
 
 inline mcgqLayerConfig_t config_of(const LayerSpec &s) {
   mcgqLayerConfig_t cfg = MCGQ_LAYER_CONFIG_INITIALIZER;
   cfg.k = s.k;
   cfg.accumulate = s.accumulate;
+  cfg.dtype = s.dtype;
   return cfg;
 }
 
-// One rank's gradients and accumulators.
-struct Worker {
+// The 16-bit gradient of (rank, step, layer, k): bfloat16, grad_value's
+// float cut to its high half; binary16 built from the hash (finite, about 1
+// in 8 zero, magnitudes 2^-14 .. 2^6).
+inline uint16_t grad_bits16(int32_t dtype, int rank, uint64_t step, size_t layer, uint64_t k,
+                            float amp) {
+  if (dtype == MCGQ_DTYPE_BF16) {
+    float f = grad_value(rank, step, layer, k, amp);
+    uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    return (uint16_t)(b >> 16);
+  }
+  uint64_t h = splitmix(splitmix((uint64_t)rank * 131 + step) + layer * 7 + k);
+  if ((h & 7) == 0) return 0;
+  uint16_t exponent = (uint16_t)(1 + (h >> 8) % 20);
+  return (uint16_t)(((h >> 4) & 1) << 15 | exponent << 10 | ((h >> 20) & 0x3ff));
+}
+
+template <typename G>
+G grad_of(const LayerSpec &s, int rank, uint64_t step, size_t layer, uint64_t k);
+template <>
+inline float grad_of<float>(const LayerSpec &s, int rank, uint64_t step, size_t layer,
+                            uint64_t k) {
+  return grad_value(rank, step, layer, k, s.amp);
+}
+template <>
+inline uint16_t grad_of<uint16_t>(const LayerSpec &s, int rank, uint64_t step, size_t layer,
+                                  uint64_t k) {
+  return grad_bits16(s.dtype, rank, step, layer, k, s.amp);
+}
+
+// One rank's gradients (of type G: float, or the bits of a 16-bit dtype)
+// and float32 accumulators.
+template <typename G>
+struct BasicWorker {
   std::vector<LayerSpec> spec;
-  std::vector<std::vector<float>> grad, accum;
-  explicit Worker(const std::vector<LayerSpec> &s) : spec(s), grad(s.size()), accum(s.size()) {
+  std::vector<std::vector<G>> grad;
+  std::vector<std::vector<float>> accum;
+  explicit BasicWorker(const std::vector<LayerSpec> &s)
+      : spec(s), grad(s.size()), accum(s.size()) {
     for (size_t i = 0; i < s.size(); ++i) {
-      grad[i].assign(s[i].n, 0.0f);
+      grad[i].assign(s[i].n, G(0));
       if (s[i].accumulate != MCGQ_ACCUM_NONE) accum[i].assign(s[i].n, 0.0f);
     }
   }
   void load(int rank, uint64_t step) {
     for (size_t i = 0; i < spec.size(); ++i)
-      for (uint64_t k = 0; k < spec[i].n; ++k)
-        grad[i][k] = grad_value(rank, step, i, k, spec[i].amp);
+      for (uint64_t k = 0; k < spec[i].n; ++k) grad[i][k] = grad_of<G>(spec[i], rank, step, i, k);
   }
   std::vector<mcgqLayer_t> comm_layers() {
     std::vector<mcgqLayer_t> out(spec.size());
@@ -118,12 +153,15 @@ struct Worker {
   uint64_t hash() const {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < spec.size(); ++i) {
-      h = fnv(grad[i].data(), grad[i].size() * sizeof(float), h);
+      h = fnv(grad[i].data(), grad[i].size() * sizeof(G), h);
       h = fnv(accum[i].data(), accum[i].size() * sizeof(float), h);
     }
     return h;
   }
 };
+
+using Worker = BasicWorker<float>;
+using Worker16 = BasicWorker<uint16_t>;
 
 }  // namespace mcgq_test
 
