@@ -1038,6 +1038,17 @@ class _CommProtocol:
         if status in _DATA_STATUSES:
             entry.last_error()
             return self._nonfinite(plan)
+        if status == _capi.TIMEOUT:
+            # A peer stopped calling: no agreement is possible with it, so
+            # this rank fails alone, and the aborted communicator goes (the
+            # next bucket of this layout builds a new one).
+            text = entry.last_error()
+            for key in [k for k, v in self._comms.items() if v is entry]:
+                del self._comms[key]     # in place: the finalizer holds this dict
+            entry.close()
+            raise HookError("mcgq: bucket %d: the process group's timeout ended a "
+                            "collective (%s); no state changed on this rank" %
+                            (plan.index, text))
         if status != _capi.SUCCESS:
             text = "%s: %s" % (_capi.error_for(status, "mcgqCommStep", "").__class__.__name__,
                                entry.last_error())

@@ -16,7 +16,11 @@ style): rank j ends with shard j (mcgq.shard_range) of every registered
 tensor holding the compressed average, the rest of each tensor untouched.
 
 Host memory only: tensors must be contiguous float32 CPU tensors (the
-device codec runs under the DDP hook, mcgq.torch.mcgq_hook).  Tensors are
+device codec runs under the DDP hook, mcgq.torch.mcgq_hook).  Timeout: the
+process group's own (init_process_group(timeout=...)).  A collective that
+it ends makes step() raise mcgq.Timeout on the ranks that were waiting,
+with nothing changed; the communicator is then aborted (every later step
+raises mcgq.InvalidUsage): build a new one, on a new process group.  Tensors are
 registered once; the library keeps their data pointers, so replace them
 only through set_tensors().  Callbacks never raise into C: a failed
 collective returns mcgqInternalError and the step fails on this rank with
@@ -58,6 +62,14 @@ def _host_bytes(address, nbytes):
 def _store(address, tensor):
     if tensor.numel():
         ctypes.memmove(address, tensor.data_ptr(), tensor.numel())
+
+
+def _timed_out(error):
+    """A collective that the process group's own timeout ended (gloo:
+    RuntimeError "Timed out waiting ...ms"; NCCL's watchdog: "...timed
+    out"), which the library turns into mcgqTimeout: the waiting ranks fail
+    the step with mcgq.Timeout and the communicator is aborted."""
+    return isinstance(error, TimeoutError) or "timed out" in str(error).lower()
 
 
 class _CudaBytes:
@@ -105,9 +117,9 @@ class _Transport:
             try:
                 fn(*args)
                 return _capi.SUCCESS
-            except Exception:  # never raise into C
+            except Exception as e:  # never raise into C
                 self.error = traceback.format_exc(limit=2)
-                return _capi.INTERNAL_ERROR
+                return _capi.TIMEOUT if _timed_out(e) else _capi.INTERNAL_ERROR
         return call
 
     # payload memory: host copies, or views of device memory

@@ -2,9 +2,13 @@
 2 processes), against a simulation from the public numpy API (mcgq.encode
 and mcgq.decode_average of the documented messages), bit for bit; the
 failure protocol (a NaN on one rank raises mcgq.NonFinite on both and
-changes nothing).
+changes nothing); a stalled rank (the other raises mcgq.Timeout within the
+process group's timeout plus one second, nothing changed, the
+communicator aborted).
 """
+import datetime
 import os
+import time
 
 import numpy as np
 import pytest
@@ -118,6 +122,61 @@ def _worker(rank, init_file, result_dir):
 
 def test_comm_over_gloo_matches_simulation(tmp_path):
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD)
+    for r in range(WORLD):
+        text = (tmp_path / ("rank%d" % r)).read_text()
+        assert text == "", "rank %d: %s" % (r, text)
+
+
+STALL_TIMEOUT_S = 2.0
+
+
+def _stall_worker(rank, init_file, result_dir):
+    import mcgq.torch_comm as tc
+    dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank,
+                            world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=STALL_TIMEOUT_S))
+    report = []
+    tensors = [torch.zeros(n, dtype=torch.float32) for n in SIZES]
+    comm = tc.Comm(tensors, k=K, accumulate="residual", seed=SEED)
+    for t, g in zip(tensors, _grads(rank, 0)):
+        t.copy_(torch.from_numpy(g))
+    comm.step()                          # both ranks: a normal step
+    if rank == 1:                        # then rank 1 stops calling
+        time.sleep(STALL_TIMEOUT_S + 3)
+    else:
+        for t, g in zip(tensors, _grads(rank, 1)):
+            t.copy_(torch.from_numpy(g))
+        before = [t.clone() for t in tensors] + [a.clone() for a in comm.accumulators]
+        t0 = time.monotonic()
+        try:
+            comm.step()
+            report.append("the step with a stalled peer succeeded")
+        except mcgq.Timeout as e:
+            waited = time.monotonic() - t0
+            if waited > STALL_TIMEOUT_S + 1.0:
+                report.append("mcgq.Timeout after %.2f s" % waited)
+            if "aborted" not in str(e):
+                report.append("the timeout does not say the handle is aborted: %s" % e)
+        except Exception as e:  # noqa: BLE001 - reported
+            report.append("not mcgq.Timeout: %r" % (e,))
+        after = list(tensors) + list(comm.accumulators)
+        if any(not torch.equal(x, y) for x, y in zip(before, after)):
+            report.append("the timed-out step changed state")
+        try:
+            comm.step()
+            report.append("an aborted communicator took another step")
+        except mcgq.InvalidUsage:
+            pass
+    comm.close()
+    with open(os.path.join(result_dir, "rank%d" % rank), "w") as f:
+        f.write("\n".join(report))
+    # The process group still holds the timed-out operation: its destructor
+    # may abort the process at exit (seen: SIGABRT), so leave without it.
+    os._exit(0)
+
+
+def test_stalled_rank_times_out_on_the_others(tmp_path):
+    mp.spawn(_stall_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD)
     for r in range(WORLD):
         text = (tmp_path / ("rank%d" % r)).read_text()
         assert text == "", "rank %d: %s" % (r, text)
