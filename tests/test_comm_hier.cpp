@@ -428,6 +428,22 @@ TEST(CommHierarchical, BadArgumentsAreRefused) {
     EXPECT_EQ(mcgqCommSetLayers(comm, &l, 1), mcgqInvalidArgument);
     EXPECT_NE(std::string(mcgqCommGetLastError(comm)).find("share"), std::string::npos);
   }
+  // layer ids and 16-bit gradients: flat communicators only
+  const uint32_t ids[1] = {7};
+  EXPECT_EQ(mcgqCommSetLayerIds(comm, ids, 1), mcgqInvalidUsage);
+  EXPECT_NE(std::string(mcgqCommGetLastError(comm)).find("hierarchical"), std::string::npos);
+  {
+    std::vector<uint16_t> g(64, 0);
+    mcgqLayer_t l;
+    std::memset(&l, 0, sizeof l);
+    l.struct_size = sizeof l;
+    l.grad = g.data();
+    l.n = g.size();
+    l.cfg = MCGQ_LAYER_CONFIG_INITIALIZER;
+    l.cfg.dtype = MCGQ_DTYPE_BF16;
+    EXPECT_EQ(mcgqCommSetLayers(comm, &l, 1), mcgqInvalidUsage);
+    EXPECT_NE(std::string(mcgqCommGetLastError(comm)).find("float32"), std::string::npos);
+  }
   // no table: the step is refused on every rank
   EXPECT_EQ(mcgqCommStep(comm, 0, 1, nullptr, nullptr), mcgqInvalidUsage);
   EXPECT_EQ(mcgqCommDestroy(comm), mcgqSuccess);

@@ -414,3 +414,34 @@ TEST(GpuCodecTwoRanks, AllGatherSixteenBitMatchesHostRanks) {
   check_mode(MCGQ_EXCHANGE_ALL_GATHER, "all-gather, bf16", kMixed, MCGQ_DTYPE_BF16);
   check_mode(MCGQ_EXCHANGE_ALL_GATHER, "all-gather, binary16", kMixed, MCGQ_DTYPE_F16);
 }
+
+// A device communicator decodes its table in one typed pass: a table of
+// mixed gradient dtypes is refused, and the table before it stays.
+TEST(GpuCodecTwoRanks, DeviceTableOfMixedDtypesIsRefused) {
+  MCGQ_REQUIRE_GPU();
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaSuccess, cudaStreamCreate(&stream));
+  group g;
+  member m{&g, 0, 1, stream};
+  mcgqComm_t comm = make_comm(&m);
+  ASSERT_NE(comm, nullptr);
+  dbuf<float> a(64), b(64);
+  mcgqLayer_t layers[2];
+  for (int i = 0; i < 2; ++i) {
+    std::memset(&layers[i], 0, sizeof layers[i]);
+    layers[i].struct_size = sizeof layers[i];
+    layers[i].grad = i == 0 ? a.p : b.p;
+    layers[i].n = 64;
+    layers[i].cfg = MCGQ_LAYER_CONFIG_INITIALIZER;
+  }
+  ASSERT_EQ(mcgqCommSetLayers(comm, layers, 2), mcgqSuccess) << mcgqCommGetLastError(comm);
+  layers[1].cfg.dtype = MCGQ_DTYPE_F16;
+  EXPECT_EQ(mcgqCommSetLayers(comm, layers, 2), mcgqInvalidUsage);
+  EXPECT_NE(std::string(mcgqCommGetLastError(comm)).find("one gradient dtype per table"),
+            std::string::npos)
+      << mcgqCommGetLastError(comm);
+  layers[0].cfg.dtype = MCGQ_DTYPE_F16;  // one dtype: accepted
+  EXPECT_EQ(mcgqCommSetLayers(comm, layers, 2), mcgqSuccess) << mcgqCommGetLastError(comm);
+  mcgqCommDestroy(comm);
+  cudaStreamDestroy(stream);
+}
