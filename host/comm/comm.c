@@ -741,8 +741,8 @@ mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
 }
 
 mcgqResult_t mcgq_comm_reserve_agreed(mcgqComm_t comm, const mcgq_call_t *call,
-                                      int counts_everywhere, const size_t *counts, size_t *displs,
-                                      void **recv) {
+                                      int counts_everywhere, const size_t *counts,
+                                      size_t *displs, void **recv) {
   size_t sum = 0;
   int overflow = 0;
   for (int r = 0; r < comm->nranks; ++r) {
@@ -829,10 +829,6 @@ static void fill_stats(const mcgqComm_t comm, size_t send_bytes,
   stats->layers_cut = cut;
 }
 
-/* Steps 1-4 of the all-gather step; `injected` != success stands for a
- * failure found before the step (the hierarchical step's node stage): this
- * rank then prepares nothing and enters the agreement with that status, so
- * its peers refuse the step with it. */
 /* A device codec on a transport that gathers device memory, exact sizes:
  * steps 1 and 2 with one host wait instead of two.  The encode's status
  * flag and size go into this rank's block on the device (the block's other
@@ -874,6 +870,10 @@ static mcgqResult_t prepare_and_agree_on_device(mcgqComm_t comm, const mcgq_call
   return decide(comm, local, stats);
 }
 
+/* Steps 1-4 of the all-gather step; `injected` != success stands for a
+ * failure found before the step (the hierarchical step's node stage): this
+ * rank then prepares nothing and enters the agreement with that status, so
+ * its peers refuse the step with it. */
 static mcgqResult_t gather_exchange(mcgqComm_t comm, const mcgq_call_t *call,
                                     uint64_t step, uint64_t seed,
                                     mcgqResult_t injected, mcgqStepStats_t *stats) {

@@ -66,10 +66,12 @@ def _store(address, tensor):
 
 def _timed_out(error):
     """A collective that the process group's own timeout ended (gloo:
-    RuntimeError "Timed out waiting ...ms"; NCCL's watchdog: "...timed
-    out"), which the library turns into mcgqTimeout: the waiting ranks fail
-    the step with mcgq.Timeout and the communicator is aborted."""
-    return isinstance(error, TimeoutError) or "timed out" in str(error).lower()
+    RuntimeError "Timed out waiting ...ms"; NCCL's watchdog: "caught
+    collective operation timeout"), which the library turns into
+    mcgqTimeout: the waiting ranks fail the step with mcgq.Timeout and the
+    communicator is aborted."""
+    text = str(error).lower()
+    return isinstance(error, TimeoutError) or "timed out" in text or "timeout" in text
 
 
 class _CudaBytes:
