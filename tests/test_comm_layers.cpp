@@ -15,6 +15,7 @@
 
 #include "mcgq.h"
 #include "mcgq_mpi.h"
+#include "support/mpi_callbacks.hpp"
 #include "support/mpi_worker.hpp"
 
 namespace {
@@ -259,65 +260,49 @@ TEST(CommDtypes, ShardedModesRefuseSixteenBitTables) {
 
 // ------------------------------------------------------ receive buffer
 
-// A callback transport over MPI_COMM_WORLD that counts its max-reductions.
-int max_reductions = 0;
-int32_t mpi_allgather(void *, const void *send, void *recv, size_t bytes) {
-  return MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
-                       MPI_COMM_WORLD) == MPI_SUCCESS ? mcgqSuccess : mcgqMpiError;
-}
-int32_t mpi_allgatherv(void *, const void *send, size_t send_bytes, void *recv,
-                       const size_t *counts, const size_t *displs) {
-  const int P = world_size();
-  std::vector<int> c(P), d(P);
-  for (int r = 0; r < P; ++r) {
-    c[r] = (int)counts[r];
-    d[r] = (int)displs[r];
-  }
-  return MPI_Allgatherv(send, (int)send_bytes, MPI_BYTE, recv, c.data(), d.data(), MPI_BYTE,
-                        MPI_COMM_WORLD) == MPI_SUCCESS ? mcgqSuccess : mcgqMpiError;
-}
-int32_t mpi_allreduce_max(void *, int32_t *value) {
-  ++max_reductions;
-  int32_t in = *value;
-  return MPI_Allreduce(&in, value, 1, MPI_INT32_T, MPI_MAX, MPI_COMM_WORLD) == MPI_SUCCESS
-             ? mcgqSuccess : mcgqMpiError;
-}
-
 // The receive buffer's agreement (a max-reduction) runs only when some
 // rank's buffer must grow: the first step, and a step whose messages are
 // larger than every step before; steps that fit need no collective for it.
+// In every mode: all-gather (one reservation per step), reduce-scatter
+// (each rank its own receive total; its decode-status agreement is a
+// max-reduction of its own, every step), two-stage (two reservations).
 TEST(CommReserve, TheMaxReductionRunsOnlyWhenABufferMustGrow) {
   const int me = world_rank();
   auto table = id_table();
   for (auto &l : table) l.accumulate = MCGQ_ACCUM_NONE;  // no state: equal steps
-  Worker w(table);
-  mcgqTransportCallbacks_t cb;
-  std::memset(&cb, 0, sizeof cb);
-  cb.struct_size = sizeof cb;
-  cb.allgather = mpi_allgather;
-  cb.allgatherv = mpi_allgatherv;
-  cb.allreduce_max_int = mpi_allreduce_max;
-  mcgqComm_t comm = nullptr;
-  ASSERT_EQ(mcgqCommInitCallbacks(&comm, me, world_size(), &cb), mcgqSuccess);
-  auto layers = w.comm_layers();
-  ASSERT_EQ(mcgqCommSetLayers(comm, layers.data(), (int)layers.size()), mcgqSuccess);
-  std::vector<int> per_step;
-  auto run = [&]() {
-    max_reductions = 0;
-    w.load(me, 0);  // the same gradients and step: the same message sizes
-    ASSERT_EQ(mcgqCommStep(comm, 0, 7, nullptr, nullptr), mcgqSuccess)
-        << mcgqCommGetLastError(comm);
-    per_step.push_back(max_reductions);
+  struct Case {
+    int32_t mode;
+    std::vector<int> expect;  // max-reductions per step
   };
-  run();  // the first step allocates
-  run();
-  run();
-  for (auto &l : layers) l.cfg.k *= 4;  // 4x the samples: larger messages
-  ASSERT_EQ(mcgqCommSetLayers(comm, layers.data(), (int)layers.size()), mcgqSuccess);
-  run();
-  run();
-  EXPECT_EQ(per_step, (std::vector<int>{1, 0, 0, 1, 0}));
-  mcgqCommDestroy(comm);
+  for (const Case &c : {Case{MCGQ_EXCHANGE_ALL_GATHER, {1, 0, 0, 1, 0}},
+                        Case{MCGQ_EXCHANGE_REDUCE_SCATTER, {2, 1, 1, 2, 1}},
+                        Case{MCGQ_EXCHANGE_TWO_STAGE, {2, 0, 0, 2, 0}}}) {
+    Worker w(table);
+    MpiTraffic traffic;
+    mcgqTransportCallbacks_t cb = mpi_callbacks(&traffic);
+    mcgqComm_t comm = nullptr;
+    ASSERT_EQ(mcgqCommInitCallbacks(&comm, me, world_size(), &cb), mcgqSuccess);
+    ASSERT_EQ(mcgqCommSetExchangeMode(comm, c.mode), mcgqSuccess);
+    auto layers = w.comm_layers();
+    ASSERT_EQ(mcgqCommSetLayers(comm, layers.data(), (int)layers.size()), mcgqSuccess);
+    std::vector<int> per_step;
+    auto run = [&]() {
+      traffic.max_reductions = 0;
+      w.load(me, 0);  // the same gradients and step: the same message sizes
+      ASSERT_EQ(mcgqCommStep(comm, 0, 7, nullptr, nullptr), mcgqSuccess)
+          << mcgqCommGetLastError(comm);
+      per_step.push_back(traffic.max_reductions);
+    };
+    run();  // the first step allocates
+    run();
+    run();
+    for (auto &l : layers) l.cfg.k *= 4;  // 4x the samples: larger messages
+    ASSERT_EQ(mcgqCommSetLayers(comm, layers.data(), (int)layers.size()), mcgqSuccess);
+    run();
+    run();
+    EXPECT_EQ(per_step, c.expect) << "mode " << c.mode;
+    mcgqCommDestroy(comm);
+  }
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 
 #include "mcgq.h"
 #include "mcgq_mpi.h"
+#include "support/mpi_callbacks.hpp"
 #include "support/mpi_worker.hpp"
 
 namespace {
@@ -454,48 +455,6 @@ TEST(CommModes, BytesPerRankFollowTheModel) {
   EXPECT_GT((double)rs.received_stage1, 0.5 * expect);
 }
 
-// A callback transport over MPI_COMM_WORLD that counts the payload bytes
-// this rank receives from other ranks: the bytes at the transport.
-struct Counter {
-  uint64_t received = 0;
-};
-int32_t cnt_allgather(void *, const void *send, void *recv, size_t bytes) {
-  return MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
-                       MPI_COMM_WORLD) == MPI_SUCCESS ? mcgqSuccess : mcgqMpiError;
-}
-int32_t cnt_allgatherv(void *user, const void *send, size_t send_bytes, void *recv,
-                       const size_t *counts, const size_t *displs) {
-  int P = world_size(), me = world_rank();
-  std::vector<int> c(P), d(P);
-  for (int r = 0; r < P; ++r) {
-    c[r] = (int)counts[r];
-    d[r] = (int)displs[r];
-    if (r != me) static_cast<Counter *>(user)->received += counts[r];
-  }
-  return MPI_Allgatherv(send, (int)send_bytes, MPI_BYTE, recv, c.data(), d.data(), MPI_BYTE,
-                        MPI_COMM_WORLD) == MPI_SUCCESS ? mcgqSuccess : mcgqMpiError;
-}
-int32_t cnt_allreduce_max(void *, int32_t *value) {
-  int32_t in = *value;
-  return MPI_Allreduce(&in, value, 1, MPI_INT32_T, MPI_MAX, MPI_COMM_WORLD) == MPI_SUCCESS
-             ? mcgqSuccess : mcgqMpiError;
-}
-int32_t cnt_alltoallv(void *user, const void *send, const size_t *send_counts,
-                      const size_t *send_displs, void *recv, const size_t *recv_counts,
-                      const size_t *recv_displs) {
-  int P = world_size(), me = world_rank();
-  std::vector<int> sc(P), sd(P), rc(P), rd(P);
-  for (int r = 0; r < P; ++r) {
-    sc[r] = (int)send_counts[r];
-    sd[r] = (int)send_displs[r];
-    rc[r] = (int)recv_counts[r];
-    rd[r] = (int)recv_displs[r];
-    if (r != me) static_cast<Counter *>(user)->received += recv_counts[r];
-  }
-  return MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv, rc.data(), rd.data(),
-                       MPI_BYTE, MPI_COMM_WORLD) == MPI_SUCCESS ? mcgqSuccess : mcgqMpiError;
-}
-
 // The callback transport runs the same protocol: results equal the MPI
 // transport's bit for bit, and the bytes it carries into each rank equal
 // the simulation's messages: stage 1 the P-1 shard messages to this rank,
@@ -505,20 +464,14 @@ TEST(CommModes, CallbackTransportCarriesTheSimulatedBytes) {
   const uint64_t seed = 31;
   auto table = shard_table();
   for (int32_t mode : {MCGQ_EXCHANGE_REDUCE_SCATTER, MCGQ_EXCHANGE_TWO_STAGE}) {
-    Counter counter;
-    mcgqTransportCallbacks_t cb;
-    std::memset(&cb, 0, sizeof cb);
-    cb.struct_size = sizeof cb;
-    cb.user = &counter;
-    cb.allgather = cnt_allgather;
-    cb.allgatherv = cnt_allgatherv;
-    cb.allreduce_max_int = cnt_allreduce_max;
+    MpiTraffic counter;
+    mcgqTransportCallbacks_t cb = mpi_callbacks(&counter, 0);
     mcgqComm_t comm = nullptr;
     ASSERT_EQ(mcgqCommInitCallbacks(&comm, me, P, &cb), mcgqSuccess);
     EXPECT_EQ(mcgqCommSetExchangeMode(comm, mode), mcgqInvalidUsage);  // no alltoallv
     EXPECT_NE(std::string(mcgqCommGetLastError(comm)).find("alltoallv"), std::string::npos);
     mcgqCommDestroy(comm);
-    cb.alltoallv = cnt_alltoallv;
+    cb = mpi_callbacks(&counter);
     ASSERT_EQ(mcgqCommInitCallbacks(&comm, me, P, &cb), mcgqSuccess);
     ASSERT_EQ(mcgqCommSetExchangeMode(comm, mode), mcgqSuccess);
     Worker w(table);

@@ -714,12 +714,7 @@ static mcgqResult_t agreed_failure(mcgqComm_t comm, mcgqResult_t local,
 static mcgqResult_t decide(mcgqComm_t comm, mcgqResult_t local,
                            mcgqStepStats_t *stats) {
   MCGQ_CHECK(check_tables_agree(comm));
-  uint64_t floor = UINT64_MAX;
-  for (int r = 0; r < comm->nranks; ++r) {
-    uint64_t c = comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_RECV];
-    if (c < floor) floor = c;
-  }
-  comm->recv_floor = floor > (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)floor;
+  comm->caps_gathered = 1;
   int32_t agreed = 0;
   for (int r = 0; r < comm->nranks; ++r) {
     int32_t f = (int32_t)comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_FLAG];
@@ -735,13 +730,26 @@ mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
                              size_t send_bytes, mcgqStepStats_t *stats) {
   uint64_t mine[BLOCK_WORDS];
   fill_block(comm, step, status_flag(local), send_bytes, mine);
-  comm->recv_floor = 0;
+  comm->caps_gathered = 0;
   MCGQ_CHECK(comm->ops->allgather(comm->ctx, mine, comm->blocks, sizeof mine, call));
   return decide(comm, local, stats);
 }
 
+/* 1 when every rank's receive buffer already holds what it reserves now:
+ * the capacities are the ones the blocks of this step's agreement carried
+ * (buffers only grow), the needs are known alike on every rank, so every
+ * rank finds the same answer. */
+static int buffers_hold(const mcgqComm_t comm, const uint64_t *needs, uint64_t sum) {
+  if (!comm->caps_gathered) return 0;
+  for (int r = 0; r < comm->nranks; ++r) {
+    const uint64_t cap = comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_RECV];
+    if (cap == 0 || (needs ? needs[r] : sum) > cap) return 0;
+  }
+  return 1;
+}
+
 mcgqResult_t mcgq_comm_reserve_agreed(mcgqComm_t comm, const mcgq_call_t *call,
-                                      int counts_everywhere, const size_t *counts,
+                                      const uint64_t *needs, const size_t *counts,
                                       size_t *displs, void **recv) {
   size_t sum = 0;
   int overflow = 0;
@@ -750,18 +758,15 @@ mcgqResult_t mcgq_comm_reserve_agreed(mcgqComm_t comm, const mcgq_call_t *call,
     displs[r] = sum;
     sum += overflow ? 0 : counts[r];
   }
-  /* Every rank's buffer already holds the messages (the floor of the
-   * capacities gathered in the agreement; buffers only grow): nothing is
-   * allocated, nothing can fail, and no rank needs the max-reduction.  The
-   * floor is the same on every rank, so all skip it alike. */
-  if (counts_everywhere && !overflow && sum <= comm->recv_floor &&
-      comm->recv_floor > 0) {
+  /* Every buffer holds its messages: nothing is allocated, nothing can
+   * fail, and no rank needs the max-reduction. */
+  if (!overflow && buffers_hold(comm, needs, sum)) {
     mcgqResult_t res = comm->codec->ops->reserve(comm->codec, sum, recv, call);
     if (res != mcgqSuccess) /* a codec that broke the only-grows rule */
       return mcgq_comm_fail(comm, mcgqInternalError,
                             "mcgqCommStep: internal: a %zu-byte reserve failed "
-                            "within the agreed capacity of %zu bytes",
-                            sum, comm->recv_floor);
+                            "within the capacity this rank reported",
+                            sum);
     return mcgqSuccess;
   }
   mcgqResult_t local =
@@ -786,7 +791,7 @@ static mcgqResult_t reserve_exact(mcgqComm_t comm, const mcgq_call_t *call,
     uint64_t size = comm->blocks[(size_t)r * BLOCK_WORDS + BLOCK_SIZE];
     comm->counts[r] = size > (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)size;
   }
-  return mcgq_comm_reserve_agreed(comm, call, 1, comm->counts, comm->displs, recv);
+  return mcgq_comm_reserve_agreed(comm, call, NULL, comm->counts, comm->displs, recv);
 }
 
 static void fixed_layout(mcgqComm_t comm) {
@@ -857,7 +862,7 @@ static mcgqResult_t prepare_and_agree_on_device(mcgqComm_t comm, const mcgq_call
   comm->step_prepared = prepared;
   uint64_t mine[BLOCK_WORDS];
   fill_block(comm, step, status_flag(local), 0, mine); /* flag, size: device */
-  comm->recv_floor = 0;
+  comm->caps_gathered = 0;
   void *d_mine = NULL, *d_all = NULL;
   MCGQ_CHECK(codec->stage_block(comm->codec, mine, BLOCK_WORDS, prepared, BLOCK_FLAG,
                                 comm->nranks, &d_mine, &d_all, call));

@@ -44,7 +44,7 @@ struct mcgqComm {
 
   /* Between mcgq_comm_exchange and mcgq_comm_finish of one step. */
   int step_prepared; /* the codec holds a prepared message to discard */
-  size_t recv_floor; /* every rank's receive buffer holds at least this */
+  int caps_gathered; /* blocks hold this step's receive capacities */
   size_t step_sent;  /* bytes this rank sent */
 
   /* per-rank tables, sized at creation */
@@ -77,14 +77,14 @@ mcgqResult_t mcgq_comm_agree(mcgqComm_t comm, const mcgq_call_t *call,
 
 /* Receive buffer of counts[0..nranks) bytes laid out back to back
  * (displs[] filled here), agreed by a max-reduction: one rank's failed
- * allocation fails the step on every rank.  counts_everywhere = 1: counts
- * are the same on every rank (gathered), so when every rank's buffer
- * already holds them (the agreement's capacity floor) all skip the
- * reduction alike; 0 (each rank its own counts): always reduced. */
+ * allocation fails the step on every rank.  needs: what each rank
+ * reserves in this call (nranks entries), known alike on every rank; NULL
+ * when the counts are the same on every rank (each needs their sum).  When
+ * every rank's buffer already holds its need (the capacities its block
+ * carried in this step's agreement), all skip the reduction alike. */
 mcgqResult_t mcgq_comm_reserve_agreed(mcgqComm_t comm, const mcgq_call_t *call,
-                                      int counts_everywhere,
-                                      const size_t *counts, size_t *displs,
-                                      void **recv);
+                                      const uint64_t *needs, const size_t *counts,
+                                      size_t *displs, void **recv);
 
 /* 1 when a status flag gathered in an agreement is the non-finite one. */
 int32_t mcgq_comm_status_flag(mcgqResult_t res);

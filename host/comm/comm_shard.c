@@ -63,6 +63,7 @@ struct mcgq_shard_plan {
   uint64_t *size_matrix;   /* nranks * nranks: row r = rank r's sizes */
   size_t *send_displs, *recv_counts, *recv_displs; /* nranks each */
   uint64_t *blocks2;       /* 2 * nranks: two-stage status and size */
+  uint64_t *recv_totals;   /* nranks: what each rank receives in stage 1 */
 };
 
 mcgqResult_t mcgqShardRange(uint64_t n, int nranks, int shard, uint64_t *begin,
@@ -108,6 +109,7 @@ void mcgq_shard_plan_destroy(mcgqComm_t comm, mcgq_shard_plan_t *plan) {
   free(plan->recv_counts);
   free(plan->recv_displs);
   free(plan->blocks2);
+  free(plan->recv_totals);
   free(plan);
 }
 
@@ -146,9 +148,10 @@ static int alloc_tables(mcgq_shard_plan_t *p, int count, int shards) {
   p->recv_counts = calloc(P, sizeof *p->recv_counts);
   p->recv_displs = calloc(P, sizeof *p->recv_displs);
   p->blocks2 = calloc(2 * P, sizeof *p->blocks2);
+  p->recv_totals = calloc(P, sizeof *p->recv_totals);
   return p->first && p->layer_of && p->begin && p->descs && p->stats &&
          p->layer_offset && p->sizes && p->size_matrix && p->send_displs &&
-         p->recv_counts && p->recv_displs && p->blocks2;
+         p->recv_counts && p->recv_displs && p->blocks2 && p->recv_totals;
 }
 
 /* Owner-major list of the non-empty shards and their views of the caller's
@@ -365,6 +368,7 @@ static mcgqResult_t gather_sizes(mcgqComm_t comm, const mcgq_call_t *call,
       out += p->size_matrix[(size_t)r * P + j];
       in += p->size_matrix[(size_t)j * P + r];
     }
+    p->recv_totals[r] = in; /* what rank r reserves */
     if (out > MCGQ_SHARD_MAX_RANK_BYTES || in > MCGQ_SHARD_MAX_RANK_BYTES)
       return mcgq_comm_fail(comm, mcgqCapacityExceeded,
                             "mcgqCommStep: rank %d would send %llu and receive "
@@ -380,8 +384,8 @@ static mcgqResult_t gather_sizes(mcgqComm_t comm, const mcgq_call_t *call,
     offset += p->sizes[j];
     p->recv_counts[j] = (size_t)p->size_matrix[(size_t)j * P + p->rank];
   }
-  return mcgq_comm_reserve_agreed(comm, call, 0, p->recv_counts, p->recv_displs,
-                                  recv);
+  return mcgq_comm_reserve_agreed(comm, call, p->recv_totals, p->recv_counts,
+                                  p->recv_displs, recv);
 }
 
 /* This rank's P shard messages, rank order, decode-averaged into staging.
@@ -451,7 +455,8 @@ static mcgqResult_t run_stage2(mcgqComm_t comm, const mcgq_call_t *call,
                            stats));
   for (int r = 0; r < P; ++r) comm->counts[r] = (size_t)p->blocks2[2 * (size_t)r + 1];
   void *recv = NULL;
-  MCGQ_CHECK(mcgq_comm_reserve_agreed(comm, call, 1, comm->counts, comm->displs, &recv));
+  MCGQ_CHECK(mcgq_comm_reserve_agreed(comm, call, NULL, comm->counts, comm->displs,
+                                      &recv));
   MCGQ_CHECK(comm->ops->allgatherv(comm->ctx, send, bytes, recv, comm->counts,
                                    comm->displs, call));
   *sent = bytes;
