@@ -67,6 +67,9 @@ size_t mcgq_dtype_bytes(int32_t dtype);
 mcgqResult_t mcgq_check_dtype(const char *fn, const char *what, int32_t dtype);
 /* dst[k] = the float32 value of src[k] (n values of dtype), exactly. */
 void mcgq_widen(const void *src, int32_t dtype, uint64_t n, float *dst);
+/* dst[k] = src[k] rounded once to nearest even into dtype (n values; a
+ * float32 dst gets a copy). */
+void mcgq_narrow(const float *src, int32_t dtype, uint64_t n, void *dst);
 
 /* ------------------------------------------------------------ fpenv.c
  * Pins the FP state the reference needs (round to nearest, no FTZ/DAZ) and

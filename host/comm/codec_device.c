@@ -458,7 +458,7 @@ static mcgqResult_t decode(device_codec_t *d, const void *const *in,
 /* The averages, already in the table's dtype, into the grads. */
 static mcgqResult_t write_grads(device_codec_t *d, const mcgqLayer_t *layers,
                                 int count, cudaStream_t stream) {
-  const size_t item = d->dtype == MCGQ_DTYPE_F32 ? 4 : 2;
+  const size_t item = mcgq_dtype_bytes(d->dtype);
   const char *src = (const char *)d->d_average;
   for (int i = 0; i < count; ++i) {
     MCGQ_CUDA_CHECK(kFn, "writing the average",

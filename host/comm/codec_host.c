@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "comm_internal.h"
-#include "dtype.h"
 #include "format.h"
 #include "internal.h"
 
@@ -155,23 +154,6 @@ static void message_sizes(const void *const *in, const size_t *slot_bytes,
   }
 }
 
-/* A layer's float32 average into its grad, rounded once to nearest even
- * for a 16-bit layer (as mcgqDecodeAverageHostTyped rounds). */
-static void store_average(const mcgqLayer_t *layer, const float *average) {
-  const size_t n = (size_t)layer->n;
-  uint16_t *out = layer->grad;
-  switch (layer->cfg.dtype) {
-    case MCGQ_DTYPE_BF16:
-      for (size_t k = 0; k < n; ++k) out[k] = mcgq_f32_to_bf16(average[k]);
-      break;
-    case MCGQ_DTYPE_F16:
-      for (size_t k = 0; k < n; ++k) out[k] = mcgq_f32_to_f16(average[k]);
-      break;
-    default:
-      memcpy(layer->grad, average, n * sizeof(float));
-  }
-}
-
 static mcgqResult_t host_decode_average(mcgq_codec_t *c, const void *const *in,
                                         const size_t *in_bytes, int padded,
                                         int nranks, const mcgqLayer_t *layers,
@@ -190,7 +172,8 @@ static mcgqResult_t host_decode_average(mcgq_codec_t *c, const void *const *in,
   if (res != mcgqSuccess) return adopt_detail(call, res);
   const float *src = h->average;
   for (int i = 0; i < count; ++i) {
-    store_average(&layers[i], src);
+    /* rounded once for a 16-bit layer, as mcgqDecodeAverageHostTyped does */
+    mcgq_narrow(src, layers[i].cfg.dtype, layers[i].n, layers[i].grad);
     src += layers[i].n;
   }
   return mcgqSuccess;

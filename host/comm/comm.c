@@ -574,6 +574,12 @@ static void fill_block(const mcgqComm_t comm, uint64_t step, int32_t flag,
   block[BLOCK_RECV] = (uint64_t)comm->codec->ops->recv_capacity(comm->codec);
 }
 
+/* A step without a registered table (every rank's own check). */
+static mcgqResult_t refuse_empty_table(mcgqComm_t comm) {
+  return mcgq_comm_fail(comm, mcgqInvalidUsage,
+                        "mcgqCommStep: no layers registered (mcgqCommSetLayers)");
+}
+
 /* Every rank compares its fingerprint with every other's; when they are
  * not all equal, every rank finds one that differs from its own, so all
  * ranks refuse the step together. */
@@ -625,10 +631,7 @@ static mcgqResult_t check_tables_agree(mcgqComm_t comm) {
                           fn, r, (unsigned long long)theirs[7], comm->rank,
                           (unsigned long long)mine[7]);
   }
-  if (comm->count == 0)
-    return mcgq_comm_fail(comm, mcgqInvalidUsage,
-                          "%s: no layers registered (mcgqCommSetLayers)", fn);
-  return mcgqSuccess;
+  return comm->count == 0 ? refuse_empty_table(comm) : mcgqSuccess;
 }
 
 /* ------------------------------------------------------------ the step */
@@ -664,9 +667,7 @@ static mcgqResult_t prepare_local(mcgqComm_t comm, const mcgq_call_t *call,
                                   uint64_t step, uint64_t seed,
                                   const void **send, size_t *send_bytes,
                                   void **recv) {
-  if (comm->count == 0)
-    return mcgq_comm_fail(comm, mcgqInvalidUsage,
-                          "mcgqCommStep: no layers registered (mcgqCommSetLayers)");
+  if (comm->count == 0) return refuse_empty_table(comm);
   if (comm->capacity != 0 && comm->capacity < directory_bytes(comm->count))
     return mcgq_comm_fail(comm, mcgqCapacityExceeded,
                           "mcgqCommStep: a fixed capacity of %zu bytes cannot "
@@ -851,9 +852,7 @@ static mcgqResult_t prepare_and_agree_on_device(mcgqComm_t comm, const mcgq_call
                                                 mcgqStepStats_t *stats) {
   const mcgq_codec_ops_t *codec = comm->codec->ops;
   mcgqResult_t local = injected;
-  if (local == mcgqSuccess && comm->count == 0)
-    local = mcgq_comm_fail(comm, mcgqInvalidUsage,
-                           "mcgqCommStep: no layers registered (mcgqCommSetLayers)");
+  if (local == mcgqSuccess && comm->count == 0) local = refuse_empty_table(comm);
   if (local == mcgqSuccess) {
     fill_descs(comm, step, seed);
     local = codec->prepare_async(comm->codec, comm->descs, comm->count, call, send);

@@ -16,7 +16,6 @@
 
 #include "cpu/bitstream.h"
 #include "cpu/dequantize.h"
-#include "dtype.h"
 #include "internal.h"
 #include "range.h"
 #include "reader.h"
@@ -461,14 +460,12 @@ static float *result_tile(const typed_out_t *o, uint64_t at, float *tile) {
   return o->dtype == MCGQ_DTYPE_F32 ? (float *)o->base + at : tile;
 }
 
-/* Stores a tile's results into a 16-bit output (nothing for float32). */
+/* Stores a tile's results into a 16-bit output (nothing for float32:
+ * result_tile computed them in place). */
 static void store_tile(const typed_out_t *o, uint64_t at, const float *tile,
                        uint64_t count) {
-  uint16_t *out = (uint16_t *)o->base + at;
-  if (o->dtype == MCGQ_DTYPE_BF16)
-    for (uint64_t k = 0; k < count; ++k) out[k] = mcgq_f32_to_bf16(tile[k]);
-  else if (o->dtype == MCGQ_DTYPE_F16)
-    for (uint64_t k = 0; k < count; ++k) out[k] = mcgq_f32_to_f16(tile[k]);
+  if (o->dtype != MCGQ_DTYPE_F32)
+    mcgq_narrow(tile, o->dtype, count, (uint16_t *)o->base + at);
 }
 
 /* Layer by layer, block by block: g_int lives only in one L1 block. */
