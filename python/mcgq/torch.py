@@ -715,6 +715,19 @@ class _BucketComm:
         self.registered = None   # (pointers, ids, config bytes) of the registered table
         self.accum = []          # per layer: float32 the library updates, or None
         self.kstate = []         # per layer: the mcgqKState_t it updates, or None
+        self.widened = None      # sharded modes, 16-bit buckets: the float32 copy
+
+    def float32_of(self, buffer):
+        """The bucket as float32: itself, or (16-bit) a copy in a buffer kept
+        across steps, so the registered table's pointers stay the same."""
+        if buffer.dtype == torch.float32:
+            return buffer
+        if self.widened is None or self.widened.numel() != buffer.numel() or \
+                self.widened.device != buffer.device:
+            self.widened = torch.empty(buffer.numel(), dtype=torch.float32,
+                                       device=buffer.device)
+        self.widened.copy_(buffer)
+        return self.widened
 
     def last_error(self):
         text = ""
@@ -955,9 +968,8 @@ class _CommProtocol:
         # All-gather takes 16-bit buckets as they are; the sharded modes
         # re-encode float32 averages, so there a 16-bit bucket is widened
         # into a float32 copy.
-        work = buffer
-        if self.mode != _capi.EXCHANGE_ALL_GATHER and buffer.dtype != torch.float32:
-            work = buffer.float()
+        work = buffer if self.mode == _capi.EXCHANGE_ALL_GATHER \
+            else entry.float32_of(buffer)
         cfg = _capi.LayerConfig.from_buffer_copy(state._cfg)
         cfg.dtype = _DTYPE_CODES[work.dtype]
         entry.register(cfg, work, plan.compressed)
